@@ -1,0 +1,44 @@
+// The model seam. Every provider (simulated, openai-compatible, ollama, anthropic,
+// gguf) streams text for a list of messages and stops at once when `abortSignal`
+// fires: the signal is passed unchanged down to the socket or the token loop.
+
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant';
+  content: string;
+}
+
+export interface Usage {
+  input_tokens: number;
+  output_tokens: number;
+}
+
+/** Stream parts are a union keyed on `type`. */
+export type ModelStreamPart =
+  | { type: 'text-delta'; text: string }
+  | { type: 'finish'; finishReason: 'stop' | 'length' | 'abort' | 'error'; usage: Usage };
+
+export interface ModelCallOptions {
+  messages: ChatMessage[];
+  abortSignal?: AbortSignal;
+  maxTokens?: number;
+  temperature?: number;
+}
+
+export interface Model {
+  /** The spec it was resolved from, e.g. `simulated`, `simulated:echo`, `openai:gpt-4o-mini`. */
+  readonly id: string;
+  stream(options: ModelCallOptions): AsyncIterable<ModelStreamPart>;
+}
+
+export interface ModelInfo {
+  id: string;
+  provider: string;
+  description: string;
+}
+
+/** Resolves a model spec; the default model is used when `spec` is absent. */
+export interface ModelRegistry {
+  readonly defaultModel: string;
+  resolve(spec?: string): Model;
+  list(): ModelInfo[];
+}

@@ -1,0 +1,45 @@
+// The cancel path, in one place. A task's cancel is one AbortController per task:
+// request → runtime → handler (ctx.signal) → model call (passed unchanged to fetch).
+// The abort reason is a CancelledError whose name is 'AbortError', so code that
+// checks `err.name === 'AbortError'` (fetch, the AI SDK, openai) treats it as an abort.
+
+import { LeashError } from './errors.ts';
+import type { CancelReason } from './types.ts';
+
+export class CancelledError extends LeashError {
+  readonly reason: CancelReason;
+  constructor(reason: CancelReason) {
+    super('cancelled', `task cancelled (${reason})`);
+    this.name = 'AbortError';
+    this.reason = reason;
+  }
+}
+
+/** The cancel reason carried by an aborted signal, if leash aborted it. */
+export function cancelReasonOf(signal: AbortSignal): CancelReason | null {
+  return signal.aborted && signal.reason instanceof CancelledError ? signal.reason.reason : null;
+}
+
+export function isAbortError(e: unknown): boolean {
+  return e instanceof Error && (e.name === 'AbortError' || e instanceof CancelledError);
+}
+
+/**
+ * Resolves after `ms`, or rejects with the signal's reason as soon as it aborts.
+ * The timer and the listener are always removed (p-queue style), so an aborted
+ * sleep leaves nothing behind.
+ */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}

@@ -1,0 +1,59 @@
+// Task types are plain objects registered with the runtime:
+//   defineTask({ type: 'generate', input: z.object({...}), run: async (input, ctx) => result })
+// The runtime validates input with the zod schema before anything is stored.
+
+import type { z } from 'zod';
+import type { Logger } from 'pino';
+import type { ModelRegistry } from '../models/model.ts';
+import type { Store } from '../store/store.ts';
+
+export interface TaskContext {
+  readonly taskId: string;
+  readonly owner: string;
+  readonly threadId: string | null;
+  /** Fires on cancel, deadline or shutdown; its reason is a CancelledError. Pass it unchanged to fetch / model calls. */
+  readonly signal: AbortSignal;
+  /** When the runtime will cancel the task with reason `deadline`. */
+  readonly deadline: Date | null;
+  /** The state saved by the last `checkpoint()` of an earlier attempt (types with `resume: true`). */
+  readonly resumeState: unknown;
+  /** 0–100 (or null for indeterminate) and a short human message. Dropped once the task is cancelling. */
+  progress(percent: number | null, message?: string): void;
+  /** Streams output text (`output.delta`). Dropped once the task is cancelling: returns whether it was kept. */
+  emit(text: string): boolean;
+  /** Persists resumable state; on a restart after a crash the task re-runs with it as `resumeState`. */
+  checkpoint(state: unknown): Promise<void>;
+  readonly models: ModelRegistry;
+  readonly store: Store;
+  readonly log: Logger;
+}
+
+export interface TaskDefinition<S extends z.ZodType = z.ZodType, R = unknown> {
+  type: string;
+  /** zod schema of the input; errors become 400 `invalid_request` with per-field details. */
+  input: S;
+  run(input: z.output<S>, ctx: TaskContext): Promise<R>;
+  description?: string;
+  /** Default deadline for tasks of this type (ms). Nothing runs forever: the runtime has a global default too. */
+  deadlineMs?: number;
+  /** Re-queue from the last checkpoint after a crash instead of failing with `node_lost`. */
+  resume?: boolean;
+  /** A create with the same owner, type and input within `ttlMs` answers with the completed task. */
+  cache?: { ttlMs: number };
+  /**
+   * How long after the signal fires the handler may take to return before the
+   * runtime escalates (issue: hard cancellation). Inline handlers can't be killed;
+   * the task then stays `cancelling` until they return.
+   */
+  graceMs?: number;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnyTaskDefinition = TaskDefinition<any, any>;
+
+export function defineTask<S extends z.ZodType, R>(def: TaskDefinition<S, R>): TaskDefinition<S, R> {
+  if (!/^[a-z][a-z0-9_.-]{0,63}$/.test(def.type)) {
+    throw new TypeError(`Task type "${def.type}" must match /^[a-z][a-z0-9_.-]{0,63}$/`);
+  }
+  return def;
+}

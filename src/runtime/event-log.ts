@@ -1,0 +1,137 @@
+// The event log of the tasks this node runs: seq is assigned here, subscribers on
+// this node hear each event at once (the bus), and the store gets the events in
+// write-behind batches (one transaction for everything appended in a tick), which
+// is what lets one SQLite file keep up with thousands of tasks per second.
+// An event is always either still in memory here or already committed in the
+// store, never neither: it leaves `pending`/`inflight` only after its commit.
+
+import type { Logger } from 'pino';
+import type { EventWrite, Store, TaskPatch } from '../store/store.ts';
+import type { TaskEvent, TaskEventData } from './types.ts';
+import { nowIso } from './types.ts';
+
+/** `null` means "something changed, re-read the store" (events written by another node or by the store itself). */
+export type BusListener = (event: TaskEvent | null) => void;
+
+export class EventLog {
+  readonly #store: Store;
+  readonly #log: Logger;
+  readonly #crossNode: boolean;
+  #pending: EventWrite[] = [];
+  #inflight: EventWrite[] = [];
+  #flushing: Promise<void> | null = null;
+  #scheduled = false;
+  #listeners = new Map<string, Set<BusListener>>();
+  #retryDelayMs = 0;
+
+  constructor(store: Store, log: Logger) {
+    this.#store = store;
+    this.#log = log;
+    this.#crossNode = store.kind !== 'sqlite';
+  }
+
+  /** Appends an event with the seq its running node assigned. Listeners hear it synchronously. */
+  append<E extends TaskEventData>(taskId: string, seq: number, part: E, patch?: TaskPatch): TaskEvent {
+    const event = { ...part, task_id: taskId, seq, created_at: nowIso() } as TaskEvent;
+    this.#pending.push(patch ? { event, patch } : { event });
+    this.#schedule();
+    this.#emit(taskId, event);
+    return event;
+  }
+
+  /** Tells this node's subscribers of `taskId` to re-read the store. */
+  poke(taskId: string): void {
+    this.#emit(taskId, null);
+  }
+
+  listen(taskId: string, fn: BusListener): () => void {
+    let set = this.#listeners.get(taskId);
+    if (!set) this.#listeners.set(taskId, (set = new Set()));
+    set.add(fn);
+    return () => {
+      set.delete(fn);
+      if (set.size === 0 && this.#listeners.get(taskId) === set) this.#listeners.delete(taskId);
+    };
+  }
+
+  /** Events of `taskId` with seq > after that are not yet committed, in seq order. */
+  uncommitted(taskId: string, after: number): TaskEvent[] {
+    const out: TaskEvent[] = [];
+    for (const w of this.#inflight) if (w.event.task_id === taskId && w.event.seq > after) out.push(w.event);
+    for (const w of this.#pending) if (w.event.task_id === taskId && w.event.seq > after) out.push(w.event);
+    return out;
+  }
+
+  /** Resolves once everything appended before the call is committed. */
+  async flush(): Promise<void> {
+    while (this.#pending.length > 0 || this.#flushing) {
+      if (this.#flushing) await this.#flushing;
+      else {
+        if (this.#retryDelayMs > 0) await new Promise((r) => setTimeout(r, this.#retryDelayMs));
+        if (!this.#flushing && this.#pending.length > 0) await this.#startFlush();
+      }
+    }
+  }
+
+  get listenerCount(): number {
+    return this.#listeners.size;
+  }
+
+  get pendingCount(): number {
+    return this.#pending.length + this.#inflight.length;
+  }
+
+  #emit(taskId: string, event: TaskEvent | null): void {
+    const set = this.#listeners.get(taskId);
+    if (!set) return;
+    for (const fn of [...set]) {
+      try {
+        fn(event);
+      } catch (e) {
+        this.#log.error({ err: e, task_id: taskId }, 'event listener threw');
+      }
+    }
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#flushing) return;
+    this.#scheduled = true;
+    const run = (): void => {
+      this.#scheduled = false;
+      if (!this.#flushing && this.#pending.length > 0) void this.#startFlush();
+    };
+    if (this.#retryDelayMs > 0) setTimeout(run, this.#retryDelayMs).unref();
+    else setImmediate(run);
+  }
+
+  #startFlush(): Promise<void> {
+    const batch = this.#pending;
+    this.#pending = [];
+    this.#inflight = batch;
+    const p = this.#store.writeEvents(batch).then(
+      () => {
+        this.#retryDelayMs = 0;
+        if (this.#crossNode) this.#announce(batch);
+      },
+      (err: unknown) => {
+        // Keep the batch (in order, ahead of newer events) and retry with backoff:
+        // losing events would break the log's promise of no gaps.
+        this.#log.error({ err, events: batch.length }, 'writing task events failed; will retry');
+        this.#pending = batch.concat(this.#pending);
+        this.#retryDelayMs = Math.min(Math.max(this.#retryDelayMs * 2, 10), 1000);
+      },
+    );
+    this.#flushing = p.finally(() => {
+      this.#inflight = [];
+      this.#flushing = null;
+      if (this.#pending.length > 0) this.#schedule();
+    });
+    return this.#flushing;
+  }
+
+  #announce(batch: EventWrite[]): void {
+    const last = new Map<string, number>();
+    for (const w of batch) last.set(w.event.task_id, w.event.seq);
+    for (const [id, seq] of last) void this.#store.notifier.publish('events', `${id}:${seq}`).catch(() => {});
+  }
+}

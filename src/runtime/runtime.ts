@@ -1,0 +1,633 @@
+// The task runtime: create → queue → claim → run → one terminal event.
+// It owns the lifecycle rules of SPEC.md §1 so that no handler can break them:
+//  - status is `cancelling` from the stop request until the handler has returned;
+//  - after `task.cancelling` nothing the handler emits is delivered;
+//  - exactly one terminal event, last in the log.
+// I/O goes through the Store (and its Notifier); metrics through the observer.
+
+import { createHash } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { ZodType } from 'zod';
+import type { ModelRegistry } from '../models/model.ts';
+import type { Store } from '../store/store.ts';
+import { CancelledError } from './cancel.ts';
+import type { AnyTaskDefinition, TaskContext } from './define-task.ts';
+import { LeashError, toTaskError } from './errors.ts';
+import { EventLog } from './event-log.ts';
+import { followEvents } from './follow.ts';
+import { newId } from './ids.ts';
+import type {
+  BatchCancelFilter,
+  CancelReason,
+  CreateTaskRequest,
+  ListTasksFilter,
+  Page,
+  Task,
+  TaskEvent,
+  TaskStatus,
+} from './types.ts';
+import { isTerminal, nowIso } from './types.ts';
+
+export interface RuntimeObserver {
+  taskStarted?(task: Task, pickupMs: number): void;
+  /** cancelLatencyMs: stop asked → handler returned (null when not cancelled while running). */
+  taskEnded?(task: Task, info: { cancelLatencyMs: number | null }): void;
+}
+
+export interface RuntimeOptions {
+  store: Store;
+  models: ModelRegistry;
+  logger: Logger;
+  tasks: AnyTaskDefinition[];
+  nodeId?: string;
+  /** Tasks this node runs at once. */
+  concurrency?: number;
+  maxRunningPerOwner?: number;
+  maxQueuedPerOwner?: number;
+  /** Deadline for types that declare none: nothing runs forever. */
+  defaultDeadlineMs?: number;
+  /** Ended tasks older than this are purged. */
+  retentionMs?: number;
+  /** On stop(): how long running tasks may finish before they are cancelled with reason `shutdown`. */
+  shutdownGraceMs?: number;
+  leaseMs?: number;
+  observer?: RuntimeObserver;
+}
+
+export type TaskWithProgress = Task & {
+  recent_progress: Array<{ progress: number | null; message: string | null; at: string }>;
+};
+
+/** One task running on this node. */
+interface Active {
+  task: Task;
+  seq: number;
+  controller: AbortController;
+  state: 'running' | 'cancelling' | 'ended';
+  cancelAskedAt: number | null;
+  recent: TaskWithProgress['recent_progress'];
+  deadlineTimer: NodeJS.Timeout | null;
+  done: Promise<void>;
+}
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const RECENT_PROGRESS = 20;
+const FAR_FUTURE = '9999-12-31T23:59:59.999Z';
+
+export class Runtime {
+  readonly nodeId: string;
+  readonly store: Store;
+  readonly models: ModelRegistry;
+  readonly #log: Logger;
+  readonly #defs = new Map<string, AnyTaskDefinition>();
+  readonly #events: EventLog;
+  readonly #active = new Map<string, Active>();
+  readonly #observer: RuntimeObserver;
+  readonly #opts: Required<
+    Pick<
+      RuntimeOptions,
+      | 'concurrency'
+      | 'maxRunningPerOwner'
+      | 'maxQueuedPerOwner'
+      | 'defaultDeadlineMs'
+      | 'retentionMs'
+      | 'shutdownGraceMs'
+      | 'leaseMs'
+    >
+  >;
+  #accepting = false;
+  #stopped = false;
+  #pumping = false;
+  #pumpAgain = false;
+  #timers: NodeJS.Timeout[] = [];
+  #unsubscribe: Array<() => void> = [];
+  /** Cancels heard for tasks this node had claimed but not yet registered. */
+  #earlyCancels = new Map<string, CancelReason>();
+
+  constructor(opts: RuntimeOptions) {
+    this.store = opts.store;
+    this.models = opts.models;
+    this.#log = opts.logger;
+    this.nodeId = opts.nodeId ?? newId('node');
+    this.#observer = opts.observer ?? {};
+    this.#events = new EventLog(opts.store, opts.logger);
+    this.#opts = {
+      concurrency: opts.concurrency ?? 64,
+      maxRunningPerOwner: opts.maxRunningPerOwner ?? 4,
+      maxQueuedPerOwner: opts.maxQueuedPerOwner ?? 1000,
+      defaultDeadlineMs: opts.defaultDeadlineMs ?? 60 * 60_000,
+      retentionMs: opts.retentionMs ?? 7 * 24 * 3_600_000,
+      shutdownGraceMs: opts.shutdownGraceMs ?? 10_000,
+      leaseMs: opts.leaseMs ?? 30_000,
+    };
+    for (const def of opts.tasks) {
+      if (this.#defs.has(def.type)) throw new TypeError(`Task type "${def.type}" is registered twice`);
+      this.#defs.set(def.type, def);
+    }
+  }
+
+  get accepting(): boolean {
+    return this.#accepting;
+  }
+
+  /** How many tasks run on this node now (leak checks in tests use it). */
+  get activeCount(): number {
+    return this.#active.size;
+  }
+
+  get eventLog(): EventLog {
+    return this.#events;
+  }
+
+  taskTypes(): string[] {
+    return [...this.#defs.keys()];
+  }
+
+  // ── lifecycle ───────────────────────────────────────────────────────────
+  async start(): Promise<void> {
+    if (this.#accepting) return;
+    const now = nowIso();
+    // SQLite is one node: whatever was running when the last process died is lost.
+    // Several nodes: only tasks whose lease ran out.
+    const recovered = await this.store.recoverLost({
+      expiredBefore: this.store.kind === 'sqlite' ? FAR_FUTURE : now,
+      resumableTypes: this.#resumableTypes(),
+      now,
+    });
+    for (const t of recovered) {
+      this.#log.warn({ task_id: t.id, status: t.status }, 'recovered task of a stopped node');
+      this.#events.poke(t.id);
+    }
+    this.#unsubscribe.push(
+      this.store.notifier.subscribe('wakeup', () => this.#schedulePump()),
+      this.store.notifier.subscribe('cancel', (payload) => this.#onRemoteCancel(payload)),
+    );
+    this.#accepting = true;
+    this.#stopped = false;
+    const every = (ms: number, fn: () => Promise<unknown>): void => {
+      const t = setInterval(() => void fn().catch((err) => this.#log.error({ err }, 'periodic job failed')), ms);
+      t.unref();
+      this.#timers.push(t);
+    };
+    every(1000, async () => this.#schedulePump()); // backstop for a missed wake-up
+    every(Math.max(1000, Math.floor(this.#opts.leaseMs / 3)), () =>
+      this.store.renewLeases(this.nodeId, this.#opts.leaseMs, nowIso()),
+    );
+    if (this.store.kind !== 'sqlite') every(this.#opts.leaseMs, () => this.#reapExpired());
+    every(3_600_000, () => this.purge());
+    await this.purge();
+    this.#schedulePump();
+  }
+
+  /** Stop intake, let running work finish within the grace, then cancel it with reason `shutdown`. */
+  async stop(opts: { graceMs?: number } = {}): Promise<void> {
+    if (this.#stopped) return;
+    this.#accepting = false;
+    this.#stopped = true;
+    for (const t of this.#timers) clearInterval(t);
+    this.#timers = [];
+    const grace = opts.graceMs ?? this.#opts.shutdownGraceMs;
+    const allDone = (): Promise<unknown> => Promise.all([...this.#active.values()].map((a) => a.done));
+    if (this.#active.size > 0 && grace > 0) await raceTimeout(allDone(), grace);
+    for (const id of [...this.#active.keys()]) this.#cancelLocal(id, 'shutdown');
+    // Inline handlers can't be killed: give them another grace, then leave them
+    // `cancelling`; the next start() ends them `cancelled`.
+    if (this.#active.size > 0) await raceTimeout(allDone(), Math.max(grace, 1000));
+    for (const u of this.#unsubscribe) u();
+    this.#unsubscribe = [];
+    await this.#events.flush();
+  }
+
+  async purge(): Promise<number> {
+    const before = new Date(Date.now() - this.#opts.retentionMs).toISOString();
+    const n = await this.store.purgeEnded(before);
+    if (n > 0) this.#log.info({ purged: n }, 'purged ended tasks past retention');
+    return n;
+  }
+
+  // ── API ─────────────────────────────────────────────────────────────────
+  async create(owner: string, req: CreateTaskRequest): Promise<{ task: Task; created: boolean }> {
+    if (!this.#accepting) throw new LeashError('shutting_down', 'The server is shutting down and takes no new tasks.');
+    const def = this.#defs.get(req.type);
+    if (!def) {
+      throw new LeashError(
+        'unknown_task_type',
+        `Unknown task type "${req.type}". Known types: ${this.taskTypes().join(', ')}.`,
+      );
+    }
+    const parsed = (def.input as ZodType).safeParse(req.input);
+    if (!parsed.success) {
+      throw new LeashError('invalid_request', `Invalid input for task type "${req.type}".`, {
+        details: parsed.error.issues.map((i) => ({
+          path: ['input', ...i.path.map(String)].join('.'),
+          message: i.message,
+        })),
+      });
+    }
+    const priority = req.priority ?? 0;
+    if (!Number.isInteger(priority) || priority < -100 || priority > 100) {
+      throw new LeashError('invalid_request', 'priority must be an integer from -100 to 100.', {
+        details: [{ path: 'priority', message: 'must be an integer from -100 to 100' }],
+      });
+    }
+    if (req.thread_id != null && !(await this.store.getThread(req.thread_id, owner))) {
+      throw new LeashError('not_found', `Thread ${req.thread_id} not found.`);
+    }
+    const input: unknown = parsed.data;
+    const inputHash = hashInput(req.type, input);
+    if (def.cache) {
+      const since = new Date(Date.now() - def.cache.ttlMs).toISOString();
+      const cached = await this.store.findCachedResult(owner, req.type, inputHash, since);
+      if (cached) return { task: cached, created: false };
+    }
+    const createdAt = new Date();
+    const deadlineMs = req.deadline_ms ?? def.deadlineMs ?? this.#opts.defaultDeadlineMs;
+    const res = await this.store.createTask(
+      {
+        id: req.id ?? newId('task'),
+        type: req.type,
+        owner,
+        input,
+        input_hash: inputHash,
+        priority,
+        thread_id: req.thread_id ?? null,
+        deadline_at: new Date(createdAt.getTime() + deadlineMs).toISOString(),
+        created_at: createdAt.toISOString(),
+        idempotency_key: req.idempotency_key ?? null,
+      },
+      { maxQueuedPerOwner: this.#opts.maxQueuedPerOwner },
+    );
+    if (res.kind === 'queue_full') {
+      throw new LeashError(
+        'queue_full',
+        `You have ${res.queued} queued tasks (limit ${this.#opts.maxQueuedPerOwner}). Wait for some to finish or cancel them.`,
+      );
+    }
+    if (res.kind === 'created') {
+      this.#schedulePump();
+      if (this.store.kind !== 'sqlite') void this.store.notifier.publish('wakeup', '').catch(() => {});
+    }
+    return { task: res.task, created: res.kind === 'created' };
+  }
+
+  async get(id: string, owner: string): Promise<TaskWithProgress | null> {
+    const a = this.#active.get(id);
+    if (a) return a.task.owner === owner ? { ...a.task, recent_progress: [...a.recent] } : null;
+    const t = await this.store.getTask(id, owner);
+    if (!t) return null;
+    const recent: TaskWithProgress['recent_progress'] = [];
+    for (const e of await this.store.listEvents(id, 0)) {
+      if (e.type === 'task.progress') recent.push({ progress: e.data.progress, message: e.data.message, at: e.created_at });
+    }
+    return { ...t, recent_progress: recent.slice(-RECENT_PROGRESS) };
+  }
+
+  async list(filter: ListTasksFilter): Promise<Page<Task>> {
+    const page = await this.store.listTasks(filter);
+    // Running tasks of this node: their freshest state is in memory.
+    return { ...page, data: page.data.map((t) => (this.#active.has(t.id) ? { ...this.#active.get(t.id)!.task } : t)) };
+  }
+
+  async countByStatus(): Promise<Record<TaskStatus, number>> {
+    return this.store.countByStatus();
+  }
+
+  /**
+   * Stop a task. Queued: cancelled at once (it never starts). Running here: the
+   * signal fires and the task is `cancelling` until its handler returns. Running
+   * on another node: the stop is recorded and that node is told.
+   */
+  async cancel(id: string, owner: string, reason: CancelReason = 'user'): Promise<{ task: Task; alreadyCancelled: boolean }> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const a = this.#active.get(id);
+      if (a) {
+        if (a.task.owner !== owner) break;
+        if (a.state === 'ended' && a.task.status !== 'cancelled') {
+          throw new LeashError('task_ended', `Task ${id} already ended with status ${a.task.status}.`, {
+            details: { status: a.task.status },
+          });
+        }
+        return this.#cancelLocal(id, reason);
+      }
+      const t = await this.store.getTask(id, owner);
+      if (!t) break;
+      switch (t.status) {
+        case 'cancelled':
+          return { task: t, alreadyCancelled: true };
+        case 'completed':
+        case 'failed':
+          throw new LeashError('task_ended', `Task ${id} already ended with status ${t.status}.`, {
+            details: { status: t.status },
+          });
+        case 'queued': {
+          const c = await this.store.cancelQueued(id, reason, nowIso());
+          if (!c) continue; // claimed meanwhile: look again
+          this.#events.poke(id);
+          this.#announceCrossNode(id);
+          this.#observer.taskEnded?.(c, { cancelLatencyMs: 0 });
+          return { task: c, alreadyCancelled: false };
+        }
+        case 'running':
+        case 'cancelling': {
+          if (this.#active.has(id)) continue;
+          const c = (await this.store.requestCancel(id, reason, nowIso())) ?? (await this.store.getTask(id, owner));
+          await this.store.notifier.publish('cancel', `${id}:${reason}`);
+          if (!c) break;
+          return { task: c, alreadyCancelled: c.status === 'cancelled' };
+        }
+      }
+    }
+    throw new LeashError('not_found', `Task ${id} not found.`);
+  }
+
+  async cancelMany(filter: BatchCancelFilter, reason: CancelReason = 'batch'): Promise<{ cancelled: number; ids: string[] }> {
+    const ids = await this.store.findActiveTaskIds(filter);
+    const done: string[] = [];
+    for (const id of ids) {
+      try {
+        const r = await this.cancel(id, filter.owner, reason);
+        if (!r.alreadyCancelled) done.push(id);
+      } catch (e) {
+        if (!LeashError.is(e, 'task_ended') && !LeashError.is(e, 'not_found')) throw e;
+      }
+    }
+    return { cancelled: done.length, ids: done };
+  }
+
+  /** The task once terminal, or as it is when `timeoutMs` passes or `signal` aborts. Null: not found. */
+  async wait(id: string, owner: string, timeoutMs: number, signal?: AbortSignal): Promise<Task | null> {
+    const t = await this.get(id, owner);
+    if (!t || isTerminal(t.status) || timeoutMs <= 0) return t && stripRecent(t);
+    const ac = new AbortController();
+    const stopWaiting = (): void => ac.abort();
+    const timer = setTimeout(stopWaiting, Math.min(timeoutMs, MAX_TIMER_MS));
+    signal?.addEventListener('abort', stopWaiting);
+    try {
+      for await (const e of this.events(id, { signal: ac.signal, after: 0 })) {
+        if (e.type === 'task.completed' || e.type === 'task.failed' || e.type === 'task.cancelled') break;
+      }
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', stopWaiting);
+    }
+    const final = await this.get(id, owner);
+    return final && stripRecent(final);
+  }
+
+  async delete(id: string, owner: string): Promise<void> {
+    const r = await this.store.deleteTask(id, owner);
+    if (r === 0) throw new LeashError('not_found', `Task ${id} not found.`);
+    if (r === 'active') {
+      throw new LeashError('task_active', `Task ${id} has not ended; cancel it first.`);
+    }
+  }
+
+  /** Replays events after `after`, then follows live; ends after the terminal event. Check ownership first. */
+  events(id: string, opts: { after?: number; signal?: AbortSignal } = {}): AsyncGenerator<TaskEvent, void, undefined> {
+    return followEvents(this.store, this.#events, id, opts);
+  }
+
+  // ── scheduling ──────────────────────────────────────────────────────────
+  #schedulePump(): void {
+    if (!this.#accepting) return;
+    if (this.#pumping) {
+      this.#pumpAgain = true;
+      return;
+    }
+    this.#pumping = true;
+    setImmediate(() => {
+      void (async () => {
+        try {
+          do {
+            this.#pumpAgain = false;
+            await this.#pumpOnce();
+          } while (this.#pumpAgain && this.#accepting);
+        } catch (err) {
+          this.#log.error({ err }, 'claiming tasks failed');
+        } finally {
+          this.#pumping = false;
+        }
+      })();
+    });
+  }
+
+  async #pumpOnce(): Promise<void> {
+    const free = this.#opts.concurrency - this.#active.size;
+    if (free <= 0 || !this.#accepting) return;
+    const claimed = await this.store.claimTasks({
+      nodeId: this.nodeId,
+      max: free,
+      maxRunningPerOwner: this.#opts.maxRunningPerOwner,
+      leaseMs: this.#opts.leaseMs,
+      now: nowIso(),
+    });
+    for (const c of claimed) this.#execute(c.task, c.lastSeq, c.checkpoint);
+    if (claimed.length === free) this.#pumpAgain = true;
+  }
+
+  #execute(task: Task, lastSeq: number, checkpoint: unknown): void {
+    const def = this.#defs.get(task.type);
+    const controller = new AbortController();
+    const a: Active = {
+      task: { ...task },
+      seq: lastSeq,
+      controller,
+      state: 'running',
+      cancelAskedAt: null,
+      recent: [],
+      deadlineTimer: null,
+      done: Promise.resolve(),
+    };
+    this.#active.set(task.id, a);
+    this.#events.poke(task.id); // task.started was written by the claim
+    const startedAt = task.started_at ? Date.parse(task.started_at) : Date.now();
+    this.#observer.taskStarted?.(a.task, Math.max(0, startedAt - Date.parse(task.created_at)));
+
+    if (task.deadline_at) {
+      const ms = Date.parse(task.deadline_at) - Date.now();
+      if (ms > 0) {
+        a.deadlineTimer = setTimeout(() => this.#cancelLocal(task.id, 'deadline'), Math.min(ms, MAX_TIMER_MS));
+        a.deadlineTimer.unref();
+      }
+    }
+    const early = this.#earlyCancels.get(task.id);
+    if (task.deadline_at && Date.parse(task.deadline_at) <= Date.now()) {
+      this.#cancelLocal(task.id, 'deadline'); // waited in the queue past its deadline: never starts
+    } else if (early) {
+      this.#earlyCancels.delete(task.id);
+      this.#cancelLocal(task.id, early);
+    } else if (task.status === 'cancelling' && task.cancel) {
+      this.#cancelLocal(task.id, task.cancel.reason);
+    }
+
+    a.done = (async () => {
+      let outcome: { ok: true; result: unknown } | { ok: false; error: unknown };
+      try {
+        if (!def) throw new LeashError('unknown_task_type', `No handler for task type "${task.type}" on this node.`);
+        controller.signal.throwIfAborted();
+        const input = def.input.parse(task.input);
+        outcome = { ok: true, result: await def.run(input, this.#context(a, checkpoint)) };
+      } catch (error) {
+        outcome = { ok: false, error };
+      }
+      await this.#finish(a, outcome);
+    })().catch((err) => this.#log.error({ err, task_id: task.id }, 'finishing task failed'));
+  }
+
+  #context(a: Active, checkpoint: unknown): TaskContext {
+    const t = a.task;
+    const log = this.#log.child({ task_id: t.id, type: t.type });
+    return {
+      taskId: t.id,
+      owner: t.owner,
+      threadId: t.thread_id,
+      signal: a.controller.signal,
+      deadline: t.deadline_at ? new Date(t.deadline_at) : null,
+      resumeState: checkpoint ?? null,
+      models: this.models,
+      store: this.store,
+      log,
+      progress: (percent, message) => {
+        if (a.state !== 'running') return;
+        const p = percent == null || !Number.isFinite(percent) ? null : Math.min(100, Math.max(0, percent));
+        const m = message == null ? null : String(message).slice(0, 1000);
+        a.task.progress = p;
+        a.task.progress_message = m;
+        const at = nowIso();
+        a.recent.push({ progress: p, message: m, at });
+        if (a.recent.length > RECENT_PROGRESS) a.recent.shift();
+        this.#events.append(t.id, ++a.seq, { type: 'task.progress', data: { progress: p, message: m } }, {
+          progress: p,
+          progress_message: m,
+        });
+      },
+      emit: (text) => {
+        if (a.state !== 'running' || typeof text !== 'string' || text.length === 0) return false;
+        a.task.output_text += text;
+        this.#events.append(t.id, ++a.seq, { type: 'output.delta', data: { text } }, { append_output: text });
+        return true;
+      },
+      checkpoint: async (state) => {
+        if (a.state !== 'running') return;
+        await this.store.saveCheckpoint(t.id, state);
+      },
+    };
+  }
+
+  #cancelLocal(id: string, reason: CancelReason): { task: Task; alreadyCancelled: boolean } {
+    const a = this.#active.get(id)!;
+    if (a.state === 'running') {
+      a.state = 'cancelling';
+      a.cancelAskedAt = performance.now();
+      const cancel = { reason, requested_at: nowIso() };
+      a.task.status = 'cancelling';
+      a.task.cancel = cancel;
+      this.#events.append(id, ++a.seq, { type: 'task.cancelling', data: { reason } }, { status: 'cancelling', cancel });
+      if (a.deadlineTimer) clearTimeout(a.deadlineTimer);
+      a.controller.abort(new CancelledError(reason));
+    }
+    return { task: { ...a.task }, alreadyCancelled: a.state === 'ended' && a.task.status === 'cancelled' };
+  }
+
+  async #finish(a: Active, outcome: { ok: true; result: unknown } | { ok: false; error: unknown }): Promise<void> {
+    const t = a.task;
+    const endedAt = nowIso();
+    const wasCancelling = a.state === 'cancelling';
+    a.state = 'ended';
+    if (a.deadlineTimer) clearTimeout(a.deadlineTimer);
+    if (wasCancelling) {
+      const reason = t.cancel?.reason ?? 'user';
+      t.status = 'cancelled';
+      t.ended_at = endedAt;
+      this.#events.append(t.id, ++a.seq, { type: 'task.cancelled', data: { reason, output_text: t.output_text } }, {
+        status: 'cancelled',
+        ended_at: endedAt,
+      });
+    } else if (outcome.ok) {
+      const result = outcome.result === undefined ? null : outcome.result;
+      t.status = 'completed';
+      t.result = result;
+      t.ended_at = endedAt;
+      if (t.progress !== null) t.progress = 100;
+      this.#events.append(t.id, ++a.seq, { type: 'task.completed', data: { result } }, {
+        status: 'completed',
+        result,
+        ended_at: endedAt,
+        ...(t.progress !== null ? { progress: 100 } : {}),
+      });
+    } else {
+      const error = toTaskError(outcome.error);
+      if (!LeashError.is(outcome.error)) this.#log.warn({ err: outcome.error, task_id: t.id }, 'task handler failed');
+      t.status = 'failed';
+      t.error = error;
+      t.ended_at = endedAt;
+      this.#events.append(t.id, ++a.seq, { type: 'task.failed', data: { error } }, {
+        status: 'failed',
+        error,
+        ended_at: endedAt,
+      });
+    }
+    await this.#events.flush();
+    this.#active.delete(t.id);
+    const latency = a.cancelAskedAt === null ? null : performance.now() - a.cancelAskedAt;
+    this.#observer.taskEnded?.({ ...t }, { cancelLatencyMs: latency });
+    this.#schedulePump();
+  }
+
+  #onRemoteCancel(payload: string): void {
+    const i = payload.lastIndexOf(':');
+    const id = payload.slice(0, i);
+    const reason = payload.slice(i + 1) as CancelReason;
+    if (this.#active.has(id)) this.#cancelLocal(id, reason);
+    else {
+      // Possibly claimed by this node a moment ago; remembered briefly.
+      this.#earlyCancels.set(id, reason);
+      setTimeout(() => this.#earlyCancels.delete(id), 5000).unref();
+    }
+  }
+
+  #announceCrossNode(id: string): void {
+    if (this.store.kind !== 'sqlite') void this.store.notifier.publish('events', id).catch(() => {});
+  }
+
+  async #reapExpired(): Promise<void> {
+    const lost = await this.store.recoverLost({ expiredBefore: nowIso(), resumableTypes: this.#resumableTypes(), now: nowIso() });
+    for (const t of lost) {
+      this.#events.poke(t.id);
+      this.#announceCrossNode(t.id);
+    }
+    if (lost.length > 0) this.#schedulePump();
+  }
+
+  #resumableTypes(): string[] {
+    return [...this.#defs.values()].filter((d) => d.resume).map((d) => d.type);
+  }
+}
+
+function stripRecent(t: TaskWithProgress): Task {
+  const { recent_progress: _, ...task } = t;
+  return task;
+}
+
+function raceTimeout(p: Promise<unknown>, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    const done = (): void => {
+      clearTimeout(timer);
+      resolve();
+    };
+    p.then(done, done);
+  });
+}
+
+/** sha256 of type + canonical JSON (sorted keys), for the result cache. */
+export function hashInput(type: string, input: unknown): string {
+  return createHash('sha256').update(type).update('\0').update(canonicalJson(input)).digest('hex');
+}
+
+function canonicalJson(v: unknown): string {
+  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null';
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  const keys = Object.keys(v as object).sort();
+  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson((v as Record<string, unknown>)[k])}`).join(',')}}`;
+}

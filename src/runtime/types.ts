@@ -1,0 +1,103 @@
+// The wire shapes of SPEC.md §1. Everything that leaves the server is one of these.
+
+export const TASK_STATUSES = ['queued', 'running', 'cancelling', 'completed', 'failed', 'cancelled'] as const;
+export type TaskStatus = (typeof TASK_STATUSES)[number];
+
+export const TERMINAL_STATUSES: ReadonlySet<TaskStatus> = new Set(['completed', 'failed', 'cancelled']);
+export const isTerminal = (s: TaskStatus): boolean => TERMINAL_STATUSES.has(s);
+
+export const CANCEL_REASONS = ['user', 'interrupted', 'rollback', 'disconnect', 'deadline', 'shutdown', 'batch'] as const;
+export type CancelReason = (typeof CANCEL_REASONS)[number];
+
+export interface TaskError {
+  code: string;
+  message: string;
+  details?: unknown;
+}
+
+export interface CancelInfo {
+  reason: CancelReason;
+  requested_at: string;
+}
+
+export interface Task {
+  id: string;
+  type: string;
+  status: TaskStatus;
+  progress: number | null;
+  progress_message: string | null;
+  input: unknown;
+  result: unknown;
+  output_text: string;
+  error: TaskError | null;
+  cancel: CancelInfo | null;
+  priority: number;
+  thread_id: string | null;
+  owner: string;
+  created_at: string;
+  started_at: string | null;
+  ended_at: string | null;
+  deadline_at: string | null;
+}
+
+/** Stream parts are a union keyed on `type` (as in the AI SDK). */
+export type TaskEventData =
+  | { type: 'task.queued'; data: Record<string, never> }
+  | { type: 'task.started'; data: { attempt?: number } }
+  | { type: 'task.progress'; data: { progress: number | null; message: string | null } }
+  | { type: 'output.delta'; data: { text: string } }
+  | { type: 'task.cancelling'; data: { reason: CancelReason } }
+  | { type: 'task.completed'; data: { result: unknown } }
+  | { type: 'task.failed'; data: { error: TaskError } }
+  | { type: 'task.cancelled'; data: { reason: CancelReason; output_text: string } };
+
+export type TaskEventType = TaskEventData['type'];
+
+export type TaskEvent = TaskEventData & {
+  task_id: string;
+  seq: number;
+  created_at: string;
+};
+
+export const TERMINAL_EVENT_TYPES: ReadonlySet<TaskEventType> = new Set([
+  'task.completed',
+  'task.failed',
+  'task.cancelled',
+]);
+export const isTerminalEvent = (e: { type: TaskEventType }): boolean => TERMINAL_EVENT_TYPES.has(e.type);
+
+/** What a caller asks for when creating a task (validated at the edge). */
+export interface CreateTaskRequest {
+  /** Internal callers (threads) pick the id up front to bind messages to it; never taken from HTTP. */
+  id?: string;
+  type: string;
+  input: unknown;
+  priority?: number;
+  deadline_ms?: number;
+  thread_id?: string | null;
+  idempotency_key?: string;
+}
+
+export interface ListTasksFilter {
+  owner: string;
+  status?: TaskStatus[];
+  type?: string;
+  thread_id?: string;
+  limit?: number;
+  cursor?: string;
+}
+
+export interface Page<T> {
+  data: T[];
+  next_cursor: string | null;
+}
+
+export interface BatchCancelFilter {
+  owner: string;
+  status?: TaskStatus[];
+  type?: string;
+  thread_id?: string;
+  created_before?: string;
+}
+
+export const nowIso = (): string => new Date().toISOString();

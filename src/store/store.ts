@@ -1,0 +1,184 @@
+// The persistence seam. SQLite (embedded default) and PostgreSQL (several nodes)
+// implement this interface side by side, and both run test/store.conformance.ts.
+//
+// Ownership rule for the event log: while a task is running, the node running it
+// is the only writer of its events and assigns `seq` itself (write-behind batches
+// via `writeEvents`). Every other event write (queued, cancelled-while-queued,
+// node_lost, recovery) is done by the store atomically with `last_seq + 1`.
+
+import type { CancelReason, Task, TaskError, TaskEvent, TaskStatus, ListTasksFilter, Page, BatchCancelFilter } from '../runtime/types.ts';
+
+export interface NewTask {
+  id: string;
+  type: string;
+  owner: string;
+  input: unknown;
+  /** Stable hash of (type, input) for the per-type result cache. */
+  input_hash: string;
+  priority: number;
+  thread_id: string | null;
+  deadline_at: string | null;
+  created_at: string;
+  idempotency_key: string | null;
+}
+
+export interface CreateTaskOptions {
+  /** Reject with `queue_full` when the owner already has this many queued tasks. */
+  maxQueuedPerOwner: number;
+}
+
+export type CreateTaskResult =
+  | { kind: 'created'; task: Task }
+  /** Same owner + Idempotency-Key seen before: the earlier task, unchanged. */
+  | { kind: 'existing'; task: Task }
+  | { kind: 'queue_full'; queued: number };
+
+export interface ClaimOptions {
+  nodeId: string;
+  /** At most this many tasks claimed in this call. */
+  max: number;
+  /** Tasks of one owner running (or cancelling) at once, across every node. */
+  maxRunningPerOwner: number;
+  leaseMs: number;
+  now: string;
+}
+
+/** Fields of the task row a running node updates together with its events. */
+export interface TaskPatch {
+  status?: TaskStatus;
+  progress?: number | null;
+  progress_message?: string | null;
+  /** Appended to output_text (never replaces it). */
+  append_output?: string;
+  result?: unknown;
+  error?: TaskError | null;
+  cancel?: { reason: CancelReason; requested_at: string } | null;
+  ended_at?: string | null;
+}
+
+export interface EventWrite {
+  event: TaskEvent;
+  patch?: TaskPatch;
+}
+
+export interface Thread {
+  id: string;
+  owner: string;
+  /** Derived: `busy` while any task bound to the thread is queued, running or cancelling. */
+  status: 'idle' | 'busy';
+  created_at: string;
+  metadata: Record<string, unknown>;
+}
+
+export type MessageRole = 'system' | 'user' | 'assistant';
+export type MessageStatus = 'complete' | 'streaming' | 'cancelled' | 'failed';
+
+export interface Message {
+  id: string;
+  thread_id: string;
+  /** 1, 2, 3 … per thread, assigned by the store; order of the conversation. */
+  seq: number;
+  role: MessageRole;
+  content: string;
+  status: MessageStatus;
+  task_id: string | null;
+  created_at: string;
+  usage: { input_tokens: number; output_tokens: number } | null;
+}
+
+export interface NewMessage {
+  id: string;
+  thread_id: string;
+  role: MessageRole;
+  content: string;
+  status: MessageStatus;
+  task_id: string | null;
+  created_at: string;
+}
+
+/**
+ * Cross-node signalling. SQLite: an in-process emitter. PostgreSQL: LISTEN/NOTIFY.
+ * Payloads are small strings (task ids, `id:seq`); the data itself is read from the store.
+ */
+export type Channel = 'wakeup' | 'cancel' | 'events';
+
+export interface Notifier {
+  publish(channel: Channel, payload: string): Promise<void>;
+  /** Returns the unsubscribe function. */
+  subscribe(channel: Channel, listener: (payload: string) => void): () => void;
+}
+
+export interface Store {
+  readonly kind: 'sqlite' | 'postgres';
+  readonly notifier: Notifier;
+
+  /** Applies numbered migrations; safe to call on every start. */
+  migrate(): Promise<void>;
+  close(): Promise<void>;
+  /** Cheap round trip for /readyz. */
+  ping(): Promise<void>;
+
+  // ── tasks ────────────────────────────────────────────────────────────────
+  /** Inserts the task (status queued, last_seq 1) and its `task.queued` event atomically. */
+  createTask(task: NewTask, opts: CreateTaskOptions): Promise<CreateTaskResult>;
+  /** `owner` given: another owner's task is `null` (the API answers 404, never its data). */
+  getTask(id: string, owner?: string): Promise<Task | null>;
+  listTasks(filter: ListTasksFilter): Promise<Page<Task>>;
+  /** Ids of the owner's tasks matching the filter whose status is not terminal. */
+  findActiveTaskIds(filter: BatchCancelFilter): Promise<string[]>;
+  countByStatus(): Promise<Record<TaskStatus, number>>;
+  /** A completed task of the same owner, type and input hash created at or after `since`. */
+  findCachedResult(owner: string, type: string, inputHash: string, since: string): Promise<Task | null>;
+  /** 1 = deleted; 0 = no such task; 'active' = refused because not terminal. */
+  deleteTask(id: string, owner: string): Promise<1 | 0 | 'active'>;
+
+  /**
+   * Moves up to `max` queued tasks to `running` on `nodeId` in priority order
+   * (priority desc, then creation order), honouring per-owner running limits and
+   * thread order (a thread's tasks run one at a time, oldest first). Appends
+   * `task.started` for each. Returns the claimed tasks with `last_seq`.
+   */
+  claimTasks(opts: ClaimOptions): Promise<Array<{ task: Task; lastSeq: number; checkpoint: unknown }>>;
+  /** Extends the lease of the node's running tasks. */
+  renewLeases(nodeId: string, leaseMs: number, now: string): Promise<void>;
+
+  /** Appends events (with their row patches) in one transaction. Seq is the caller's. */
+  writeEvents(writes: EventWrite[]): Promise<void>;
+  listEvents(taskId: string, afterSeq: number, limit?: number): Promise<TaskEvent[]>;
+  saveCheckpoint(taskId: string, state: unknown): Promise<void>;
+
+  /** queued → cancelled with a `task.cancelled` event, atomically. Null when the task was not queued. */
+  cancelQueued(id: string, reason: CancelReason, now: string): Promise<Task | null>;
+  /**
+   * Records a stop request for a task running on some node: status → cancelling,
+   * cancel info set. The running node writes the `task.cancelling` event. Null when
+   * the task was not running.
+   */
+  requestCancel(id: string, reason: CancelReason, now: string): Promise<Task | null>;
+
+  /**
+   * Ends tasks whose node is gone: every running/cancelling task of `nodeId` (or,
+   * with `expiredBefore`, of any node whose lease ended before it). Cancelling
+   * ones end `cancelled`; ones whose type is in `resumableTypes` go back to
+   * `queued` (checkpoint kept); the rest end `failed` with code `node_lost`.
+   */
+  recoverLost(opts: { nodeId?: string; expiredBefore?: string; resumableTypes: string[]; now: string }): Promise<Task[]>;
+
+  /** Deletes tasks (and their events) that ended before `endedBefore`. Returns how many. */
+  purgeEnded(endedBefore: string): Promise<number>;
+
+  // ── threads and messages ─────────────────────────────────────────────────
+  createThread(t: { id: string; owner: string; created_at: string; metadata: Record<string, unknown> }): Promise<Thread>;
+  getThread(id: string, owner?: string): Promise<Thread | null>;
+  listThreads(owner: string, limit: number, cursor?: string): Promise<Page<Thread>>;
+  deleteThread(id: string, owner: string): Promise<boolean>;
+  /** Assigns the next per-thread seq atomically. */
+  appendMessage(m: NewMessage): Promise<Message>;
+  updateMessage(
+    id: string,
+    patch: { content?: string; append?: string; status?: MessageStatus; usage?: Message['usage'] },
+  ): Promise<void>;
+  listMessages(threadId: string): Promise<Message[]>;
+  /** Deletes every message of the thread bound to `taskId` or sent as its input (rollback). */
+  deleteMessagesOfTask(threadId: string, taskId: string): Promise<number>;
+}

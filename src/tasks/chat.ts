@@ -1,0 +1,69 @@
+// `chat`: one run of a thread. The context is rebuilt from the stored thread every
+// time (never from client memory), and the answer is saved with whatever text the
+// clients saw — complete, or cut short and marked `cancelled`.
+
+import { z } from 'zod';
+import { defineTask } from '../runtime/define-task.ts';
+import { LeashError } from '../runtime/errors.ts';
+import type { Usage } from '../models/model.ts';
+import type { Message } from '../store/store.ts';
+import { buildModelContext } from '../threads/context.ts';
+import { settleAnswers } from '../threads/settle.ts';
+
+const input = z
+  .object({
+    user_message_id: z.string().min(1),
+    assistant_message_id: z.string().min(1),
+    model: z.string().min(1).max(200).optional(),
+    system: z.string().max(100_000).optional(),
+  })
+  .strict();
+
+export const chat = defineTask({
+  type: 'chat',
+  description: 'One assistant turn in a thread (started by POST /api/threads/:id/runs).',
+  input,
+  deadlineMs: 10 * 60_000,
+  async run(input, ctx) {
+    if (!ctx.threadId) throw new LeashError('invalid_request', 'chat tasks run inside a thread (thread_id missing).');
+    const all = await ctx.store.listMessages(ctx.threadId);
+    const answer = all.find((m) => m.id === input.assistant_message_id);
+    if (!answer) throw new LeashError('not_found', 'The message this run answers was deleted.');
+    // Earlier answers are settled from their tasks so the model sees them as cut short, not in progress.
+    const history = await settleAnswers(
+      ctx.store,
+      all.filter((m) => m.seq < answer.seq),
+    );
+    const model = ctx.models.resolve(input.model);
+    let text = '';
+    let usage: Usage | null = null;
+    try {
+      for await (const part of model.stream({ messages: buildModelContext(history, input.system), abortSignal: ctx.signal })) {
+        if (part.type === 'text-delta') {
+          if (ctx.emit(part.text)) text += part.text;
+        } else usage = part.usage;
+      }
+      if (ctx.signal.aborted) throw ctx.signal.reason;
+    } catch (e) {
+      const finalUsage = usage ?? estimateUsage(history, text);
+      await ctx.store.updateMessage(answer.id, {
+        content: text,
+        status: ctx.signal.aborted ? 'cancelled' : 'failed',
+        usage: finalUsage,
+      });
+      throw e;
+    }
+    const finalUsage = usage ?? estimateUsage(history, text);
+    await ctx.store.updateMessage(answer.id, { content: text, status: 'complete', usage: finalUsage });
+    return { message_id: answer.id, text, model: model.id, usage: finalUsage };
+  },
+});
+
+/** Counted when the provider reported nothing (e.g. stopped mid-stream): words ≈ tokens. */
+function estimateUsage(history: Message[], output: string): Usage {
+  const words = (s: string): number => (s.match(/\S+/g) ?? []).length;
+  return {
+    input_tokens: history.reduce((n, m) => n + words(m.content), 0),
+    output_tokens: words(output),
+  };
+}

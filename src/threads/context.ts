@@ -1,0 +1,27 @@
+// Builds the model's context from the stored thread. Seed 001's bug was a cancelled
+// question missing from the next request; here the stored thread is the only source,
+// and every cut-short or unanswered turn is included and marked for the model.
+
+import type { ChatMessage } from '../models/model.ts';
+import type { Message } from '../store/store.ts';
+
+export const CUT_SHORT_NOTE = '[This answer was cut short: the user stopped it before it finished.]';
+export const NO_ANSWER_NOTE = '[No answer: the user cancelled this request before it was answered.]';
+export const FAILED_NOTE = '[This answer failed before it finished.]';
+
+/** `history` in conversation order (seq), ending with the user message being answered. */
+export function buildModelContext(history: Message[], system?: string): ChatMessage[] {
+  const out: ChatMessage[] = [];
+  if (system) out.push({ role: 'system', content: system });
+  for (const m of history) {
+    if (m.role !== 'assistant') {
+      out.push({ role: m.role, content: m.content });
+      continue;
+    }
+    if (m.status === 'complete') out.push({ role: 'assistant', content: m.content });
+    else if (m.status === 'cancelled' || m.status === 'streaming') {
+      out.push({ role: 'assistant', content: m.content ? `${m.content}\n\n${CUT_SHORT_NOTE}` : NO_ANSWER_NOTE });
+    } else out.push({ role: 'assistant', content: m.content ? `${m.content}\n\n${FAILED_NOTE}` : FAILED_NOTE });
+  }
+  return out;
+}

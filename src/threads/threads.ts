@@ -1,0 +1,167 @@
+// Conversations (SPEC.md §2) over the task runtime. A run stores the user message
+// and a placeholder for the answer *before* the chat task exists, so the turn is in
+// history whatever happens next. Runs of one thread never overlap: the store only
+// claims a thread's next task once the previous one has really ended, which is
+// what makes "a run right after a cancel sees the cancelled turn" hold.
+
+import { LeashError } from '../runtime/errors.ts';
+import { newId } from '../runtime/ids.ts';
+import type { Runtime } from '../runtime/runtime.ts';
+import type { Page, Task } from '../runtime/types.ts';
+import { nowIso } from '../runtime/types.ts';
+import type { Message, Store, Thread } from '../store/store.ts';
+import { settleAnswers } from './settle.ts';
+
+export const MULTITASK_STRATEGIES = ['interrupt', 'enqueue', 'reject', 'rollback'] as const;
+export type MultitaskStrategy = (typeof MULTITASK_STRATEGIES)[number];
+
+export interface RunRequest {
+  content: string;
+  model?: string;
+  multitask?: MultitaskStrategy;
+  system?: string;
+  deadline_ms?: number;
+}
+
+export interface RunResult {
+  task: Task;
+  user_message: Message;
+  assistant_message: Message;
+  /** Runs that this one cancelled (interrupt / rollback). */
+  cancelled_task_ids: string[];
+}
+
+export class Threads {
+  readonly #runtime: Runtime;
+  readonly #store: Store;
+  /** Runs of one thread are started one after another on this node (per-thread mutex). */
+  readonly #locks = new Map<string, Promise<unknown>>();
+
+  constructor(runtime: Runtime) {
+    this.#runtime = runtime;
+    this.#store = runtime.store;
+  }
+
+  create(owner: string, metadata: Record<string, unknown> = {}): Promise<Thread> {
+    return this.#store.createThread({ id: newId('thread'), owner, created_at: nowIso(), metadata });
+  }
+
+  get(id: string, owner: string): Promise<Thread | null> {
+    return this.#store.getThread(id, owner);
+  }
+
+  list(owner: string, limit = 50, cursor?: string): Promise<Page<Thread>> {
+    return this.#store.listThreads(owner, limit, cursor);
+  }
+
+  async delete(id: string, owner: string): Promise<void> {
+    const thread = await this.#mustGet(id, owner);
+    if (thread.status === 'busy') {
+      throw new LeashError('thread_busy', `Thread ${id} has an active run; cancel it first.`);
+    }
+    await this.#store.deleteThread(id, owner);
+  }
+
+  /** Messages in order; an answer whose task already ended shows that task's final text and status. */
+  async messages(id: string, owner: string): Promise<Message[]> {
+    await this.#mustGet(id, owner);
+    return this.repair(await this.#store.listMessages(id));
+  }
+
+  /** Settled answers; one still streaming shows the text so far. */
+  async repair(messages: Message[]): Promise<Message[]> {
+    const settled = await settleAnswers(this.#store, messages);
+    return Promise.all(
+      settled.map(async (m) => {
+        if (m.status !== 'streaming' || !m.task_id) return m;
+        const task = await this.#store.getTask(m.task_id);
+        const live = task && (await this.#runtime.get(task.id, task.owner));
+        return live ? { ...m, content: live.output_text } : m;
+      }),
+    );
+  }
+
+  async run(threadId: string, owner: string, req: RunRequest): Promise<RunResult> {
+    return this.#serialized(threadId, async () => {
+      await this.#mustGet(threadId, owner);
+      const strategy = req.multitask ?? 'interrupt';
+      const activeIds = await this.#store.findActiveTaskIds({ owner, thread_id: threadId });
+      const cancelled: string[] = [];
+      if (activeIds.length > 0) {
+        if (strategy === 'reject') {
+          throw new LeashError('thread_busy', `Thread ${threadId} already has an active run (${activeIds.join(', ')}).`, {
+            details: { active_task_ids: activeIds },
+          });
+        }
+        if (strategy === 'interrupt' || strategy === 'rollback') {
+          for (const id of activeIds) {
+            try {
+              await this.#runtime.cancel(id, owner, strategy === 'interrupt' ? 'interrupted' : 'rollback');
+              cancelled.push(id);
+            } catch (e) {
+              if (!LeashError.is(e, 'task_ended')) throw e;
+            }
+            if (strategy === 'rollback') await this.#store.deleteMessagesOfTask(threadId, id);
+          }
+        }
+      }
+      const taskId = newId('task');
+      const createdAt = nowIso();
+      const user = await this.#store.appendMessage({
+        id: newId('msg'),
+        thread_id: threadId,
+        role: 'user',
+        content: req.content,
+        status: 'complete',
+        task_id: taskId,
+        created_at: createdAt,
+      });
+      const assistant = await this.#store.appendMessage({
+        id: newId('msg'),
+        thread_id: threadId,
+        role: 'assistant',
+        content: '',
+        status: 'streaming',
+        task_id: taskId,
+        created_at: createdAt,
+      });
+      try {
+        const { task } = await this.#runtime.create(owner, {
+          id: taskId,
+          type: 'chat',
+          thread_id: threadId,
+          input: {
+            user_message_id: user.id,
+            assistant_message_id: assistant.id,
+            ...(req.model ? { model: req.model } : {}),
+            ...(req.system ? { system: req.system } : {}),
+          },
+          ...(req.deadline_ms ? { deadline_ms: req.deadline_ms } : {}),
+        });
+        return { task, user_message: user, assistant_message: assistant, cancelled_task_ids: cancelled };
+      } catch (e) {
+        // The run never started (queue full, shutting down): the turn is not kept half-made.
+        await this.#store.deleteMessagesOfTask(threadId, taskId);
+        throw e;
+      }
+    });
+  }
+
+  async #mustGet(id: string, owner: string): Promise<Thread> {
+    const t = await this.#store.getThread(id, owner);
+    if (!t) throw new LeashError('not_found', `Thread ${id} not found.`);
+    return t;
+  }
+
+  async #serialized<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.#locks.get(key) ?? Promise.resolve();
+    const next = prev.then(fn, fn);
+    const tail = next.catch(() => {});
+    this.#locks.set(key, tail);
+    try {
+      return await next;
+    } finally {
+      if (this.#locks.get(key) === tail) this.#locks.delete(key);
+    }
+  }
+}
