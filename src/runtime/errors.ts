@@ -34,6 +34,7 @@ export const HTTP_STATUS: Record<string, number> = {
   invalid_json: 400,
   unknown_task_type: 400,
   unknown_model: 400,
+  model_unavailable: 400,
   unauthorized: 401,
   not_found: 404,
   method_not_allowed: 405,
@@ -48,6 +49,9 @@ export const HTTP_STATUS: Record<string, number> = {
   shutting_down: 503,
   not_ready: 503,
   internal_error: 500,
+  upstream_error: 502,
+  upstream_unreachable: 502,
+  upstream_bad_response: 502,
 };
 
 export const httpStatusOf = (code: string): number => HTTP_STATUS[code] ?? 500;

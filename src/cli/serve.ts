@@ -1,0 +1,259 @@
+// `leash serve`: store → models → runtime → HTTP server, and a graceful stop on
+// SIGTERM/SIGINT. `startServer` is the same wiring as a function, so tests and
+// benchmarks run a real server in-process on port 0.
+
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import type { Logger } from 'pino';
+import type { FastifyInstance } from 'fastify';
+import { createModelRegistry } from '../models/registry.ts';
+import type { ModelRegistry } from '../models/model.ts';
+import type { AnyTaskDefinition } from '../runtime/define-task.ts';
+import { Runtime } from '../runtime/runtime.ts';
+import type { RuntimeOptions } from '../runtime/runtime.ts';
+import { buildServer } from '../server/app.ts';
+import { parseApiKeys } from '../server/auth.ts';
+import { createMetrics } from '../server/metrics.ts';
+import type { Metrics } from '../server/metrics.ts';
+import { SqliteStore } from '../store/sqlite/sqlite-store.ts';
+import type { Store } from '../store/store.ts';
+import { builtinTasks } from '../tasks/index.ts';
+
+/** A mistake in how leash was invoked (bad flag, unsafe bind): exit code 2, no stack. */
+export class UsageError extends Error {
+  readonly exitCode = 2;
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+export const DEFAULT_HOST = '127.0.0.1';
+export const DEFAULT_PORT = 8080;
+export const DEFAULT_DB = './leash.db';
+export const DEFAULT_MODEL = 'simulated';
+/** After the runtime stopped, how long HTTP connections may take to finish before they are cut. */
+const FORCE_CLOSE_AFTER_MS = 500;
+
+export interface StartServerOptions {
+  host?: string;
+  /** 0 = any free port (tests). */
+  port?: number;
+  /** SQLite file path. Ignored when `store` is given. */
+  db?: string;
+  /** An opened store to use instead of opening `db` (it is migrated, and closed on close()). */
+  store?: Store;
+  model?: string;
+  models?: ModelRegistry;
+  /** key → owner; empty or absent = no auth (loopback only). */
+  apiKeys?: Map<string, string>;
+  logger?: Logger;
+  tasks?: AnyTaskDefinition[];
+  /** Runtime limits and timings (concurrency, maxRunningPerOwner, maxQueuedPerOwner, …). */
+  runtime?: Partial<Omit<RuntimeOptions, 'store' | 'models' | 'logger' | 'tasks' | 'observer'>>;
+  bodyLimit?: number;
+  sseKeepaliveMs?: number;
+}
+
+export interface RunningServer {
+  url: string;
+  host: string;
+  port: number;
+  app: FastifyInstance;
+  runtime: Runtime;
+  store: Store;
+  models: ModelRegistry;
+  metrics: Metrics;
+  /** Stops intake, lets running tasks finish within the grace, then closes HTTP and the store. Idempotent. */
+  close(opts?: { graceMs?: number }): Promise<void>;
+}
+
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === 'localhost' || h === '::1' || /^127(?:\.\d{1,3}){3}$/.test(h) || h === '::ffff:127.0.0.1';
+}
+
+function urlOf(host: string, port: number): string {
+  const h = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+  return `http://${h}:${port}`;
+}
+
+/** A typo in --model stops the start (exit 2) instead of failing every task later. */
+function defaultModels(spec: string): ModelRegistry {
+  try {
+    const models = createModelRegistry({ defaultModel: spec });
+    models.resolve();
+    return models;
+  } catch (err) {
+    throw new UsageError(`Invalid --model / LEASH_MODEL: ${(err as Error).message}`);
+  }
+}
+
+export async function startServer(opts: StartServerOptions = {}): Promise<RunningServer> {
+  const host = opts.host ?? DEFAULT_HOST;
+  const apiKeys = opts.apiKeys ?? new Map<string, string>();
+  if (apiKeys.size === 0 && !isLoopbackHost(host)) {
+    throw new UsageError(
+      `Refusing to listen on ${host} without API keys: set LEASH_API_KEYS="key:owner" or use a loopback host such as 127.0.0.1.`,
+    );
+  }
+  const logger = opts.logger ?? pino({ level: 'info' });
+  const store = opts.store ?? (await SqliteStore.open(opts.db ?? DEFAULT_DB));
+  let runtime: Runtime | null = null;
+  let app: FastifyInstance | null = null;
+  try {
+    await store.migrate();
+    const models = opts.models ?? defaultModels(opts.model ?? DEFAULT_MODEL);
+    const metrics = createMetrics();
+    const rt = new Runtime({
+      ...opts.runtime,
+      store,
+      models,
+      logger,
+      tasks: opts.tasks ?? builtinTasks,
+      observer: metrics.observer,
+    });
+    runtime = rt;
+    await rt.start();
+    const server = buildServer({
+      runtime: rt,
+      store,
+      models,
+      apiKeys,
+      logger,
+      metrics,
+      ...(opts.bodyLimit !== undefined && { bodyLimit: opts.bodyLimit }),
+      ...(opts.sseKeepaliveMs !== undefined && { sseKeepaliveMs: opts.sseKeepaliveMs }),
+    });
+    app = server;
+    await server.listen({ host, port: opts.port ?? DEFAULT_PORT });
+    const addr = server.server.address();
+    const port = typeof addr === 'object' && addr !== null ? addr.port : (opts.port ?? DEFAULT_PORT);
+
+    let closing: Promise<void> | null = null;
+    const close = (c: { graceMs?: number } = {}): Promise<void> => {
+      closing ??= (async () => {
+        // Tasks first: their streams then end with a real terminal event
+        // (`task.cancelled` reason shutdown) instead of being cut.
+        await rt.stop(c.graceMs === undefined ? {} : { graceMs: c.graceMs });
+        // Ends the remaining streams and long polls, then waits for in-flight
+        // requests. A connection that never sends a request (a client's spare
+        // keep-alive socket) would hold close() until the client drops it: cut
+        // whatever is left after a short while.
+        const force = setTimeout(() => server.server.closeAllConnections(), FORCE_CLOSE_AFTER_MS);
+        try {
+          await server.close();
+        } finally {
+          clearTimeout(force);
+        }
+        await store.close();
+      })();
+      return closing;
+    };
+    return { url: urlOf(host, port), host, port, app: server, runtime: rt, store, models, metrics, close };
+  } catch (err) {
+    await app?.close().catch(() => {});
+    await runtime?.stop({ graceMs: 0 }).catch(() => {});
+    await store.close().catch(() => {});
+    throw err;
+  }
+}
+
+export const SERVE_USAGE = `Usage: leash serve [--host HOST] [--port PORT] [--db FILE] [--model MODEL]
+
+Runs the leash HTTP server.
+
+Options (environment variable in brackets):
+  --host HOST     interface to listen on [HOST] (default ${DEFAULT_HOST})
+  --port PORT     TCP port, 0 for any free one [PORT] (default ${DEFAULT_PORT})
+  --db FILE       SQLite database file [LEASH_DB] (default ${DEFAULT_DB})
+  --model MODEL   default model, e.g. simulated or openai:gpt-4o-mini [LEASH_MODEL] (default ${DEFAULT_MODEL})
+  -h, --help      show this help
+
+Also: LEASH_API_KEYS="key:owner,key2:owner2" (required for a non-loopback host),
+      LEASH_LOG_LEVEL (default info; logs go to stderr as JSON).`;
+
+function parsePort(raw: string): number {
+  if (!/^\d{1,5}$/.test(raw) || Number(raw) > 65535) {
+    throw new UsageError(`Invalid port "${raw}": expected a number from 0 to 65535.`);
+  }
+  return Number(raw);
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** Runs `leash serve` until a signal; resolves with the process exit code. */
+export async function runServe(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        host: { type: 'string' },
+        port: { type: 'string' },
+        db: { type: 'string' },
+        model: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message}\n\n${SERVE_USAGE}`);
+  }
+  if (values.help === true) {
+    process.stdout.write(SERVE_USAGE + '\n');
+    return 0;
+  }
+  const level = env.LEASH_LOG_LEVEL?.trim() || 'info';
+  if (!LOG_LEVELS.includes(level)) {
+    throw new UsageError(`Invalid LEASH_LOG_LEVEL "${level}": use one of ${LOG_LEVELS.join(', ')}.`);
+  }
+  let apiKeys: Map<string, string>;
+  try {
+    apiKeys = parseApiKeys(env.LEASH_API_KEYS);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const host = values.host ?? (env.HOST?.trim() || DEFAULT_HOST);
+  const portRaw = values.port ?? env.PORT?.trim();
+  const port = portRaw === undefined || portRaw === '' ? DEFAULT_PORT : parsePort(portRaw);
+  // Logs on stderr keep stdout for the one line scripts read (the URL).
+  const logger = pino({ level, base: { pid: process.pid } }, pino.destination(2));
+
+  const server = await startServer({
+    host,
+    port,
+    db: values.db ?? (env.LEASH_DB?.trim() || DEFAULT_DB),
+    model: values.model ?? (env.LEASH_MODEL?.trim() || DEFAULT_MODEL),
+    apiKeys,
+    logger,
+  });
+  process.stdout.write(`leash listening on ${server.url}\n`);
+  if (apiKeys.size === 0) logger.info('no LEASH_API_KEYS: no auth, every request is owner "local"');
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (stopping) {
+        // Second signal: the operator doesn't want to wait.
+        logger.warn({ signal }, 'second signal: exiting now');
+        process.exit(130);
+      }
+      stopping = true;
+      logger.info({ signal }, 'shutting down: finishing running tasks (send the signal again to exit now)');
+      server.close().then(
+        () => {
+          logger.info('stopped');
+          resolve(0);
+        },
+        (err: unknown) => {
+          logger.error({ err }, 'error during shutdown');
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+}

@@ -1,0 +1,116 @@
+// The HTTP server: Fastify with leash's error shape, bearer auth, metrics, health
+// probes, the task and thread routes. WebSocket and the OpenAI surface register
+// on the returned instance the same way.
+
+import Fastify from 'fastify';
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { ModelRegistry } from '../models/model.ts';
+import { newId } from '../runtime/ids.ts';
+import type { Runtime } from '../runtime/runtime.ts';
+import type { Store } from '../store/store.ts';
+import { installAuth } from './auth.ts';
+import { installErrorHandling, sendError } from './errors.ts';
+import { registerHealthRoutes } from './health.ts';
+import type { Metrics } from './metrics.ts';
+import { createMetrics } from './metrics.ts';
+import { registerTaskRoutes } from './routes/tasks.ts';
+import { registerThreadRoutes } from './routes/threads.ts';
+import { Threads } from '../threads/threads.ts';
+import type { TaskRouteDeps } from './routes/tasks.ts';
+import { DEFAULT_KEEPALIVE_MS } from './sse.ts';
+
+export const DEFAULT_BODY_LIMIT = 1024 * 1024;
+
+export interface BuildServerOptions {
+  runtime: Runtime;
+  store: Store;
+  models: ModelRegistry;
+  /** key → owner; empty = no auth, every request is owner `local`. */
+  apiKeys: Map<string, string>;
+  logger: Logger;
+  /** Largest accepted request body in bytes (default 1 MiB). */
+  bodyLimit?: number;
+  /** Share the metrics whose observer the Runtime was given; created here otherwise. */
+  metrics?: Metrics;
+  /** SSE comment interval (default 15 s). */
+  sseKeepaliveMs?: number;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Aborts when the server starts closing: open streams and long polls end. */
+    leashClosing: AbortSignal;
+    leashMetrics: Metrics;
+    /** What route modules registered after buildServer (threads, OpenAI surface) need to stream tasks. */
+    leashTaskDeps: TaskRouteDeps;
+  }
+}
+
+const REQUEST_ID_RE = /^[A-Za-z0-9_.:-]{1,128}$/;
+
+export function buildServer(opts: BuildServerOptions): FastifyInstance {
+  const bodyLimit = opts.bodyLimit ?? DEFAULT_BODY_LIMIT;
+  const app = Fastify({
+    loggerInstance: opts.logger,
+    bodyLimit,
+    // Open SSE streams must not hold up close(); they are ended by `leashClosing`.
+    forceCloseConnections: 'idle',
+    // Accept the caller's request id when it is harmless, so logs can be joined up.
+    genReqId: (req) => {
+      const h = req.headers['x-request-id'];
+      return typeof h === 'string' && REQUEST_ID_RE.test(h) ? h : newId('req');
+    },
+    // Errors raised before routing (e.g. a malformed URL) get the same shape.
+    frameworkErrors: (err, request, reply) => {
+      sendError(request, reply, err);
+    },
+  }) as unknown as FastifyInstance;
+
+  const closing = new AbortController();
+  const metrics = opts.metrics ?? createMetrics();
+  metrics.setCountSource(() => opts.runtime.countByStatus());
+  app.decorate('leashClosing', closing.signal);
+  app.decorate('leashMetrics', metrics);
+  app.addHook('preClose', async () => {
+    closing.abort();
+  });
+
+  // Only JSON bodies. An empty body with a JSON content type is "no body" (clients
+  // often send the header on a bodiless POST like cancel), not an error.
+  app.removeContentTypeParser('text/plain');
+  const jsonParser = app.getDefaultJsonParser('error', 'error');
+  app.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit }, (req, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    if (text.trim() === '') return done(null, undefined);
+    jsonParser(req, text, done);
+  });
+
+  app.addHook('onRequest', async (request, reply) => {
+    // On the raw response so it is also sent on hijacked (SSE) replies.
+    reply.raw.setHeader('x-request-id', request.id);
+    reply.raw.once('close', () => {
+      // Route pattern, never the concrete URL: ids must not become label values.
+      const route = request.is404 ? 'unmatched' : (request.routeOptions.url ?? 'unmatched');
+      metrics.recordRequest(request.method, route, reply.raw.statusCode);
+    });
+  });
+
+  installAuth(app, opts.apiKeys);
+  installErrorHandling(app);
+
+  registerHealthRoutes(app, { runtime: opts.runtime, store: opts.store });
+  app.get('/metrics', async (_request, reply) => {
+    reply.header('content-type', metrics.contentType);
+    return metrics.registry.metrics();
+  });
+  const taskDeps: TaskRouteDeps = {
+    runtime: opts.runtime,
+    keepaliveMs: opts.sseKeepaliveMs ?? DEFAULT_KEEPALIVE_MS,
+    closing: closing.signal,
+  };
+  app.decorate('leashTaskDeps', taskDeps);
+  registerTaskRoutes(app, taskDeps);
+  registerThreadRoutes(app, { ...taskDeps, threads: new Threads(opts.runtime) });
+  return app;
+}

@@ -1,0 +1,139 @@
+// Every error leaves the server as `{error: {code, message, details?}}` with the
+// status of its code. Fastify's own errors (body parsing, limits) are mapped to
+// leash codes; anything unexpected is a 500 `internal_error` whose cause is only
+// logged, never sent (no stack traces, no internals in responses).
+
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { z } from 'zod';
+import { LeashError, httpStatusOf } from '../runtime/errors.ts';
+
+export interface ErrorBody {
+  error: { code: string; message: string; details?: unknown };
+}
+
+export interface FieldIssue {
+  path: string;
+  message: string;
+}
+
+/** zod issues as `[{path, message}]`, path dotted (`input.prompt`, `status.1`); the root is `''`. */
+export function zodDetails(error: z.ZodError): FieldIssue[] {
+  return error.issues.flatMap((i) => {
+    const base = i.path.map(String);
+    // zod reports unknown keys on the parent object; name each key instead.
+    if (i.code === 'unrecognized_keys') {
+      return i.keys.map((k) => ({ path: [...base, k].join('.'), message: 'Unknown field' }));
+    }
+    return [{ path: base.join('.'), message: i.message }];
+  });
+}
+
+/** Parses with a zod schema or throws 400 `invalid_request` whose details name each bad field. */
+export function parseOrThrow<S extends z.ZodType>(schema: S, value: unknown, what: string): z.output<S> {
+  const r = schema.safeParse(value);
+  if (r.success) return r.data;
+  const details = zodDetails(r.error);
+  const first = details[0];
+  const where =
+    first === undefined ? '' : first.path === '' ? `: ${first.message}` : `: ${first.path}: ${first.message}`;
+  throw new LeashError('invalid_request', `Invalid ${what}${where}`, { details });
+}
+
+/** Fastify error codes → leash codes. Their messages are fixed strings, safe to pass on. */
+const FASTIFY_CODES: Record<string, string> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: 'payload_too_large',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'invalid_json',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'invalid_json',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'invalid_request',
+  FST_ERR_BAD_URL: 'invalid_request',
+  // A path parameter longer than any id can be names nothing that exists.
+  FST_ERR_MAX_PARAM_LENGTH: 'not_found',
+  FST_ERR_ASYNC_CONSTRAINT: 'invalid_request',
+  FST_ERR_VALIDATION: 'invalid_request',
+};
+
+/** Generic codes for other 4xx errors Fastify may raise. */
+const BY_STATUS: Record<number, string> = {
+  400: 'invalid_request',
+  401: 'unauthorized',
+  404: 'not_found',
+  405: 'method_not_allowed',
+  413: 'payload_too_large',
+  415: 'unsupported_media_type',
+  429: 'rate_limited',
+};
+
+const MESSAGES: Record<string, string> = {
+  payload_too_large: 'Request body is too large',
+  not_found: 'Not found',
+  invalid_json: 'Request body is not valid JSON',
+  unsupported_media_type: 'Unsupported Content-Type: send application/json',
+};
+
+/** Turns any thrown value into (status, body); `internal` = unexpected, to be logged as an error. */
+export function toErrorResponse(err: unknown): { status: number; body: ErrorBody; internal: boolean } {
+  if (err instanceof LeashError) {
+    const status = httpStatusOf(err.code);
+    // A LeashError with an unmapped code is still a server-side fault; don't leak its text.
+    if (status >= 500 && err.code !== 'shutting_down' && err.code !== 'not_ready') {
+      return {
+        status: 500,
+        body: { error: { code: 'internal_error', message: 'Internal server error' } },
+        internal: true,
+      };
+    }
+    return { status, body: { error: err.toJSON() }, internal: false };
+  }
+  const fe = err as Partial<FastifyError> | null;
+  const fcode = typeof fe?.code === 'string' ? FASTIFY_CODES[fe.code] : undefined;
+  if (fcode !== undefined) {
+    const message = MESSAGES[fcode] ?? (typeof fe?.message === 'string' ? fe.message : fcode);
+    return { status: httpStatusOf(fcode), body: { error: { code: fcode, message } }, internal: false };
+  }
+  const sc = typeof fe?.statusCode === 'number' ? fe.statusCode : 500;
+  if (sc >= 400 && sc < 500) {
+    const code = BY_STATUS[sc] ?? 'invalid_request';
+    return { status: sc, body: { error: { code, message: MESSAGES[code] ?? 'Bad request' } }, internal: false };
+  }
+  return { status: 500, body: { error: { code: 'internal_error', message: 'Internal server error' } }, internal: true };
+}
+
+export function sendError(request: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
+  const { status, body, internal } = toErrorResponse(err);
+  if (internal)
+    request.log.error({ err }, 'unexpected error'); // the request logger carries reqId
+  else if (status >= 500) request.log.warn({ code: body.error.code }, body.error.message);
+  // A stream that already started can't carry a JSON error; just end it.
+  if (reply.sent || reply.raw.headersSent) {
+    if (!reply.raw.writableEnded) reply.raw.end();
+    return reply;
+  }
+  if (status === 401) reply.header('www-authenticate', 'Bearer');
+  return reply.code(status).type('application/json; charset=utf-8').send(body);
+}
+
+const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
+
+/** Installs the error handler and the 404 / 405 handler on the root instance. */
+export function installErrorHandling(app: FastifyInstance): void {
+  app.setErrorHandler((err, request, reply) => sendError(request, reply, err));
+
+  // Fastify answers 404 for a known path with another method; say 405 and list the methods.
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?', 1)[0] ?? '/';
+    const allow = METHODS.filter((m) => m !== request.method && app.findRoute({ method: m, url: path }) !== null);
+    if (allow.length > 0) {
+      reply.header('allow', allow.join(', '));
+      return sendError(
+        request,
+        reply,
+        new LeashError(
+          'method_not_allowed',
+          `Method ${request.method} is not allowed on ${path}; use ${allow.join(', ')}`,
+        ),
+      );
+    }
+    return sendError(request, reply, new LeashError('not_found', `No route for ${request.method} ${path}`));
+  });
+}

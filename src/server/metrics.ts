@@ -1,0 +1,131 @@
+// Prometheus metrics on a private Registry (never the global one, so several
+// servers in one process — tests, benchmarks — don't collide). Label values are
+// bounded sets only: statuses, task types, methods, route patterns. Never owner
+// ids or task ids.
+
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { RuntimeObserver } from '../runtime/runtime.ts';
+import type { Task, TaskStatus } from '../runtime/types.ts';
+import { TASK_STATUSES } from '../runtime/types.ts';
+
+export const CANCEL_LATENCY_BUCKETS = [
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+];
+export const PICKUP_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
+
+export type StatusCounts = Record<TaskStatus, number>;
+
+export interface Metrics {
+  registry: Registry;
+  /** Give this to the Runtime: it reports task starts and ends through it. */
+  observer: RuntimeObserver;
+  /** Where the task gauges read their numbers at scrape time (runtime.countByStatus). */
+  setCountSource(fn: () => Promise<StatusCounts>): void;
+  /** One finished HTTP request; `route` is the route pattern, or `unmatched`. */
+  recordRequest(method: string, route: string, status: number): void;
+  contentType: string;
+}
+
+export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics {
+  const registry = new Registry();
+  if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+
+  let source: (() => Promise<StatusCounts>) | null = null;
+  // The three gauges are collected concurrently during one scrape; share one query.
+  let inflight: Promise<StatusCounts | null> | null = null;
+  const counts = (): Promise<StatusCounts | null> => {
+    if (source === null) return Promise.resolve(null);
+    inflight ??= source()
+      .catch(() => null) // a failing store must not fail the whole scrape
+      .finally(() => {
+        inflight = null;
+      });
+    return inflight;
+  };
+
+  new Gauge({
+    name: 'leash_tasks',
+    help: 'Tasks in the store by status.',
+    labelNames: ['status'] as const,
+    registers,
+    async collect() {
+      const c = await counts();
+      if (c === null) return;
+      for (const s of TASK_STATUSES) this.set({ status: s }, c[s] ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'leash_tasks_running',
+    help: 'Tasks whose work is running (status running or cancelling).',
+    registers,
+    async collect() {
+      const c = await counts();
+      if (c !== null) this.set((c.running ?? 0) + (c.cancelling ?? 0));
+    },
+  });
+  new Gauge({
+    name: 'leash_queue_depth',
+    help: 'Tasks waiting to start (status queued).',
+    registers,
+    async collect() {
+      const c = await counts();
+      if (c !== null) this.set(c.queued ?? 0);
+    },
+  });
+
+  const started = new Counter({
+    name: 'leash_tasks_started_total',
+    help: 'Tasks started on this node, by type.',
+    labelNames: ['type'] as const,
+    registers,
+  });
+  const ended = new Counter({
+    name: 'leash_tasks_ended_total',
+    help: 'Tasks ended on this node, by type and terminal status.',
+    labelNames: ['type', 'status'] as const,
+    registers,
+  });
+  const pickup = new Histogram({
+    name: 'leash_pickup_seconds',
+    help: 'Time from creation to start of a task.',
+    buckets: PICKUP_BUCKETS,
+    registers,
+  });
+  const cancelLatency = new Histogram({
+    name: 'leash_cancel_latency_seconds',
+    help: 'Time from a cancel request to the work having stopped (handler returned).',
+    buckets: CANCEL_LATENCY_BUCKETS,
+    registers,
+  });
+  const httpRequests = new Counter({
+    name: 'leash_http_requests_total',
+    help: 'HTTP requests answered, by method, route pattern and status.',
+    labelNames: ['method', 'route', 'status'] as const,
+    registers,
+  });
+
+  const observer: RuntimeObserver = {
+    taskStarted(task: Task, pickupMs: number) {
+      started.inc({ type: task.type });
+      if (Number.isFinite(pickupMs) && pickupMs >= 0) pickup.observe(pickupMs / 1000);
+    },
+    taskEnded(task: Task, info: { cancelLatencyMs: number | null }) {
+      ended.inc({ type: task.type, status: task.status });
+      const ms = info.cancelLatencyMs;
+      if (ms !== null && Number.isFinite(ms) && ms >= 0) cancelLatency.observe(ms / 1000);
+    },
+  };
+
+  return {
+    registry,
+    observer,
+    contentType: registry.contentType,
+    setCountSource(fn) {
+      source = fn;
+    },
+    recordRequest(method, route, status) {
+      httpRequests.inc({ method, route, status: String(status) });
+    },
+  };
+}

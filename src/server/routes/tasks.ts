@@ -1,0 +1,268 @@
+// The task routes of SPEC §1. Every request is scoped to `request.owner`: another
+// owner's task is answered exactly like a missing one (404), never with its data.
+// Bodies are strict (an unknown field is a 400 naming it, so a typo such as
+// `dealine_ms` is not silently ignored); query strings ignore unknown keys.
+
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import { LeashError } from '../../runtime/errors.ts';
+import type { Runtime } from '../../runtime/runtime.ts';
+import type { CancelReason, Task, TaskEvent } from '../../runtime/types.ts';
+import { CANCEL_REASONS, TASK_STATUSES } from '../../runtime/types.ts';
+import { parseOrThrow } from '../errors.ts';
+import { resumeAfter, streamSse } from '../sse.ts';
+
+export interface TaskRouteDeps {
+  runtime: Runtime;
+  /** SSE comment interval (15 s in production, shorter in tests). */
+  keepaliveMs: number;
+  /** Aborts when the server closes: long polls and streams end then. */
+  closing: AbortSignal;
+}
+
+export const MAX_WAIT_S = 300;
+export const DEFAULT_WAIT_S = 30;
+export const MAX_IDEMPOTENCY_KEY = 255;
+
+/** `a,b` or repeated `?k=a&k=b` (or a JSON array in a body) → ['a','b']. */
+const listOf = <T extends z.ZodType>(item: T) =>
+  z.preprocess((v) => {
+    if (v === undefined) return undefined;
+    const arr: unknown[] = Array.isArray(v) ? v : [v];
+    return arr.flatMap((x) =>
+      typeof x === 'string'
+        ? x
+            .split(',')
+            .map((s) => s.trim())
+            .filter((s) => s !== '')
+        : [x],
+    );
+  }, z.array(item).min(1));
+
+const statusList = listOf(z.enum(TASK_STATUSES));
+const taskType = z.string().min(1).max(64);
+const threadId = z.string().min(1).max(255);
+const onDisconnect = z.enum(['cancel', 'continue']);
+const boolQuery = z.enum(['true', 'false', '1', '0']).transform((s) => s === 'true' || s === '1');
+
+const createBody = z.strictObject({
+  type: taskType,
+  input: z.unknown().optional(),
+  priority: z.number().int().min(-100).max(100).optional(),
+  deadline_ms: z
+    .number()
+    .int()
+    .positive()
+    .max(7 * 24 * 3600 * 1000)
+    .optional(),
+  thread_id: threadId.nullable().optional(),
+  stream: z.boolean().optional(),
+  on_disconnect: onDisconnect.optional(),
+});
+const createQuery = z.object({ stream: boolQuery.optional(), on_disconnect: onDisconnect.optional() });
+
+const listQuery = z.object({
+  status: statusList.optional(),
+  type: taskType.optional(),
+  thread_id: threadId.optional(),
+  limit: z.coerce.number().int().min(1).max(200).optional(),
+  cursor: z.string().min(1).max(1024).optional(),
+});
+
+const cancelBody = z.strictObject({ reason: z.enum(CANCEL_REASONS).optional() });
+
+const batchCancelBody = z.strictObject({
+  status: statusList.optional(),
+  type: taskType.optional(),
+  thread_id: threadId.optional(),
+  created_before: z.iso.datetime({ offset: true }).optional(),
+  reason: z.enum(CANCEL_REASONS).optional(),
+});
+
+const waitQuery = z.object({
+  timeout_s: z.coerce.number().min(0).max(MAX_WAIT_S).optional(),
+});
+
+const eventsQuery = z.object({
+  after: z.coerce.number().int().min(0).optional(),
+  on_disconnect: onDisconnect.optional(),
+});
+
+const idParams = z.object({ id: z.string().min(1).max(128) });
+
+function taskId(request: FastifyRequest): string {
+  const r = idParams.safeParse(request.params);
+  // An id that can't exist is simply not found (same answer as another owner's task).
+  if (!r.success) throw new LeashError('not_found', 'Task not found');
+  return r.data.id;
+}
+
+function idempotencyKey(request: FastifyRequest): string | undefined {
+  const h = request.headers['idempotency-key'];
+  if (h === undefined) return undefined;
+  const v = Array.isArray(h) ? h[0] : h;
+  const bad = (message: string): LeashError =>
+    new LeashError('invalid_request', `Invalid Idempotency-Key header: ${message}`, {
+      details: [{ path: 'Idempotency-Key', message }],
+    });
+  if (Array.isArray(h) && h.length > 1) throw bad('send it once');
+  if (v === undefined || v.trim() === '') throw bad('must not be empty');
+  if (v.length > MAX_IDEMPOTENCY_KEY) throw bad(`at most ${MAX_IDEMPOTENCY_KEY} characters`);
+  if (!/^[\x21-\x7e]+$/.test(v)) throw bad('printable ASCII without spaces only');
+  return v;
+}
+
+const wantsEventStream = (accept: string | undefined): boolean =>
+  accept !== undefined && accept.toLowerCase().includes('text/event-stream');
+
+/** Cancels on behalf of a client that went away; the task may well have ended meanwhile. */
+async function cancelForDisconnect(runtime: Runtime, request: FastifyRequest, id: string): Promise<void> {
+  try {
+    await runtime.cancel(id, request.owner, 'disconnect');
+  } catch (err) {
+    if (!LeashError.is(err, 'task_ended') && !LeashError.is(err, 'not_found')) {
+      request.log.warn({ err, task_id: id }, 'cancel on disconnect failed');
+    }
+  }
+}
+
+/**
+ * Hijacks the reply and streams the task's events after `after` as SSE; when the
+ * client goes away first and `onDisconnect` is `cancel`, cancels the task with
+ * reason `disconnect`. The caller has checked that `request.owner` owns the task.
+ */
+export async function streamTaskEvents(
+  deps: TaskRouteDeps,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  taskId: string,
+  after: number,
+  onDisconnect: 'cancel' | 'continue',
+  headers: Record<string, string> = {},
+): Promise<void> {
+  reply.hijack();
+  const end = await streamSse(
+    reply.raw,
+    (signal): AsyncIterable<TaskEvent> => deps.runtime.events(taskId, { after, signal }),
+    {
+      keepaliveMs: deps.keepaliveMs,
+      signal: deps.closing,
+      headers,
+      onError: (err) => request.log.error({ err, task_id: taskId }, 'event stream failed'),
+    },
+  );
+  if (end === 'client_gone' && onDisconnect === 'cancel') await cancelForDisconnect(deps.runtime, request, taskId);
+}
+
+export function registerTaskRoutes(app: FastifyInstance, deps: TaskRouteDeps): void {
+  const { runtime } = deps;
+
+  app.post('/api/tasks', async (request, reply) => {
+    const body = parseOrThrow(createBody, request.body, 'request body');
+    const query = parseOrThrow(createQuery, request.query, 'query');
+    const key = idempotencyKey(request);
+    const streamed = body.stream ?? query.stream ?? wantsEventStream(request.headers.accept);
+    const onDisc = body.on_disconnect ?? query.on_disconnect ?? (streamed ? 'cancel' : 'continue');
+
+    const { task, created } = await runtime.create(request.owner, {
+      type: body.type,
+      input: body.input === undefined ? {} : body.input,
+      ...(body.priority !== undefined && { priority: body.priority }),
+      ...(body.deadline_ms !== undefined && { deadline_ms: body.deadline_ms }),
+      ...(body.thread_id !== undefined && { thread_id: body.thread_id }),
+      ...(key !== undefined && { idempotency_key: key }),
+    });
+    const headers: Record<string, string> = { location: `/api/tasks/${task.id}`, 'x-task-id': task.id };
+    // Same answer as the first time (Stripe-style), marked so a client can tell.
+    if (!created) headers['idempotent-replayed'] = 'true';
+    if (streamed) return streamTaskEvents(deps, request, reply, task.id, 0, onDisc, headers);
+    return reply.code(202).headers(headers).send(task);
+  });
+
+  app.get('/api/tasks', async (request) => {
+    const q = parseOrThrow(listQuery, request.query, 'query');
+    return runtime.list({
+      owner: request.owner,
+      ...(q.status !== undefined && { status: q.status }),
+      ...(q.type !== undefined && { type: q.type }),
+      ...(q.thread_id !== undefined && { thread_id: q.thread_id }),
+      ...(q.limit !== undefined && { limit: q.limit }),
+      ...(q.cursor !== undefined && { cursor: q.cursor }),
+    });
+  });
+
+  // Static segment: registered explicitly so it is never read as `:id` (find-my-way
+  // prefers static routes anyway; this keeps that visible).
+  app.post('/api/tasks/cancel', async (request) => {
+    const body = parseOrThrow(batchCancelBody, request.body ?? {}, 'request body');
+    const reason: CancelReason = body.reason ?? 'batch';
+    return runtime.cancelMany(
+      {
+        owner: request.owner,
+        ...(body.status !== undefined && { status: body.status }),
+        ...(body.type !== undefined && { type: body.type }),
+        ...(body.thread_id !== undefined && { thread_id: body.thread_id }),
+        ...(body.created_before !== undefined && { created_before: new Date(body.created_before).toISOString() }),
+      },
+      reason,
+    );
+  });
+
+  app.get('/api/tasks/:id', async (request) => {
+    const task = await runtime.get(taskId(request), request.owner);
+    if (task === null) throw new LeashError('not_found', 'Task not found');
+    return task;
+  });
+
+  app.post('/api/tasks/:id/cancel', async (request, reply) => {
+    const id = taskId(request);
+    const body = parseOrThrow(cancelBody, request.body ?? {}, 'request body');
+    const { task, alreadyCancelled } = await runtime.cancel(id, request.owner, body.reason ?? 'user');
+    // 202 while the work is stopping; 200 once it has (or when it was already asked).
+    return reply.code(alreadyCancelled || task.status === 'cancelled' ? 200 : 202).send(task);
+  });
+
+  app.get('/api/tasks/:id/events', async (request, reply) => {
+    const id = taskId(request);
+    const q = parseOrThrow(eventsQuery, request.query, 'query');
+    const after = resumeAfter(request.headers['last-event-id'], q.after);
+    if (after === null) {
+      throw new LeashError('invalid_request', 'Invalid Last-Event-ID header: expected an event seq', {
+        details: [{ path: 'Last-Event-ID', message: 'expected a non-negative integer' }],
+      });
+    }
+    const task = await runtime.get(id, request.owner);
+    if (task === null) throw new LeashError('not_found', 'Task not found');
+    return streamTaskEvents(deps, request, reply, task.id, after, q.on_disconnect ?? 'continue');
+  });
+
+  app.get('/api/tasks/:id/wait', async (request, reply) => {
+    const id = taskId(request);
+    const q = parseOrThrow(waitQuery, request.query, 'query');
+    const timeoutMs = Math.round((q.timeout_s ?? DEFAULT_WAIT_S) * 1000);
+    // The response closing before it was written = the client went away: stop waiting.
+    const gone = new AbortController();
+    const onClose = (): void => {
+      if (!reply.raw.writableFinished) gone.abort();
+    };
+    reply.raw.on('close', onClose);
+    const signal = AbortSignal.any([gone.signal, deps.closing]);
+    let task: Task | null;
+    try {
+      task = await runtime.wait(id, request.owner, timeoutMs, signal);
+    } catch (err) {
+      if (!signal.aborted) throw err;
+      // Server closing (or client gone): answer with the task as it is now.
+      task = await runtime.get(id, request.owner);
+    } finally {
+      reply.raw.off('close', onClose);
+    }
+    if (task === null) throw new LeashError('not_found', 'Task not found');
+    return task;
+  });
+
+  app.delete('/api/tasks/:id', async (request, reply) => {
+    await runtime.delete(taskId(request), request.owner);
+    return reply.code(204).send();
+  });
+}

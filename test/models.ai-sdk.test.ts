@@ -1,0 +1,311 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { aiSdkProviders, ollamaOrigin } from '../src/models/ai-sdk.ts';
+import { createModelRegistry } from '../src/models/registry.ts';
+import type { Model, ModelCallOptions, ModelStreamPart } from '../src/models/model.ts';
+import { CancelledError } from '../src/runtime/cancel.ts';
+import { LeashError } from '../src/runtime/errors.ts';
+import { generate } from '../src/tasks/generate.ts';
+import { createFakeContext } from './helpers/fake-context.ts';
+import { DEFAULT_TOKENS, startFakeUpstream, unusedPort } from './helpers/fake-upstream.ts';
+import type { FakeUpstream } from './helpers/fake-upstream.ts';
+
+let up: FakeUpstream;
+before(async () => {
+  up = await startFakeUpstream();
+});
+after(async () => {
+  await up.close();
+});
+
+const env = (extra: Record<string, string> = {}): NodeJS.ProcessEnv =>
+  ({ OPENAI_BASE_URL: up.baseURL, OPENAI_API_KEY: 'sk-test', ...extra }) as NodeJS.ProcessEnv;
+
+function openai(name = 'gpt-fake', maxRetries = 0): Model {
+  return createModelRegistry({
+    defaultModel: 'simulated',
+    env: env(),
+    providers: aiSdkProviders({ env: env(), maxRetries }),
+  }).resolve(`openai:${name}`);
+}
+
+async function drain(model: Model, opts: ModelCallOptions): Promise<{ deltas: string[]; finish?: ModelStreamPart }> {
+  const deltas: string[] = [];
+  let finish: ModelStreamPart | undefined;
+  for await (const p of model.stream(opts)) {
+    if (p.type === 'text-delta') deltas.push(p.text);
+    else finish = p;
+  }
+  return { deltas, finish };
+}
+
+/** Runs the stream to its end and returns what it threw (fails if it did not throw). */
+async function streamError(model: Model, opts: ModelCallOptions, seen: string[] = []): Promise<unknown> {
+  try {
+    for await (const p of model.stream(opts)) if (p.type === 'text-delta') seen.push(p.text);
+  } catch (e) {
+    return e;
+  }
+  assert.fail('the stream did not throw');
+}
+
+const msgs = [
+  { role: 'system' as const, content: 'Be brief.' },
+  { role: 'user' as const, content: 'Say hello.' },
+];
+
+describe('AI SDK adapter: openai-compatible streaming', () => {
+  it('streams the upstream tokens and reports the provider usage', async () => {
+    up.options = { behaviour: 'stream', intervalMs: 2 };
+    const n = up.requests.length;
+    const { deltas, finish } = await drain(openai('gpt-fake'), { messages: msgs, maxTokens: 50 });
+    assert.equal(deltas.join(''), DEFAULT_TOKENS.join(''));
+    assert.deepEqual(finish, {
+      type: 'finish',
+      finishReason: 'stop',
+      usage: { input_tokens: 7, output_tokens: DEFAULT_TOKENS.length },
+    });
+
+    const req = up.requests[n]!;
+    assert.equal(req.url, '/v1/chat/completions');
+    assert.equal(req.headers.authorization, 'Bearer sk-test');
+    const body = req.body as { model: string; stream: boolean; messages: unknown[]; max_tokens?: number };
+    assert.equal(body.model, 'gpt-fake');
+    assert.equal(body.stream, true);
+    assert.equal(body.max_tokens, 50);
+    assert.deepEqual(body.messages, [
+      { role: 'system', content: 'Be brief.' },
+      { role: 'user', content: 'Say hello.' },
+    ]);
+  });
+
+  it('closes the upstream socket within a few ms of an abort, mid-stream', async () => {
+    up.options = { behaviour: 'stream', intervalMs: 40, tokens: Array.from({ length: 200 }, (_, i) => ` t${i}`) };
+    const n = up.requests.length;
+    const ac = new AbortController();
+    const reason = new CancelledError('user');
+    let abortAt = 0;
+    const seen: string[] = [];
+    let err: unknown;
+    try {
+      for await (const p of openai().stream({ messages: msgs, abortSignal: ac.signal })) {
+        if (p.type !== 'text-delta') continue;
+        seen.push(p.text);
+        // Abort from a timer while the stream waits for the next upstream token.
+        if (seen.length === 3) {
+          setTimeout(() => {
+            abortAt = performance.now();
+            ac.abort(reason);
+          }, 5);
+        }
+      }
+    } catch (e) {
+      err = e;
+    }
+    const thrownAt = performance.now();
+    assert.equal(err, reason, 'the stream throws the signal reason');
+    assert.ok(thrownAt - abortAt < 50, `stream ended ${thrownAt - abortAt} ms after the abort`);
+    const req = up.requests[n]!;
+    const closedAt = await up.waitForSocketClose(req);
+    assert.ok(closedAt - abortAt < 50, `upstream socket closed ${closedAt - abortAt} ms after the abort`);
+    assert.equal(req.completed, false);
+    assert.ok(req.tokensWritten < 10, `upstream wrote ${req.tokensWritten} tokens`);
+    assert.equal(req.tokensAfterClientGone, 0);
+    assert.equal(seen.length, 3);
+  });
+
+  it('closes the upstream socket on abort while the upstream has not answered yet', async () => {
+    up.options = { behaviour: 'hang' };
+    const n = up.requests.length;
+    const ac = new AbortController();
+    const pending = streamError(openai(), { messages: msgs, abortSignal: ac.signal });
+    const req = await up.waitForRequests(n + 1);
+    const abortAt = performance.now();
+    ac.abort(new CancelledError('deadline'));
+    const err = await pending;
+    assert.ok(err instanceof CancelledError && err.reason === 'deadline');
+    const closedAt = await up.waitForSocketClose(req);
+    assert.ok(closedAt - abortAt < 50, `upstream socket closed ${closedAt - abortAt} ms after the abort`);
+  });
+
+  it('closes the upstream socket when the consumer stops reading', async () => {
+    up.options = { behaviour: 'stream', intervalMs: 30, tokens: Array.from({ length: 100 }, () => ' x') };
+    const n = up.requests.length;
+    for await (const p of openai().stream({ messages: msgs })) if (p.type === 'text-delta') break;
+    const req = up.requests[n]!;
+    await up.waitForSocketClose(req, 2000);
+    assert.equal(req.completed, false);
+  });
+
+  it('does not call the upstream with an already-aborted signal', async () => {
+    const n = up.requests.length;
+    const ac = new AbortController();
+    ac.abort(new CancelledError('user'));
+    const err = await streamError(openai(), { messages: msgs, abortSignal: ac.signal });
+    assert.ok(err instanceof CancelledError);
+    assert.equal(up.requests.length, n);
+  });
+});
+
+describe('AI SDK adapter: upstream failures', () => {
+  it('answers upstream_error for an HTTP 500, with the upstream message', async () => {
+    up.options = { behaviour: 'error', status: 500, errorMessage: 'the GPUs are on fire' };
+    const err = await streamError(openai(), { messages: msgs });
+    assert.ok(LeashError.is(err, 'upstream_error'), String(err));
+    assert.match(err.message, /openai at http:\/\/127\.0\.0\.1:\d+\/v1 answered HTTP 500: the GPUs are on fire/);
+    assert.deepEqual(err.details, { provider: 'openai', status: 500 });
+  });
+
+  it('answers upstream_error for a 401', async () => {
+    up.options = { behaviour: 'error', status: 401, errorMessage: 'Incorrect API key provided' };
+    const err = await streamError(openai(), { messages: msgs });
+    assert.ok(LeashError.is(err, 'upstream_error'));
+    assert.match(err.message, /HTTP 401: Incorrect API key provided/);
+  });
+
+  it('retries a 500 when asked and says how many attempts it made', async () => {
+    up.options = { behaviour: 'error', status: 503, retryAfterMs: 5, errorMessage: 'overloaded' };
+    const n = up.requests.length;
+    const err = await streamError(openai('gpt-fake', 1), { messages: msgs });
+    assert.equal(up.requests.length, n + 2);
+    assert.ok(LeashError.is(err, 'upstream_error'));
+    assert.match(err.message, /HTTP 503: overloaded \(gave up after 2 attempts\)/);
+  });
+
+  it('answers upstream_unreachable when nothing listens', async () => {
+    const port = await unusedPort();
+    const e = { OPENAI_BASE_URL: `http://127.0.0.1:${port}/v1`, OPENAI_API_KEY: 'k' } as NodeJS.ProcessEnv;
+    const model = aiSdkProviders({ env: e, maxRetries: 0 }).openai!.resolve('m', 'openai:m');
+    const err = await streamError(model, { messages: msgs });
+    assert.ok(LeashError.is(err, 'upstream_unreachable'), String(err));
+    assert.match(err.message, new RegExp(`Cannot reach openai at http://127.0.0.1:${port}/v1: .*ECONNREFUSED`));
+  });
+
+  it('answers upstream_unreachable when the connection is reset before an answer', async () => {
+    up.options = { behaviour: 'reset' };
+    const err = await streamError(openai(), { messages: msgs });
+    assert.ok(LeashError.is(err, 'upstream_unreachable'), String(err));
+    assert.match(err.message, /openai at http:\/\/127\.0\.0\.1/);
+  });
+
+  it('answers upstream_unreachable when the connection drops mid-answer, after the first tokens', async () => {
+    up.options = { behaviour: 'reset-mid', resetAfter: 3, intervalMs: 2 };
+    const seen: string[] = [];
+    const err = await streamError(openai(), { messages: msgs }, seen);
+    assert.ok(LeashError.is(err, 'upstream_unreachable'), String(err));
+    assert.match(err.message, /^Lost the connection to openai at /);
+    assert.equal(seen.join(''), DEFAULT_TOKENS.slice(0, 3).join(''));
+  });
+
+  it('answers upstream_bad_response for malformed SSE', async () => {
+    up.options = { behaviour: 'malformed' };
+    const err = await streamError(openai(), { messages: msgs });
+    assert.ok(LeashError.is(err, 'upstream_bad_response'), String(err));
+    assert.match(err.message, /sent a response that is not a valid stream/);
+  });
+});
+
+describe('AI SDK providers', () => {
+  it('ollama: talks to OLLAMA_HOST/v1 without an API key', async () => {
+    up.options = { behaviour: 'stream', intervalMs: 1 };
+    const n = up.requests.length;
+    const r = createModelRegistry({
+      defaultModel: 'ollama:llama3.2',
+      env: { OLLAMA_HOST: up.origin } as NodeJS.ProcessEnv,
+    });
+    const model = r.resolve();
+    assert.equal(model.id, 'ollama:llama3.2');
+    const { deltas } = await drain(model, { messages: msgs });
+    assert.equal(deltas.join(''), DEFAULT_TOKENS.join(''));
+    const req = up.requests[n]!;
+    assert.equal(req.url, '/v1/chat/completions');
+    assert.equal((req.body as { model: string }).model, 'llama3.2');
+    assert.equal(req.headers.authorization, undefined);
+  });
+
+  it('anthropic: needs ANTHROPIC_API_KEY, and maps its HTTP errors too', async () => {
+    const r = createModelRegistry({ defaultModel: 'simulated', env: {} as NodeJS.ProcessEnv });
+    assert.throws(
+      () => r.resolve('anthropic:claude-x'),
+      (e) => LeashError.is(e, 'model_unavailable') && /ANTHROPIC_API_KEY/.test(e.message),
+    );
+    up.options = { behaviour: 'error', status: 529, errorMessage: 'Overloaded' };
+    const n = up.requests.length;
+    const model = aiSdkProviders({
+      env: { ANTHROPIC_API_KEY: 'ak', ANTHROPIC_BASE_URL: up.baseURL } as NodeJS.ProcessEnv,
+      maxRetries: 0,
+    }).anthropic!.resolve('claude-x', 'anthropic:claude-x');
+    const err = await streamError(model, { messages: msgs });
+    assert.ok(LeashError.is(err, 'upstream_error'), String(err));
+    assert.match(err.message, /anthropic at .* answered HTTP 529/);
+    assert.equal(up.requests[n]!.url, '/v1/messages');
+    assert.equal(up.requests[n]!.headers['x-api-key'], 'ak');
+  });
+
+  it('openai: needs a key for api.openai.com but not for a custom base URL', () => {
+    const none = createModelRegistry({ defaultModel: 'simulated', env: {} as NodeJS.ProcessEnv });
+    assert.throws(
+      () => none.resolve('openai:gpt-4o'),
+      (e) => LeashError.is(e, 'model_unavailable') && /OPENAI_API_KEY/.test(e.message),
+    );
+    const local = createModelRegistry({
+      defaultModel: 'simulated',
+      env: { OPENAI_BASE_URL: 'http://127.0.0.1:8000/v1' } as NodeJS.ProcessEnv,
+    });
+    assert.equal(local.resolve('openai:qwen').id, 'openai:qwen');
+    const keyed = createModelRegistry({
+      defaultModel: 'openai:gpt-4o',
+      env: { OPENAI_API_KEY: 'k' } as NodeJS.ProcessEnv,
+    });
+    assert.equal(keyed.resolve().id, 'openai:gpt-4o');
+    assert.equal(keyed.list().at(-1)?.description, 'OpenAI-compatible API at https://api.openai.com/v1');
+  });
+
+  it('lists the real providers in unknown_model errors', () => {
+    const r = createModelRegistry({ defaultModel: 'simulated', env: {} as NodeJS.ProcessEnv });
+    assert.throws(
+      () => r.resolve('gemini:pro'),
+      (e) =>
+        LeashError.is(e, 'unknown_model') &&
+        e.message ===
+          'Unknown model "gemini:pro". Known: simulated, simulated:echo, openai:<model>, ollama:<model>, anthropic:<model>',
+    );
+  });
+
+  it('normalizes OLLAMA_HOST the way Ollama reads it', () => {
+    assert.equal(ollamaOrigin(undefined), 'http://127.0.0.1:11434');
+    assert.equal(ollamaOrigin(''), 'http://127.0.0.1:11434');
+    assert.equal(ollamaOrigin('0.0.0.0'), 'http://127.0.0.1:11434');
+    assert.equal(ollamaOrigin('gpu-box:1234'), 'http://gpu-box:1234');
+    assert.equal(ollamaOrigin('https://ollama.example.com/'), 'https://ollama.example.com');
+    assert.equal(ollamaOrigin('http://10.0.0.2:11434/'), 'http://10.0.0.2:11434');
+  });
+});
+
+describe('generate task over a real provider', () => {
+  it('a cancel reaches the upstream socket and no delta arrives after it', async () => {
+    up.options = { behaviour: 'stream', intervalMs: 30, tokens: Array.from({ length: 200 }, (_, i) => ` w${i}`) };
+    const n = up.requests.length;
+    const models = createModelRegistry({
+      defaultModel: 'openai:gpt-fake',
+      env: env(),
+      providers: aiSdkProviders({ env: env(), maxRetries: 0 }),
+    });
+    let cancelAt = 0;
+    const f = createFakeContext({
+      models,
+      onEmit: (_t, k) => {
+        if (k === 2) {
+          cancelAt = performance.now();
+          f.cancel('user');
+        }
+      },
+    });
+    await assert.rejects(generate.run({ prompt: 'go on forever' }, f.ctx), (e) => e instanceof CancelledError);
+    const req = up.requests[n]!;
+    const closedAt = await up.waitForSocketClose(req);
+    assert.ok(closedAt - cancelAt < 50, `upstream socket closed ${closedAt - cancelAt} ms after the cancel`);
+    assert.equal(f.emitted.length, 2);
+    assert.equal(req.completed, false);
+  });
+});
