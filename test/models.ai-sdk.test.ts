@@ -268,7 +268,7 @@ describe('AI SDK providers', () => {
       (e) =>
         LeashError.is(e, 'unknown_model') &&
         e.message ===
-          'Unknown model "gemini:pro". Known: simulated, simulated:echo, openai:<model>, ollama:<model>, anthropic:<model>',
+          'Unknown model "gemini:pro". Known: simulated, simulated:echo, openai:<model>, ollama:<model>, anthropic:<model>, gguf:<model>',
     );
   });
 

@@ -56,7 +56,9 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
       return (res as { task: Task }).task;
     }
 
-    const claim = (over: { nodeId?: string; max?: number; maxRunningPerOwner?: number; now?: string; leaseMs?: number } = {}) =>
+    const claim = (
+      over: { nodeId?: string; max?: number; maxRunningPerOwner?: number; now?: string; leaseMs?: number } = {},
+    ) =>
       store.claimTasks({
         nodeId: over.nodeId ?? 'node-1',
         max: over.max ?? 100,
@@ -330,7 +332,13 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
 
       await store.writeEvents([
         {
-          event: { task_id: t1.id, seq: 3, type: 'task.cancelled', data: { reason: 'interrupted', output_text: '' }, created_at: iso(61) },
+          event: {
+            task_id: t1.id,
+            seq: 3,
+            type: 'task.cancelled',
+            data: { reason: 'interrupted', output_text: '' },
+            created_at: iso(61),
+          },
           patch: { status: 'cancelled', ended_at: iso(61) },
         },
       ]);
@@ -369,7 +377,10 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
         ({ task_id, seq, type, data, created_at: iso(10 + seq) }) as TaskEvent;
 
       await store.writeEvents([
-        { event: ev(t.id, 3, 'task.progress', { progress: 40, message: 'reading' }), patch: { progress: 40, progress_message: 'reading' } },
+        {
+          event: ev(t.id, 3, 'task.progress', { progress: 40, message: 'reading' }),
+          patch: { progress: 40, progress_message: 'reading' },
+        },
         { event: ev(t.id, 4, 'output.delta', { text: 'Hel' }), patch: { append_output: 'Hel' } },
         { event: ev(other.id, 3, 'output.delta', { text: 'x' }), patch: { append_output: 'x' } },
         { event: ev(t.id, 5, 'output.delta', { text: 'lo' }), patch: { append_output: 'lo' } },
@@ -381,7 +392,9 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
       assert.equal(got.output_text, 'Hello');
       assert.equal((await store.getTask(other.id))!.output_text, 'x');
 
-      await store.writeEvents([{ event: ev(t.id, 6, 'output.delta', { text: ', world' }), patch: { append_output: ', world' } }]);
+      await store.writeEvents([
+        { event: ev(t.id, 6, 'output.delta', { text: ', world' }), patch: { append_output: ', world' } },
+      ]);
       assert.equal((await store.getTask(t.id))!.output_text, 'Hello, world');
 
       assert.deepEqual(types(await store.listEvents(t.id, 0)), [
@@ -426,12 +439,21 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
       const t = await create();
       await claim();
       await store.writeEvents([
-        { event: { task_id: t.id, seq: 3, type: 'output.delta', data: { text: 'a' }, created_at: iso(3) }, patch: { append_output: 'a' } },
+        {
+          event: { task_id: t.id, seq: 3, type: 'output.delta', data: { text: 'a' }, created_at: iso(3) },
+          patch: { append_output: 'a' },
+        },
       ]);
       await assert.rejects(
         store.writeEvents([
-          { event: { task_id: t.id, seq: 4, type: 'output.delta', data: { text: 'b' }, created_at: iso(4) }, patch: { append_output: 'b' } },
-          { event: { task_id: t.id, seq: 3, type: 'output.delta', data: { text: 'c' }, created_at: iso(4) }, patch: { append_output: 'c' } },
+          {
+            event: { task_id: t.id, seq: 4, type: 'output.delta', data: { text: 'b' }, created_at: iso(4) },
+            patch: { append_output: 'b' },
+          },
+          {
+            event: { task_id: t.id, seq: 3, type: 'output.delta', data: { text: 'c' }, created_at: iso(4) },
+            patch: { append_output: 'c' },
+          },
         ]),
       );
       assert.deepEqual(types(await store.listEvents(t.id, 0)), ['1:task.queued', '2:task.started', '3:output.delta']);
@@ -444,7 +466,10 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
       await claim();
       const error = { code: 'handler_error', message: 'boom', details: { line: 3 } };
       await store.writeEvents([
-        { event: { task_id: f.id, seq: 3, type: 'task.failed', data: { error }, created_at: iso(5) }, patch: { status: 'failed', error, ended_at: iso(5) } },
+        {
+          event: { task_id: f.id, seq: 3, type: 'task.failed', data: { error }, created_at: iso(5) },
+          patch: { status: 'failed', error, ended_at: iso(5) },
+        },
         {
           event: { task_id: c.id, seq: 3, type: 'task.cancelling', data: { reason: 'deadline' }, created_at: iso(5) },
           patch: { status: 'cancelling', cancel: { reason: 'deadline', requested_at: iso(5) } },
@@ -472,7 +497,13 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
       assert.equal(cancelled.ended_at, iso(70));
       assert.deepEqual(await store.getTask(r.id), cancelled);
       assert.deepEqual(await store.listEvents(r.id, 1), [
-        { task_id: r.id, seq: 2, type: 'task.cancelled', data: { reason: 'user', output_text: '' }, created_at: iso(70) },
+        {
+          task_id: r.id,
+          seq: 2,
+          type: 'task.cancelled',
+          data: { reason: 'user', output_text: '' },
+          created_at: iso(70),
+        },
       ]);
 
       assert.equal(await store.cancelQueued(r.id, 'user', iso(71)), null, 'already cancelled');
@@ -536,7 +567,13 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
       await store.saveCheckpoint(resumable.id, { step: 2, notes: ['a'] });
       await store.writeEvents([
         {
-          event: { task_id: stopping.id, seq: 3, type: 'output.delta', data: { text: 'partial' }, created_at: iso(101) },
+          event: {
+            task_id: stopping.id,
+            seq: 3,
+            type: 'output.delta',
+            data: { text: 'partial' },
+            created_at: iso(101),
+          },
           patch: { append_output: 'partial' },
         },
       ]);
@@ -551,7 +588,13 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
       assert.deepEqual(failed.error, { code: 'node_lost', message: NODE_LOST_MESSAGE });
       assert.equal(failed.ended_at, iso(200));
       assert.deepEqual(await store.listEvents(plain.id, 2), [
-        { task_id: plain.id, seq: 3, type: 'task.failed', data: { error: { code: 'node_lost', message: NODE_LOST_MESSAGE } }, created_at: iso(200) },
+        {
+          task_id: plain.id,
+          seq: 3,
+          type: 'task.failed',
+          data: { error: { code: 'node_lost', message: NODE_LOST_MESSAGE } },
+          created_at: iso(200),
+        },
       ]);
 
       const requeued = byId.get(resumable.id)!;
@@ -565,7 +608,13 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
       assert.equal(cancelled.output_text, 'partial');
       assert.equal(cancelled.ended_at, iso(200));
       assert.deepEqual(await store.listEvents(stopping.id, 3), [
-        { task_id: stopping.id, seq: 4, type: 'task.cancelled', data: { reason: 'user', output_text: 'partial' }, created_at: iso(200) },
+        {
+          task_id: stopping.id,
+          seq: 4,
+          type: 'task.cancelled',
+          data: { reason: 'user', output_text: 'partial' },
+          created_at: iso(200),
+        },
       ]);
 
       for (const t of recovered) assert.deepEqual(await store.getTask(t.id), t);
@@ -648,7 +697,10 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
       await complete(b.id, 3, { v: 2 });
       const error = { code: 'x', message: 'y' };
       await store.writeEvents([
-        { event: { task_id: f.id, seq: 3, type: 'task.failed', data: { error }, created_at: iso(9) }, patch: { status: 'failed', error, ended_at: iso(9) } },
+        {
+          event: { task_id: f.id, seq: 3, type: 'task.failed', data: { error }, created_at: iso(9) },
+          patch: { status: 'failed', error, ended_at: iso(9) },
+        },
       ]);
 
       const hit = await store.findCachedResult('alice', 'sum', 'h1', iso(0));
@@ -690,8 +742,19 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
     // ── threads and messages ───────────────────────────────────────────────
 
     it('threads: create, get with owner isolation, derived busy/idle status', async () => {
-      const th = await store.createThread({ id: 'thr_s', owner: 'alice', created_at: iso(1), metadata: { title: 'Q&A', n: 1 } });
-      assert.deepEqual(th, { id: 'thr_s', owner: 'alice', status: 'idle', created_at: iso(1), metadata: { title: 'Q&A', n: 1 } });
+      const th = await store.createThread({
+        id: 'thr_s',
+        owner: 'alice',
+        created_at: iso(1),
+        metadata: { title: 'Q&A', n: 1 },
+      });
+      assert.deepEqual(th, {
+        id: 'thr_s',
+        owner: 'alice',
+        status: 'idle',
+        created_at: iso(1),
+        metadata: { title: 'Q&A', n: 1 },
+      });
       assert.deepEqual(await store.getThread('thr_s'), th);
       assert.deepEqual(await store.getThread('thr_s', 'alice'), th);
       assert.equal(await store.getThread('thr_s', 'bob'), null);
@@ -705,7 +768,13 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
       assert.equal((await store.getThread('thr_s'))!.status, 'busy');
       await store.writeEvents([
         {
-          event: { task_id: t.id, seq: 3, type: 'task.cancelled', data: { reason: 'user', output_text: '' }, created_at: iso(6) },
+          event: {
+            task_id: t.id,
+            seq: 3,
+            type: 'task.cancelled',
+            data: { reason: 'user', output_text: '' },
+            created_at: iso(6),
+          },
           patch: { status: 'cancelled', ended_at: iso(6) },
         },
       ]);
@@ -749,8 +818,13 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
     it('messages: per-thread seq, duplicates kept, append/update, turn deletion', async () => {
       await store.createThread({ id: 'thr_m', owner: 'alice', created_at: iso(0), metadata: {} });
       await store.createThread({ id: 'thr_o', owner: 'alice', created_at: iso(0), metadata: {} });
-      const msg = (id: string, role: 'system' | 'user' | 'assistant', content: string, task_id: string | null, thread_id = 'thr_m') =>
-        store.appendMessage({ id, thread_id, role, content, status: 'complete', task_id, created_at: iso(++clock) });
+      const msg = (
+        id: string,
+        role: 'system' | 'user' | 'assistant',
+        content: string,
+        task_id: string | null,
+        thread_id = 'thr_m',
+      ) => store.appendMessage({ id, thread_id, role, content, status: 'complete', task_id, created_at: iso(++clock) });
 
       const m1 = await msg('msg_1', 'system', 'be brief', null);
       assert.deepEqual(m1, {
@@ -778,10 +852,7 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
       });
       const u2 = await msg('msg_4', 'user', 'hello', 'task_2');
       const a2 = await msg('msg_5', 'assistant', 'second answer', 'task_2');
-      assert.deepEqual(
-        [u1.seq, a1.seq, u2.seq, a2.seq],
-        [2, 3, 4, 5],
-      );
+      assert.deepEqual([u1.seq, a1.seq, u2.seq, a2.seq], [2, 3, 4, 5]);
 
       await store.updateMessage('msg_3', { append: 'Hi' });
       await store.updateMessage('msg_3', { append: ' there' });
@@ -820,7 +891,15 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
 
     it('deleteThread: owner only, removes its messages', async () => {
       await store.createThread({ id: 'thr_d', owner: 'alice', created_at: iso(0), metadata: {} });
-      await store.appendMessage({ id: 'msg_d', thread_id: 'thr_d', role: 'user', content: 'x', status: 'complete', task_id: null, created_at: iso(1) });
+      await store.appendMessage({
+        id: 'msg_d',
+        thread_id: 'thr_d',
+        role: 'user',
+        content: 'x',
+        status: 'complete',
+        task_id: null,
+        created_at: iso(1),
+      });
       assert.equal(await store.deleteThread('thr_d', 'bob'), false);
       assert.ok(await store.getThread('thr_d'));
       assert.equal(await store.deleteThread('thr_d', 'alice'), true);

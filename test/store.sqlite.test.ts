@@ -71,7 +71,10 @@ describe('SqliteStore specifics', () => {
 
     const db = new DatabaseSync(path);
     try {
-      const rows = db.prepare('SELECT id, name FROM migrations ORDER BY id').all() as Array<{ id: number; name: string }>;
+      const rows = db.prepare('SELECT id, name FROM migrations ORDER BY id').all() as Array<{
+        id: number;
+        name: string;
+      }>;
       assert.deepEqual(
         rows.map((r) => [r.id, r.name]),
         MIGRATIONS.map((m) => [m.id, m.name]),
@@ -90,10 +93,13 @@ describe('SqliteStore specifics', () => {
         { id: 1, name: 'ok', sql: 'CREATE TABLE one (x INTEGER)' },
         { id: 2, name: 'broken', sql: 'CREATE TABLE two (x INTEGER); THIS IS NOT SQL' },
       ];
-      assert.throws(() => migrate(db, bad), (e: unknown) => LeashError.is(e, 'migration_error'));
-      const tables = (db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`).all() as Array<{ name: string }>).map(
-        (r) => r.name,
+      assert.throws(
+        () => migrate(db, bad),
+        (e: unknown) => LeashError.is(e, 'migration_error'),
       );
+      const tables = (
+        db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`).all() as Array<{ name: string }>
+      ).map((r) => r.name);
       assert.deepEqual(tables, ['migrations', 'one']);
       assert.deepEqual(
         (db.prepare('SELECT id FROM migrations').all() as Array<{ id: number }>).map((r) => r.id),
@@ -101,7 +107,14 @@ describe('SqliteStore specifics', () => {
       );
       // Fixed, it applies just the missing one.
       assert.deepEqual(migrate(db, [bad[0]!, { id: 2, name: 'fixed', sql: 'CREATE TABLE two (x INTEGER)' }]), [2]);
-      assert.throws(() => migrate(db, [{ id: 3, name: 'a', sql: '' }, { id: 3, name: 'b', sql: '' }]), /must increase/);
+      assert.throws(
+        () =>
+          migrate(db, [
+            { id: 3, name: 'a', sql: '' },
+            { id: 3, name: 'b', sql: '' },
+          ]),
+        /must increase/,
+      );
     } finally {
       db.close();
     }
@@ -112,7 +125,9 @@ describe('SqliteStore specifics', () => {
     const s = await openMigrated(path);
     await s.close();
     const db = new DatabaseSync(path);
-    db.prepare(`INSERT INTO migrations (id, name, applied_at) VALUES (999, 'future', '2099-01-01T00:00:00.000Z')`).run();
+    db.prepare(
+      `INSERT INTO migrations (id, name, applied_at) VALUES (999, 'future', '2099-01-01T00:00:00.000Z')`,
+    ).run();
     db.close();
     const again = SqliteStore.open(path);
     try {
@@ -125,8 +140,15 @@ describe('SqliteStore specifics', () => {
   it('reopening the file keeps tasks, events and threads', async () => {
     const path = freshPath();
     const s = await openMigrated(path);
-    const created = await s.createTask(task('task_keep', { input: { deep: [1, { x: 'y' }] } }), { maxQueuedPerOwner: 10 });
-    await s.createThread({ id: 'thr_keep', owner: 'alice', created_at: '2025-01-01T00:00:00.000Z', metadata: { a: 1 } });
+    const created = await s.createTask(task('task_keep', { input: { deep: [1, { x: 'y' }] } }), {
+      maxQueuedPerOwner: 10,
+    });
+    await s.createThread({
+      id: 'thr_keep',
+      owner: 'alice',
+      created_at: '2025-01-01T00:00:00.000Z',
+      metadata: { a: 1 },
+    });
     await s.close();
 
     const s2 = await openMigrated(path);
@@ -157,7 +179,10 @@ describe('SqliteStore specifics', () => {
       const opts = { max: 3, maxRunningPerOwner: 100, leaseMs: 1000, now: '2025-01-01T00:00:01.000Z' };
       const seen = new Set<string>();
       for (let round = 0; round < 10; round++) {
-        for (const [store, nodeId] of [[a, 'na'], [b, 'nb']] as const) {
+        for (const [store, nodeId] of [
+          [a, 'na'],
+          [b, 'nb'],
+        ] as const) {
           for (const c of await store.claimTasks({ ...opts, nodeId })) {
             assert.ok(!seen.has(c.task.id), `${c.task.id} claimed twice`);
             seen.add(c.task.id);
@@ -190,7 +215,13 @@ describe('SqliteStore specifics', () => {
     try {
       await s.createTask(task('task_c'), { maxQueuedPerOwner: 10 });
       const ev = (task_id: string, seq: number) => ({
-        event: { task_id, seq, type: 'output.delta' as const, data: { text: 'x' }, created_at: '2025-01-01T00:00:02.000Z' },
+        event: {
+          task_id,
+          seq,
+          type: 'output.delta' as const,
+          data: { text: 'x' },
+          created_at: '2025-01-01T00:00:02.000Z',
+        },
       });
       await assert.rejects(s.writeEvents([ev('task_c', 1)]), (e: unknown) => LeashError.is(e, 'event_conflict'));
       await assert.rejects(s.writeEvents([ev('task_nope', 1)]), (e: unknown) => LeashError.is(e, 'not_found'));
@@ -199,19 +230,80 @@ describe('SqliteStore specifics', () => {
     }
   });
 
-  it('the claim query walks the claim index instead of sorting the table', async () => {
-    const path = freshPath();
-    const s = await openMigrated(path);
-    await s.close();
-    const db = new DatabaseSync(path);
+  it('every statement a full workload prepares runs on an index, the hot ones on their partial index', async () => {
+    const s = await openMigrated();
     try {
-      const plan = (db.prepare(`EXPLAIN QUERY PLAN SELECT id FROM tasks WHERE status = 'queued' ORDER BY priority DESC, num LIMIT 5`).all() as Array<{ detail: string }>)
-        .map((r) => r.detail)
-        .join('\n');
-      assert.match(plan, /tasks_claim/);
-      assert.doesNotMatch(plan, /TEMP B-TREE/);
+      const now = '2025-01-01T00:00:10.000Z';
+      await s.createThread({ id: 'thr_p', owner: 'alice', created_at: now, metadata: {} });
+      await s.createTask(task('task_p1', { idempotency_key: 'k' }), { maxQueuedPerOwner: 10 });
+      await s.createTask(task('task_p2', { thread_id: 'thr_p' }), { maxQueuedPerOwner: 10 });
+      await s.createTask(task('task_p3'), { maxQueuedPerOwner: 10 });
+      await s.claimTasks({ nodeId: 'n', max: 1, maxRunningPerOwner: 10, leaseMs: 1000, now });
+      await s.claimTasks({ nodeId: 'n', max: 5, maxRunningPerOwner: 2, leaseMs: 1000, now });
+      await s.writeEvents([
+        {
+          event: { task_id: 'task_p1', seq: 3, type: 'task.completed', data: { result: 1 }, created_at: now },
+          patch: { status: 'completed', result: 1, ended_at: now },
+        },
+      ]);
+      await s.getTask('task_p1', 'alice');
+      await s.listTasks({ owner: 'alice' });
+      await s.listTasks({ owner: 'alice', status: ['running', 'queued'], type: 'echo' });
+      await s.listTasks({ owner: 'alice', status: ['completed'] });
+      await s.listTasks({ owner: 'alice', thread_id: 'thr_p' });
+      await s.findActiveTaskIds({ owner: 'alice', created_before: now });
+      await s.countByStatus();
+      await s.findCachedResult('alice', 'echo', 'h', now);
+      await s.renewLeases('n', 1000, now);
+      await s.listEvents('task_p1', 0, 10);
+      await s.saveCheckpoint('task_p3', { a: 1 });
+      await s.requestCancel('task_p3', 'user', now);
+      await s.cancelQueued('task_p2', 'user', now);
+      await s.recoverLost({ nodeId: 'n', expiredBefore: now, resumableTypes: [], now });
+      await s.deleteTask('task_p1', 'alice');
+      await s.purgeEnded(now);
+      await s.getThread('thr_p');
+      await s.listThreads('alice', 10);
+      const m = await s.appendMessage({
+        id: 'msg_p',
+        thread_id: 'thr_p',
+        role: 'user',
+        content: 'x',
+        status: 'complete',
+        task_id: 'task_p2',
+        created_at: now,
+      });
+      await s.updateMessage(m.id, { append: 'y' });
+      await s.listMessages('thr_p');
+      await s.deleteMessagesOfTask('thr_p', 'task_p2');
+      await s.deleteThread('thr_p', 'alice');
+
+      const plans = s.explainStatements();
+      assert.ok(plans.length >= 25, `expected the workload to prepare many statements, got ${plans.length}`);
+      for (const { sql, plan } of plans) {
+        for (const line of plan) {
+          assert.doesNotMatch(
+            line,
+            /^SCAN (tasks|t|o|task_events|threads|th|messages)$/,
+            `full scan in:\n${sql}\n${plan.join('\n')}`,
+          );
+        }
+      }
+      const planOf = (needle: string): string => {
+        const hit = plans.find((p) => p.sql.includes(needle));
+        assert.ok(hit, `no statement containing ${needle}`);
+        return hit.plan.join('\n');
+      };
+      assert.match(planOf("WHERE t.status = 'queued'"), /USING INDEX tasks_queue/);
+      assert.doesNotMatch(planOf("WHERE t.status = 'queued'"), /TEMP B-TREE/);
+      assert.match(planOf('GROUP BY owner'), /tasks_running/);
+      assert.match(planOf("AND status = 'queued' AND status IN"), /tasks_active/);
+      assert.match(planOf('SET lease_until = ?'), /tasks_running/);
+      assert.match(planOf('DELETE FROM tasks WHERE status IN'), /tasks_ended/);
+      assert.match(planOf('input_hash = ?'), /tasks_cache/);
+      assert.match(planOf('+owner = ?'), /tasks_thread/);
     } finally {
-      db.close();
+      await s.close();
     }
   });
 });

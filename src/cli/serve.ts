@@ -171,7 +171,35 @@ Options (environment variable in brackets):
   -h, --help      show this help
 
 Also: LEASH_API_KEYS="key:owner,key2:owner2" (required for a non-loopback host),
-      LEASH_LOG_LEVEL (default info; logs go to stderr as JSON).`;
+      LEASH_LOG_LEVEL (default info; logs go to stderr as JSON),
+      LEASH_CONCURRENCY (tasks this node runs at once, default 64),
+      LEASH_MAX_RUNNING_PER_OWNER (default 4), LEASH_MAX_QUEUED_PER_OWNER (default 1000),
+      LEASH_RETENTION_DAYS (ended tasks kept, default 7), LEASH_SHUTDOWN_GRACE_MS (default 10000).`;
+
+const RUNTIME_ENV = {
+  LEASH_CONCURRENCY: 'concurrency',
+  LEASH_MAX_RUNNING_PER_OWNER: 'maxRunningPerOwner',
+  LEASH_MAX_QUEUED_PER_OWNER: 'maxQueuedPerOwner',
+  LEASH_SHUTDOWN_GRACE_MS: 'shutdownGraceMs',
+} as const;
+
+/** Runtime limits from the environment; a value that is not a positive integer is a usage error. */
+export function runtimeLimitsFromEnv(env: NodeJS.ProcessEnv): NonNullable<StartServerOptions['runtime']> {
+  const out: NonNullable<StartServerOptions['runtime']> = {};
+  const int = (name: string, raw: string, min: number): number => {
+    if (!/^\d{1,12}$/.test(raw) || Number(raw) < min) {
+      throw new UsageError(`Invalid ${name}="${raw}": expected an integer ≥ ${min}.`);
+    }
+    return Number(raw);
+  };
+  for (const [name, key] of Object.entries(RUNTIME_ENV)) {
+    const raw = env[name]?.trim();
+    if (raw) out[key] = int(name, raw, key === 'shutdownGraceMs' ? 0 : 1);
+  }
+  const days = env.LEASH_RETENTION_DAYS?.trim();
+  if (days) out.retentionMs = int('LEASH_RETENTION_DAYS', days, 1) * 24 * 3_600_000;
+  return out;
+}
 
 function parsePort(raw: string): number {
   if (!/^\d{1,5}$/.test(raw) || Number(raw) > 65535) {
@@ -224,6 +252,7 @@ export async function runServe(argv: string[], env: NodeJS.ProcessEnv = process.
   const server = await startServer({
     host,
     port,
+    runtime: runtimeLimitsFromEnv(env),
     db: values.db ?? (env.LEASH_DB?.trim() || DEFAULT_DB),
     model: values.model ?? (env.LEASH_MODEL?.trim() || DEFAULT_MODEL),
     apiKeys,

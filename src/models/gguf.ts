@@ -20,7 +20,8 @@
 // Cancel: the token loop checks the abort signal before and after every token and
 // between prompt batches, so generation stops between tokens (a token being computed
 // finishes first). As with the other providers, an aborted stream ends by throwing the
-// signal's reason, with no finish part.
+// signal's reason, with no finish part. Usage counts the prompt's tokens as input and
+// every sampled token (the end-of-generation one included) as output.
 
 import { statSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
@@ -143,7 +144,8 @@ function getSharedLlama(env: NodeJS.ProcessEnv): Promise<Llama> {
   return llamaPromise;
 }
 
-function loadModel(path: string, env: NodeJS.ProcessEnv): Promise<LlamaModel> {
+/** The loaded model for an absolute path: loaded once, shared by every call (and by concurrent first calls). */
+export function loadGgufModel(path: string, env: NodeJS.ProcessEnv = process.env): Promise<LlamaModel> {
   let p = models.get(path);
   if (!p) {
     const load = async (): Promise<LlamaModel> => {
@@ -262,18 +264,98 @@ export function buildPrompt(nlc: Nlc, model: LlamaModel, messages: ChatMessage[]
   };
 }
 
-/** Length of the longest end of `text` that starts one of `stops` (held back until it is known not to be a stop). */
-function partialStopLength(text: string, stops: string[]): number {
-  let keep = 0;
-  for (const s of stops) {
-    for (let k = Math.min(s.length - 1, text.length); k > keep; k--) {
-      if (text.endsWith(s.slice(0, k))) {
-        keep = k;
-        break;
+/**
+ * Tokens to text, one token at a time. A character split over several tokens (byte
+ * tokens) decodes to U+FFFD until its last byte arrives, so such tokens wait, up to
+ * MAX_PENDING_TOKENS. The tokens before give the detokenizer its spacing context.
+ */
+export class StreamDetokenizer {
+  private pending: Token[] = [];
+  private context: Token[];
+  private readonly model: Pick<LlamaModel, 'detokenize'>;
+
+  constructor(model: Pick<LlamaModel, 'detokenize'>, preceding: readonly Token[]) {
+    this.model = model;
+    this.context = preceding.slice(-8);
+  }
+
+  /** The text the token completes ('' while a character is incomplete). */
+  push(token: Token): string {
+    this.pending.push(token);
+    const text = this.model.detokenize(this.pending, false, this.context);
+    if (text.endsWith('\uFFFD') && this.pending.length < MAX_PENDING_TOKENS) return '';
+    this.context = [...this.context, ...this.pending].slice(-8);
+    this.pending = [];
+    return text;
+  }
+
+  /** Whatever is still waiting, decoded as it is. */
+  flush(): string {
+    if (this.pending.length === 0) return '';
+    const text = this.model.detokenize(this.pending, false, this.context);
+    this.context = [...this.context, ...this.pending].slice(-8);
+    this.pending = [];
+    return text;
+  }
+}
+
+/**
+ * The answer text between the detokenizer and the stream: drops its leading whitespace,
+ * holds back an end that may be the start of a stop text until the next text decides,
+ * and cuts the answer at the first stop text (which is not sent).
+ */
+export class AnswerFilter {
+  private held = '';
+  private started = false;
+  private readonly stops: string[];
+
+  constructor(stops: readonly string[]) {
+    this.stops = stops.filter((s) => s !== '');
+  }
+
+  /** The text that can be sent now; `stop` once a stop text was reached. */
+  push(text: string): { text: string; stop: boolean } {
+    this.held += text;
+    if (!this.started) {
+      this.held = this.held.trimStart();
+      this.started = this.held !== '';
+    }
+    let at = -1;
+    for (const s of this.stops) {
+      const i = this.held.indexOf(s);
+      if (i !== -1 && (at === -1 || i < at)) at = i;
+    }
+    if (at !== -1) {
+      const out = this.held.slice(0, at);
+      this.held = '';
+      return { text: out, stop: true };
+    }
+    const keep = this.partialStopLength();
+    const out = this.held.slice(0, this.held.length - keep);
+    this.held = this.held.slice(this.held.length - keep);
+    return { text: out, stop: false };
+  }
+
+  /** At the end of the answer: what was held back. */
+  flush(): string {
+    const out = this.held;
+    this.held = '';
+    return out;
+  }
+
+  /** Length of the longest end of the held text that starts a stop text. */
+  private partialStopLength(): number {
+    let keep = 0;
+    for (const s of this.stops) {
+      for (let k = Math.min(s.length - 1, this.held.length); k > keep; k--) {
+        if (this.held.endsWith(s.slice(0, k))) {
+          keep = k;
+          break;
+        }
       }
     }
+    return keep;
   }
-  return keep;
 }
 
 // ---- the provider ----
@@ -301,13 +383,17 @@ export function createGgufModel(id: string, spec: GgufSpec, env: NodeJS.ProcessE
   return { id, stream: (call) => ggufStream(spec, call, env) };
 }
 
-async function* ggufStream(spec: GgufSpec, call: ModelCallOptions, env: NodeJS.ProcessEnv): AsyncGenerator<ModelStreamPart> {
+async function* ggufStream(
+  spec: GgufSpec,
+  call: ModelCallOptions,
+  env: NodeJS.ProcessEnv,
+): AsyncGenerator<ModelStreamPart> {
   const signal = call.abortSignal;
   signal?.throwIfAborted();
   const { path, options } = spec;
   assertModelFile(path);
   const nlc = await untilAborted(loadNlc(), signal);
-  const model = await untilAborted(loadModel(path, env), signal);
+  const model = await untilAborted(loadGgufModel(path, env), signal);
   signal?.throwIfAborted();
 
   stats.activeCalls++;
@@ -356,15 +442,11 @@ async function* ggufStream(spec: GgufSpec, call: ModelCallOptions, env: NodeJS.P
 
     const temperature = call.temperature ?? options.temp ?? DEFAULT_TEMPERATURE;
     const sampling =
-      temperature > 0
-        ? { temperature, topK: 40, topP: 0.95, minP: 0.05, seed: options.seed }
-        : { temperature: 0 };
+      temperature > 0 ? { temperature, topK: 40, topP: 0.95, minP: 0.05, seed: options.seed } : { temperature: 0 };
 
     let finishReason: 'stop' | 'length' = 'length';
-    let pending: Token[] = []; // sampled, not yet decoded (an incomplete UTF-8 character)
-    let lastTokens: Token[] = prompt.tokens.slice(-8); // context for the detokenizer's spacing rules
-    let held = ''; // decoded, not yet sent: it may be the start of a stop text
-    let started = false; // leading whitespace of the answer is dropped
+    const decoder = new StreamDetokenizer(model, prompt.tokens);
+    const answer = new AnswerFilter(prompt.stopTexts);
 
     for await (const token of sequence.evaluate([prompt.tokens.at(-1)!], sampling)) {
       stats.generatedTokens++;
@@ -374,44 +456,25 @@ async function* ggufStream(spec: GgufSpec, call: ModelCallOptions, env: NodeJS.P
         finishReason = 'stop';
         break;
       }
-      pending.push(token);
-      const text = model.detokenize(pending, false, lastTokens);
       const atLimit = usage.output_tokens >= budget;
-      if (text.endsWith('\uFFFD') && pending.length < MAX_PENDING_TOKENS && !atLimit) continue;
-      lastTokens = [...lastTokens, ...pending].slice(-8);
-      pending = [];
-      held += text;
-      if (!started) {
-        held = held.trimStart();
-        started = held !== '';
-      }
-
-      let stopAt = -1;
-      for (const s of prompt.stopTexts) {
-        const i = held.indexOf(s);
-        if (i !== -1 && (stopAt === -1 || i < stopAt)) stopAt = i;
-      }
-      if (stopAt !== -1) {
-        if (stopAt > 0) yield { type: 'text-delta', text: held.slice(0, stopAt) };
-        held = '';
-        finishReason = 'stop';
-        break;
-      }
-      const keep = atLimit ? 0 : partialStopLength(held, prompt.stopTexts);
-      const out = held.slice(0, held.length - keep);
-      held = held.slice(held.length - keep);
-      if (out !== '') {
-        yield { type: 'text-delta', text: out };
+      const out = answer.push(decoder.push(token) + (atLimit ? decoder.flush() : ''));
+      if (out.text !== '') {
+        yield { type: 'text-delta', text: out.text };
         // The consumer may have cancelled while it had the token: do not compute another.
         signal?.throwIfAborted();
+      }
+      if (out.stop) {
+        finishReason = 'stop';
+        break;
       }
       if (atLimit) break;
     }
     signal?.throwIfAborted();
-    // Text held back as a possible stop, or bytes of a character the answer ended in.
-    if (pending.length > 0) held += model.detokenize(pending, false, lastTokens);
-    if (!started) held = held.trimStart();
-    if (held !== '') yield { type: 'text-delta', text: held };
+    // Bytes of a character the answer ended in, and text held back as a possible stop.
+    const tail = answer.push(decoder.flush());
+    const rest = tail.stop ? tail.text : tail.text + answer.flush();
+    if (tail.stop) finishReason = 'stop';
+    if (rest !== '') yield { type: 'text-delta', text: rest };
     yield { type: 'finish', finishReason, usage };
   } catch (e) {
     if (signal?.aborted) throw signal.reason;

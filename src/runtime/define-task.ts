@@ -6,6 +6,7 @@ import type { z } from 'zod';
 import type { Logger } from 'pino';
 import type { ModelRegistry } from '../models/model.ts';
 import type { Store } from '../store/store.ts';
+import type { Isolation } from './isolation/protocol.ts';
 
 export interface TaskContext {
   readonly taskId: string;
@@ -41,11 +42,20 @@ export interface TaskDefinition<S extends z.ZodType = z.ZodType, R = unknown> {
   /** A create with the same owner, type and input within `ttlMs` answers with the completed task. */
   cache?: { ttlMs: number };
   /**
-   * How long after the signal fires the handler may take to return before the
-   * runtime escalates (issue: hard cancellation). Inline handlers can't be killed;
-   * the task then stays `cancelling` until they return.
+   * Where the handler runs. `inline` (default): in the server's event loop; it
+   * must honour `ctx.signal`, and a handler that doesn't keeps its task
+   * `cancelling` until it returns. `worker` (a pooled worker thread) and
+   * `process` (a pooled child process): the signal fires first, and if the
+   * handler has not returned within `graceMs` its thread or process is killed.
+   * Isolated handlers need `module` and get no `ctx.store`.
    */
+  isolation?: Isolation;
+  /** `import.meta.url` of the module exporting this definition (required unless inline). */
+  module?: string;
+  /** How long after the signal a handler may take to return before it is killed (isolated only; default 2000 ms). */
   graceMs?: number;
+  /** V8 heap limit of an isolated handler (default 512 MB); past it the task fails `out_of_memory`. */
+  memoryLimitMb?: number;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -54,6 +64,9 @@ export type AnyTaskDefinition = TaskDefinition<any, any>;
 export function defineTask<S extends z.ZodType, R>(def: TaskDefinition<S, R>): TaskDefinition<S, R> {
   if (!/^[a-z][a-z0-9_.-]{0,63}$/.test(def.type)) {
     throw new TypeError(`Task type "${def.type}" must match /^[a-z][a-z0-9_.-]{0,63}$/`);
+  }
+  if (def.isolation && def.isolation !== 'inline' && !def.module) {
+    throw new TypeError(`Task type "${def.type}" runs isolated (${def.isolation}): add \`module: import.meta.url\`.`);
   }
   return def;
 }

@@ -15,6 +15,8 @@ import type { AnyTaskDefinition, TaskContext } from './define-task.ts';
 import { LeashError, toTaskError } from './errors.ts';
 import { EventLog } from './event-log.ts';
 import { followEvents } from './follow.ts';
+import { DEFAULT_GRACE_MS, DEFAULT_MEMORY_LIMIT_MB, IsolatedExecutor } from './isolation/executor.ts';
+import type { Isolation } from './isolation/protocol.ts';
 import { newId } from './ids.ts';
 import type {
   BatchCancelFilter,
@@ -28,10 +30,17 @@ import type {
 } from './types.ts';
 import { isTerminal, nowIso } from './types.ts';
 
+export interface TaskEndInfo {
+  /** Stop asked → handler returned or killed (null when not cancelled while running). */
+  cancelLatencyMs: number | null;
+  isolation: Isolation;
+  /** The handler ignored its signal past its grace and was killed. */
+  forced: boolean;
+}
+
 export interface RuntimeObserver {
   taskStarted?(task: Task, pickupMs: number): void;
-  /** cancelLatencyMs: stop asked → handler returned (null when not cancelled while running). */
-  taskEnded?(task: Task, info: { cancelLatencyMs: number | null }): void;
+  taskEnded?(task: Task, info: TaskEndInfo): void;
 }
 
 export interface RuntimeOptions {
@@ -52,6 +61,8 @@ export interface RuntimeOptions {
   shutdownGraceMs?: number;
   leaseMs?: number;
   observer?: RuntimeObserver;
+  /** Warm slots kept per isolation pool (worker / process). */
+  isolationMaxIdle?: number;
 }
 
 export type TaskWithProgress = Task & {
@@ -61,6 +72,8 @@ export type TaskWithProgress = Task & {
 /** One task running on this node. */
 interface Active {
   task: Task;
+  isolation: Isolation;
+  forced: boolean;
   seq: number;
   controller: AbortController;
   state: 'running' | 'cancelling' | 'ended';
@@ -83,6 +96,7 @@ export class Runtime {
   readonly #events: EventLog;
   readonly #active = new Map<string, Active>();
   readonly #observer: RuntimeObserver;
+  readonly #isolated: IsolatedExecutor;
   readonly #opts: Required<
     Pick<
       RuntimeOptions,
@@ -111,6 +125,7 @@ export class Runtime {
     this.nodeId = opts.nodeId ?? newId('node');
     this.#observer = opts.observer ?? {};
     this.#events = new EventLog(opts.store, opts.logger);
+    this.#isolated = new IsolatedExecutor({ maxIdle: opts.isolationMaxIdle ?? 2 });
     this.#opts = {
       concurrency: opts.concurrency ?? 64,
       maxRunningPerOwner: opts.maxRunningPerOwner ?? 4,
@@ -196,6 +211,12 @@ export class Runtime {
     for (const u of this.#unsubscribe) u();
     this.#unsubscribe = [];
     await this.#events.flush();
+    await this.#isolated.close();
+  }
+
+  /** The worker / process pools (benchmarks prewarm them and read their cold-start counts). */
+  get isolation(): IsolatedExecutor {
+    return this.#isolated;
   }
 
   async purge(): Promise<number> {
@@ -324,7 +345,7 @@ export class Runtime {
           if (!c) continue; // claimed meanwhile: look again
           this.#events.poke(id);
           this.#announceCrossNode(id);
-          this.#observer.taskEnded?.(c, { cancelLatencyMs: 0 });
+          this.#observer.taskEnded?.(c, { cancelLatencyMs: 0, isolation: this.#defs.get(c.type)?.isolation ?? 'inline', forced: false });
           return { task: c, alreadyCancelled: false };
         }
         case 'running':
@@ -430,6 +451,8 @@ export class Runtime {
     const controller = new AbortController();
     const a: Active = {
       task: { ...task },
+      isolation: def?.isolation ?? 'inline',
+      forced: false,
       seq: lastSeq,
       controller,
       state: 'running',
@@ -466,7 +489,20 @@ export class Runtime {
         if (!def) throw new LeashError('unknown_task_type', `No handler for task type "${task.type}" on this node.`);
         controller.signal.throwIfAborted();
         const input = def.input.parse(task.input);
-        outcome = { ok: true, result: await def.run(input, this.#context(a, checkpoint)) };
+        const ctx = this.#context(a, checkpoint);
+        const result =
+          a.isolation === 'inline'
+            ? await def.run(input, ctx)
+            : await this.#isolated.run(a.isolation, def, input, ctx, {
+                graceMs: def.graceMs ?? DEFAULT_GRACE_MS,
+                memoryLimitMb: def.memoryLimitMb ?? DEFAULT_MEMORY_LIMIT_MB,
+                defaultModel: this.models.defaultModel,
+                onForced: () => {
+                  a.forced = true;
+                  this.#log.warn({ task_id: task.id }, 'handler ignored its cancel past its grace: killed');
+                },
+              });
+        outcome = { ok: true, result };
       } catch (error) {
         outcome = { ok: false, error };
       }
@@ -570,7 +606,7 @@ export class Runtime {
     await this.#events.flush();
     this.#active.delete(t.id);
     const latency = a.cancelAskedAt === null ? null : performance.now() - a.cancelAskedAt;
-    this.#observer.taskEnded?.({ ...t }, { cancelLatencyMs: latency });
+    this.#observer.taskEnded?.({ ...t }, { cancelLatencyMs: latency, isolation: a.isolation, forced: a.forced });
     this.#schedulePump();
   }
 

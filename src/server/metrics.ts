@@ -4,7 +4,7 @@
 // ids or task ids.
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { RuntimeObserver } from '../runtime/runtime.ts';
+import type { RuntimeObserver, TaskEndInfo } from '../runtime/runtime.ts';
 import type { Task, TaskStatus } from '../runtime/types.ts';
 import { TASK_STATUSES } from '../runtime/types.ts';
 
@@ -94,7 +94,9 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
   });
   const cancelLatency = new Histogram({
     name: 'leash_cancel_latency_seconds',
-    help: 'Time from a cancel request to the work having stopped (handler returned).',
+    help:
+      'Time from a cancel request to the work having stopped (handler returned, or its worker/process killed), by isolation and outcome (cooperative: the handler honoured its signal; forced: killed after its grace).',
+    labelNames: ['isolation', 'outcome'] as const,
     buckets: CANCEL_LATENCY_BUCKETS,
     registers,
   });
@@ -110,10 +112,12 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
       started.inc({ type: task.type });
       if (Number.isFinite(pickupMs) && pickupMs >= 0) pickup.observe(pickupMs / 1000);
     },
-    taskEnded(task: Task, info: { cancelLatencyMs: number | null }) {
+    taskEnded(task: Task, info: TaskEndInfo) {
       ended.inc({ type: task.type, status: task.status });
       const ms = info.cancelLatencyMs;
-      if (ms !== null && Number.isFinite(ms) && ms >= 0) cancelLatency.observe(ms / 1000);
+      if (ms !== null && Number.isFinite(ms) && ms >= 0) {
+        cancelLatency.observe({ isolation: info.isolation, outcome: info.forced ? 'forced' : 'cooperative' }, ms / 1000);
+      }
     },
   };
 

@@ -71,6 +71,9 @@ const PIECES = [
   'es',
 ];
 
+/** The id of byte `b`'s token (`<0xBB>`) in the tiny vocab: after <unk>, <s>, </s>. */
+export const tinyByteToken = (b: number): number => 3 + b;
+
 interface Vocab {
   tokens: string[];
   scores: number[];

@@ -109,7 +109,10 @@ const CREATE_TABLE = `CREATE TABLE IF NOT EXISTS migrations (
 export function migrate(db: DatabaseSync, migrations: readonly Migration[] = MIGRATIONS): number[] {
   for (let i = 1; i < migrations.length; i++) {
     if (migrations[i]!.id <= migrations[i - 1]!.id) {
-      throw new LeashError('migration_error', `migration ids must increase (${migrations[i]!.id} after ${migrations[i - 1]!.id})`);
+      throw new LeashError(
+        'migration_error',
+        `migration ids must increase (${migrations[i]!.id} after ${migrations[i - 1]!.id})`,
+      );
     }
   }
   db.exec(CREATE_TABLE);

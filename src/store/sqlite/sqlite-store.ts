@@ -114,9 +114,13 @@ export class SqliteStore implements Store {
       db.exec('PRAGMA foreign_keys = ON');
     } catch (cause) {
       db.close();
-      throw new LeashError('store_unavailable', `cannot configure SQLite database ${path}: ${(cause as Error).message}`, {
-        cause,
-      });
+      throw new LeashError(
+        'store_unavailable',
+        `cannot configure SQLite database ${path}: ${(cause as Error).message}`,
+        {
+          cause,
+        },
+      );
     }
     return new SqliteStore(db, path, options.notifier ?? new LocalNotifier());
   }
@@ -170,6 +174,21 @@ export class SqliteStore implements Store {
 
   async ping(): Promise<void> {
     this.#q('SELECT 1').get();
+  }
+
+  /**
+   * The query plan of every statement this store has prepared so far (diagnostics, and
+   * the test that keeps hot statements on their indexes).
+   */
+  explainStatements(): Array<{ sql: string; plan: string[] }> {
+    const db = this.#live();
+    const out: Array<{ sql: string; plan: string[] }> = [];
+    for (const sql of this.#stmts.keys()) {
+      if (/^(BEGIN|COMMIT|ROLLBACK)\b/.test(sql)) continue;
+      const rows = db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all() as Array<{ detail: string }>;
+      out.push({ sql, plan: rows.map((r) => r.detail) });
+    }
+    return out;
   }
 
   // ── tasks ────────────────────────────────────────────────────────────────
@@ -277,7 +296,9 @@ export class SqliteStore implements Store {
       where.push('created_at < ?');
       params.push(filter.created_before);
     }
-    const rows = this.#q(`SELECT id FROM tasks INDEXED BY tasks_active WHERE ${where.join(' AND ')} ORDER BY num`).all(...params) as Array<{
+    const rows = this.#q(`SELECT id FROM tasks INDEXED BY tasks_active WHERE ${where.join(' AND ')} ORDER BY num`).all(
+      ...params,
+    ) as Array<{
       id: string;
     }>;
     return rows.map((r) => r.id);
@@ -307,8 +328,7 @@ export class SqliteStore implements Store {
   async deleteTask(id: string, owner: string): Promise<1 | 0 | 'active'> {
     return this.#tx(() => {
       const row = this.#q('SELECT status FROM tasks WHERE id = ? AND owner = ?').get(id, owner) as
-        | { status: TaskStatus }
-        | undefined;
+        { status: TaskStatus } | undefined;
       if (!row) return 0;
       if (!TERMINAL_STATUSES.has(row.status)) return 'active';
       this.#q('DELETE FROM tasks WHERE id = ?').run(id);
@@ -319,6 +339,7 @@ export class SqliteStore implements Store {
   async claimTasks(opts: ClaimOptions): Promise<Array<{ task: Task; lastSeq: number; checkpoint: unknown }>> {
     if (opts.max <= 0 || opts.maxRunningPerOwner <= 0) return [];
     const leaseUntil = addMs(opts.now, opts.leaseMs);
+    const pageSize = Math.min(256, opts.max + 16);
     return this.#tx(() => {
       const running = new Map<string, number>();
       const saturated: string[] = [];
@@ -336,27 +357,23 @@ export class SqliteStore implements Store {
       // change within this call is an owner reaching its limit: that owner joins
       // `saturated` and the next page query excludes it. Every page therefore makes
       // progress, and no statement scans rows it already rejected.
-      const candidates = this.#q(
-        `SELECT t.id, t.owner FROM tasks t
-         WHERE t.status = 'queued'
-           AND t.owner NOT IN (SELECT value FROM json_each(?))
-           AND (t.thread_id IS NULL OR (
-             NOT EXISTS (SELECT 1 FROM tasks o WHERE o.thread_id = t.thread_id AND o.status IN ('running', 'cancelling'))
-             AND NOT EXISTS (SELECT 1 FROM tasks o WHERE o.thread_id = t.thread_id AND o.status = 'queued' AND o.num < t.num)))
-         ORDER BY t.priority DESC, t.num
-         LIMIT ?`,
-      );
+      const page = (): Array<{ id: string; owner: string }> =>
+        (saturated.length === 0
+          ? this.#q(CLAIM_SQL[0]).all(pageSize)
+          : this.#q(CLAIM_SQL[1]).all(JSON.stringify(saturated), pageSize)) as Array<{
+          id: string;
+          owner: string;
+        }>;
       const start = this.#q(
         `UPDATE tasks SET status = 'running', started_at = ?, node_id = ?, lease_until = ?,
            attempt = attempt + 1, last_seq = last_seq + 1
          WHERE id = ? AND status = 'queued' RETURNING *`,
       );
-      const pageSize = Math.min(256, opts.max + 16);
       const out: Array<{ task: Task; lastSeq: number; checkpoint: unknown }> = [];
       while (out.length < opts.max) {
-        const page = candidates.all(JSON.stringify(saturated), pageSize) as Array<{ id: string; owner: string }>;
+        const rows = page();
         const progressBefore = out.length + saturated.length;
-        for (const c of page) {
+        for (const c of rows) {
           if (out.length >= opts.max) break;
           const n = running.get(c.owner) ?? 0;
           if (n >= opts.maxRunningPerOwner) continue;
@@ -368,7 +385,7 @@ export class SqliteStore implements Store {
           if (n + 1 >= opts.maxRunningPerOwner) saturated.push(c.owner);
         }
         // A full page that neither claimed nor saturated anything would come back identical.
-        if (page.length < pageSize || out.length + saturated.length === progressBefore) break;
+        if (rows.length < pageSize || out.length + saturated.length === progressBefore) break;
       }
       return out;
     });
@@ -487,7 +504,7 @@ export class SqliteStore implements Store {
     const resumable = new Set(opts.resumableTypes);
     return this.#tx(() => {
       const lost = this.#q(
-        `SELECT id, type, status FROM tasks
+        `SELECT id, type, status FROM tasks INDEXED BY tasks_running
          WHERE status IN ('running', 'cancelling')
            AND ((?1 IS NOT NULL AND node_id = ?1) OR (?2 IS NOT NULL AND lease_until < ?2))
          ORDER BY num`,
@@ -548,7 +565,9 @@ export class SqliteStore implements Store {
         t.created_at,
         JSON.stringify(t.metadata ?? {}),
       );
-      return toThread(this.#q(`SELECT ${THREAD_COLUMNS} FROM threads th WHERE th.id = ?`).get(t.id) as unknown as ThreadRow);
+      return toThread(
+        this.#q(`SELECT ${THREAD_COLUMNS} FROM threads th WHERE th.id = ?`).get(t.id) as unknown as ThreadRow,
+      );
     });
   }
 
@@ -656,6 +675,22 @@ export class SqliteStore implements Store {
     }
   }
 }
+
+/**
+ * Queued tasks in claim order that may start now: not of an owner already at its limit
+ * (the JSON list; omitted when empty, it costs a bloom filter) and, for a thread's
+ * task, only its thread's next one (nothing running or cancelling, nothing older queued).
+ */
+function claimCandidatesSql(excludeOwners: boolean): string {
+  return `SELECT t.id, t.owner FROM tasks t
+    WHERE t.status = 'queued'${excludeOwners ? `\n      AND t.owner NOT IN (SELECT value FROM json_each(?))` : ''}
+      AND (t.thread_id IS NULL OR (
+        NOT EXISTS (SELECT 1 FROM tasks o WHERE o.thread_id = t.thread_id AND o.status IN ('running', 'cancelling'))
+        AND NOT EXISTS (SELECT 1 FROM tasks o WHERE o.thread_id = t.thread_id AND o.status = 'queued' AND o.num < t.num)))
+    ORDER BY t.priority DESC, t.num
+    LIMIT ?`;
+}
+const CLAIM_SQL = [claimCandidatesSql(false), claimCandidatesSql(true)] as const;
 
 function foldPatch(m: MergedPatch, p: TaskPatch): void {
   if (p.append_output !== undefined) m.append += p.append_output;

@@ -1,0 +1,78 @@
+// Benchmark of task throughput through HTTP (issue 2): a real `leash serve` in a
+// child process, a client with 32 requests in flight. Each no-op task is created
+// with POST /api/tasks and waited for with GET /api/tasks/:id/wait.
+// Reference beside it: the same server answering GET /healthz (no task work), the
+// HTTP ceiling of this machine for this client.
+// Run: npm run bench:http   (or: npx node bench/http.ts [tasks])
+
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { header, row } from './lib.ts';
+
+const N = Number(process.argv[2] ?? 4000);
+const CONCURRENCY = 32;
+const dir = mkdtempSync(join(tmpdir(), 'leash-bench-http-'));
+
+const server = spawn(process.execPath, ['src/cli/main.ts', 'serve', '--port', '0', '--db', join(dir, 'bench.db')], {
+  env: { ...process.env, LEASH_LOG_LEVEL: 'warn', LEASH_MAX_RUNNING_PER_OWNER: '32', LEASH_MAX_QUEUED_PER_OWNER: '100000' },
+  stdio: ['ignore', 'pipe', 'inherit'],
+});
+const url = await new Promise<string>((resolve, reject) => {
+  let out = '';
+  server.stdout.on('data', (b: Buffer) => {
+    out += b.toString();
+    const m = /listening on (http:\/\/\S+)/.exec(out);
+    if (m) resolve(m[1]!);
+  });
+  server.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
+});
+
+async function pool(n: number, fn: (i: number) => Promise<void>): Promise<number> {
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (next < n) await fn(next++);
+    }),
+  );
+  return (performance.now() - t0) / 1000;
+}
+
+header(`leash HTTP benchmark, ${N} no-op tasks, ${CONCURRENCY} in flight, server in a child process`);
+try {
+  // Warm-up (JIT, connection pool).
+  await pool(200, async () => {
+    await (await fetch(`${url}/healthz`)).text();
+  });
+
+  const refSecs = await pool(N, async () => {
+    const r = await fetch(`${url}/healthz`);
+    await r.text();
+  });
+  let failed = 0;
+  const secs = await pool(N, async () => {
+    const r = await fetch(`${url}/api/tasks`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ type: 'generate', input: { prompt: 'x', model: 'simulated?tps=0&tokens=1' } }),
+    });
+    const task = (await r.json()) as { id: string };
+    if (r.status !== 202) {
+      failed++;
+      return;
+    }
+    const w = await fetch(`${url}/api/tasks/${task.id}/wait?timeout_s=30`);
+    const done = (await w.json()) as { status: string };
+    if (done.status !== 'completed') failed++;
+  });
+  row('reference: GET /healthz requests', `${Math.round(N / refSecs)} /s`);
+  row('tasks created→completed via HTTP (POST + wait)', `${Math.round(N / secs)} /s`, '≥ 1000 /s', N / secs >= 1000 && failed === 0);
+  row('  HTTP requests per second in that run', `${Math.round((2 * N) / secs)} /s`);
+  row('  tasks not completed', String(failed), '0', failed === 0);
+} finally {
+  server.kill('SIGTERM');
+  await new Promise((r) => server.once('exit', r));
+  rmSync(dir, { recursive: true, force: true });
+}
