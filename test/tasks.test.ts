@@ -42,7 +42,7 @@ describe('builtinTasks', () => {
   it('holds generate and analyze with their deadlines', () => {
     assert.deepEqual(
       builtinTasks.map((t) => t.type),
-      ['generate', 'analyze', 'chat'],
+      ['generate', 'analyze', 'chat', 'completion'],
     );
     assert.equal(generate.deadlineMs, 10 * 60_000);
     assert.equal(analyze.deadlineMs, 30 * 60_000);
