@@ -465,21 +465,11 @@ class WsSession {
 
   /** Interrupts every active run of the thread: one cancel_ack each, or one with task_id null when it was idle. */
   async #interruptThread(reqId: RequestId | undefined, id: string): Promise<void> {
-    const { runtime, threads } = this.#deps;
-    if ((await threads.get(id, this.#owner)) === null) throw new LeashError('not_found', `Thread ${id} not found.`);
-    const active = await runtime.store.findActiveTaskIds({ owner: this.#owner, thread_id: id });
-    let acked = 0;
-    for (const taskId of active) {
-      try {
-        const { task } = await runtime.cancel(taskId, this.#owner, 'interrupted');
-        this.#send({ type: 'cancel_ack', request_id: reqId, thread_id: id, task_id: task.id, status: task.status });
-        acked++;
-      } catch (err) {
-        // Ended between the look-up and the cancel: nothing left to interrupt there.
-        if (!LeashError.is(err, 'task_ended') && !LeashError.is(err, 'not_found')) throw err;
-      }
+    const stopped = await this.#deps.threads.interrupt(id, this.#owner);
+    for (const task of stopped) {
+      this.#send({ type: 'cancel_ack', request_id: reqId, thread_id: id, task_id: task.id, status: task.status });
     }
-    if (acked === 0) this.#send({ type: 'cancel_ack', request_id: reqId, thread_id: id, task_id: null, status: null });
+    if (stopped.length === 0) this.#send({ type: 'cancel_ack', request_id: reqId, thread_id: id, task_id: null, status: null });
   }
 
   // ── outbound ────────────────────────────────────────────────────────────

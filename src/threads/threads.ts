@@ -81,29 +81,44 @@ export class Threads {
     );
   }
 
+  /** Stops every active run of the thread with reason `interrupted` (in order with runs). Returns the stopped tasks. */
+  async interrupt(threadId: string, owner: string): Promise<Task[]> {
+    return this.#serialized(threadId, async () => {
+      await this.#mustGet(threadId, owner);
+      return this.#stopActive(threadId, owner, 'interrupted');
+    });
+  }
+
+  async #stopActive(threadId: string, owner: string, reason: 'interrupted' | 'rollback'): Promise<Task[]> {
+    const stopped: Task[] = [];
+    for (const id of await this.#store.findActiveTaskIds({ owner, thread_id: threadId })) {
+      try {
+        stopped.push((await this.#runtime.cancel(id, owner, reason)).task);
+      } catch (e) {
+        // Ended between the look-up and the cancel: nothing left to stop there.
+        if (!LeashError.is(e, 'task_ended') && !LeashError.is(e, 'not_found')) throw e;
+      }
+      if (reason === 'rollback') await this.#store.deleteMessagesOfTask(threadId, id);
+    }
+    return stopped;
+  }
+
   async run(threadId: string, owner: string, req: RunRequest): Promise<RunResult> {
     return this.#serialized(threadId, async () => {
       await this.#mustGet(threadId, owner);
       const strategy = req.multitask ?? 'interrupt';
-      const activeIds = await this.#store.findActiveTaskIds({ owner, thread_id: threadId });
-      const cancelled: string[] = [];
-      if (activeIds.length > 0) {
-        if (strategy === 'reject') {
+      let cancelled: string[] = [];
+      if (strategy === 'reject') {
+        const activeIds = await this.#store.findActiveTaskIds({ owner, thread_id: threadId });
+        if (activeIds.length > 0) {
           throw new LeashError('thread_busy', `Thread ${threadId} already has an active run (${activeIds.join(', ')}).`, {
             details: { active_task_ids: activeIds },
           });
         }
-        if (strategy === 'interrupt' || strategy === 'rollback') {
-          for (const id of activeIds) {
-            try {
-              await this.#runtime.cancel(id, owner, strategy === 'interrupt' ? 'interrupted' : 'rollback');
-              cancelled.push(id);
-            } catch (e) {
-              if (!LeashError.is(e, 'task_ended')) throw e;
-            }
-            if (strategy === 'rollback') await this.#store.deleteMessagesOfTask(threadId, id);
-          }
-        }
+      } else if (strategy === 'interrupt' || strategy === 'rollback') {
+        cancelled = (await this.#stopActive(threadId, owner, strategy === 'interrupt' ? 'interrupted' : 'rollback')).map(
+          (t) => t.id,
+        );
       }
       const taskId = newId('task');
       const createdAt = nowIso();
