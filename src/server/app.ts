@@ -16,9 +16,14 @@ import type { Metrics } from './metrics.ts';
 import { createMetrics } from './metrics.ts';
 import { registerTaskRoutes } from './routes/tasks.ts';
 import { registerThreadRoutes } from './routes/threads.ts';
+import { registerOpenAiRoutes } from './openai/index.ts';
+import { registerWebSocket } from './ws.ts';
 import { Threads } from '../threads/threads.ts';
 import type { TaskRouteDeps } from './routes/tasks.ts';
 import { DEFAULT_KEEPALIVE_MS } from './sse.ts';
+import { registerWebUi } from './static.ts';
+import { installRateLimit, type RateLimitOptions } from './rate-limit.ts';
+import { connectionOptions, type ConnectionTimeouts } from './timeouts.ts';
 
 export const DEFAULT_BODY_LIMIT = 1024 * 1024;
 
@@ -35,6 +40,10 @@ export interface BuildServerOptions {
   metrics?: Metrics;
   /** SSE comment interval (default 15 s). */
   sseKeepaliveMs?: number;
+  /** Requests per window per API key (off when absent). */
+  rateLimit?: RateLimitOptions;
+  /** Slow-client limits (headers / whole request / keep-alive); defaults in timeouts.ts. */
+  timeouts?: Partial<ConnectionTimeouts>;
 }
 
 declare module 'fastify' {
@@ -54,6 +63,7 @@ export function buildServer(opts: BuildServerOptions): FastifyInstance {
   const app = Fastify({
     loggerInstance: opts.logger,
     bodyLimit,
+    ...connectionOptions(opts.timeouts),
     // Open SSE streams must not hold up close(); they are ended by `leashClosing`.
     forceCloseConnections: 'idle',
     // Accept the caller's request id when it is harmless, so logs can be joined up.
@@ -97,6 +107,7 @@ export function buildServer(opts: BuildServerOptions): FastifyInstance {
   });
 
   installAuth(app, opts.apiKeys);
+  installRateLimit(app, opts.rateLimit);
   installErrorHandling(app);
 
   registerHealthRoutes(app, { runtime: opts.runtime, store: opts.store });
@@ -111,6 +122,10 @@ export function buildServer(opts: BuildServerOptions): FastifyInstance {
   };
   app.decorate('leashTaskDeps', taskDeps);
   registerTaskRoutes(app, taskDeps);
-  registerThreadRoutes(app, { ...taskDeps, threads: new Threads(opts.runtime) });
+  const threads = new Threads(opts.runtime);
+  registerThreadRoutes(app, { ...taskDeps, threads });
+  registerOpenAiRoutes(app, { ...taskDeps, threads });
+  registerWebSocket(app, { runtime: opts.runtime, threads, closing: closing.signal });
+  registerWebUi(app);
   return app;
 }

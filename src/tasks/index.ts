@@ -3,8 +3,9 @@
 import type { AnyTaskDefinition } from '../runtime/define-task.ts';
 import { analyze } from './analyze.ts';
 import { chat } from './chat.ts';
+import { completion } from './completion.ts';
 import { generate } from './generate.ts';
 
 export { analyze, chat, generate };
 
-export const builtinTasks: AnyTaskDefinition[] = [generate, analyze, chat];
+export const builtinTasks: AnyTaskDefinition[] = [generate, analyze, chat, completion];

@@ -1,0 +1,102 @@
+// Errors on /v1/* in OpenAI's shape, `{error: {message, type, param, code}}`, which
+// the official clients parse into typed errors (BadRequestError, NotFoundError, …).
+// `code` keeps leash's code (e.g. `invalid_request`, `unauthorized`, `queue_full`)
+// except where OpenAI's own code is what clients check (`model_not_found`).
+// Internals are hidden exactly as on /api (the leash mapping decides that).
+
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { z } from 'zod';
+import { LeashError } from '../../runtime/errors.ts';
+import { toErrorResponse, zodDetails } from '../errors.ts';
+
+export interface OpenAiErrorBody {
+  error: { message: string; type: string; param: string | null; code: string | null };
+}
+
+/** An error with OpenAI's status and `param` decided at the throw site. */
+export class OpenAiError extends LeashError {
+  readonly status: number;
+  readonly param: string | null;
+
+  constructor(status: number, code: string, message: string, param: string | null = null) {
+    super(code, message);
+    this.name = 'OpenAiError';
+    this.status = status;
+    this.param = param;
+  }
+}
+
+/** OpenAI's `type` for a status: clients branch on the status, humans read the type. */
+export function errorTypeOf(status: number): string {
+  if (status === 401) return 'authentication_error';
+  if (status === 403) return 'permission_error';
+  if (status === 429) return 'rate_limit_error';
+  if (status >= 500) return 'server_error';
+  return 'invalid_request_error';
+}
+
+/** `input.messages.0.content` → `messages[0].content`, the way OpenAI names a param. */
+export function paramName(path: string): string | null {
+  if (path === '') return null;
+  return path.split('.').reduce((acc, seg) => (/^\d+$/.test(seg) ? `${acc}[${seg}]` : acc ? `${acc}.${seg}` : seg), '');
+}
+
+export function toOpenAiError(err: unknown): { status: number; body: OpenAiErrorBody; internal: boolean } {
+  if (err instanceof OpenAiError) {
+    return {
+      status: err.status,
+      body: { error: { message: err.message, type: errorTypeOf(err.status), param: err.param, code: err.code } },
+      internal: false,
+    };
+  }
+  const { status, body, internal } = toErrorResponse(err);
+  const details = body.error.details;
+  const first = Array.isArray(details) ? (details[0] as { path?: unknown } | undefined) : undefined;
+  const param = typeof first?.path === 'string' ? paramName(first.path) : null;
+  return {
+    status,
+    body: { error: { message: body.error.message, type: errorTypeOf(status), param, code: body.error.code } },
+    internal,
+  };
+}
+
+export function sendOpenAiError(request: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
+  const { status, body, internal } = toOpenAiError(err);
+  if (internal) request.log.error({ err }, 'unexpected error');
+  else if (status >= 500) request.log.warn({ code: body.error.code }, body.error.message);
+  // A stream that already started can't carry a JSON error; just end it.
+  if (reply.sent || reply.raw.headersSent) {
+    if (!reply.raw.writableEnded) reply.raw.end();
+    return reply;
+  }
+  if (status === 401) reply.header('www-authenticate', 'Bearer');
+  return reply.code(status).type('application/json; charset=utf-8').send(body);
+}
+
+/**
+ * Parses a request body with zod; a failure is a 400 naming the first bad field as
+ * `param`. Unknown keys read like OpenAI's "Unrecognized request argument supplied".
+ */
+export function parseOpenAi<S extends z.ZodType>(schema: S, value: unknown, what = 'request body'): z.output<S> {
+  const r = schema.safeParse(value);
+  if (r.success) return r.data;
+  const issue = r.error.issues[0];
+  if (issue?.code === 'unrecognized_keys') {
+    const key = issue.keys[0] ?? '';
+    const path = [...issue.path.map(String), key].join('.');
+    throw new OpenAiError(400, 'invalid_request', `Unrecognized request argument supplied: ${key}`, paramName(path));
+  }
+  const details = zodDetails(r.error);
+  const first = details[0];
+  const param = first ? paramName(first.path) : null;
+  const missing = issue?.code === 'invalid_type' && /received undefined$/.test(issue.message);
+  const message =
+    first === undefined
+      ? `Invalid ${what}`
+      : first.path === ''
+        ? `Invalid ${what}: ${first.message}`
+        : missing
+          ? `Missing required parameter: '${param}'.`
+          : `Invalid '${param}': ${first.message}`;
+  throw new OpenAiError(400, 'invalid_request', message, param);
+}
