@@ -387,9 +387,11 @@ describe('openai client: responses', () => {
     });
     assert.ok(badPart instanceof BadRequestError);
     assert.match(badPart.param ?? '', /^input\[0\]\.content/);
-    const limit = await bad({ model: ECHO, input: 'x', max_output_tokens: 5 });
+    const limit = await bad({ model: ECHO, input: 'x', max_output_tokens: 0 });
     assert.ok(limit instanceof BadRequestError);
     assert.equal(limit.param, 'max_output_tokens');
+    const capped = await client.responses.create({ model: 'simulated?tps=0&tokens=50', input: 'x', max_output_tokens: 5 });
+    assert.equal(capped.usage?.output_tokens, 5, 'max_output_tokens reaches the model');
     const unknown = await bad({ model: 'gpt-nope', input: 'x' });
     assert.ok(unknown instanceof NotFoundError);
     assert.equal(unknown.code, 'model_not_found');

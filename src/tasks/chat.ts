@@ -16,6 +16,8 @@ const input = z
     assistant_message_id: z.string().min(1),
     model: z.string().min(1).max(200).optional(),
     system: z.string().max(100_000).optional(),
+    max_tokens: z.number().int().positive().max(1_000_000).optional(),
+    temperature: z.number().min(0).max(2).optional(),
   })
   .strict();
 
@@ -38,7 +40,13 @@ export const chat = defineTask({
     let text = '';
     let usage: Usage | null = null;
     try {
-      for await (const part of model.stream({ messages: buildModelContext(history, input.system), abortSignal: ctx.signal })) {
+      const call = {
+        messages: buildModelContext(history, input.system),
+        abortSignal: ctx.signal,
+        ...(input.max_tokens !== undefined && { maxTokens: input.max_tokens }),
+        ...(input.temperature !== undefined && { temperature: input.temperature }),
+      };
+      for await (const part of model.stream(call)) {
         if (part.type === 'text-delta') {
           if (ctx.emit(part.text)) text += part.text;
         } else usage = part.usage;

@@ -21,6 +21,8 @@ export interface RunRequest {
   multitask?: MultitaskStrategy;
   system?: string;
   deadline_ms?: number;
+  max_tokens?: number;
+  temperature?: number;
 }
 
 export interface RunResult {
@@ -150,6 +152,8 @@ export class Threads {
             assistant_message_id: assistant.id,
             ...(req.model ? { model: req.model } : {}),
             ...(req.system ? { system: req.system } : {}),
+            ...(req.max_tokens !== undefined && { max_tokens: req.max_tokens }),
+            ...(req.temperature !== undefined && { temperature: req.temperature }),
           },
           ...(req.deadline_ms ? { deadline_ms: req.deadline_ms } : {}),
         });

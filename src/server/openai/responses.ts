@@ -83,7 +83,7 @@ const baseBody = z.strictObject({
     })
     .strict()
     .optional(),
-  max_output_tokens: z.null('max_output_tokens is not supported on /v1/responses yet').optional(),
+  max_output_tokens: z.number().int().positive().max(1_000_000).nullable().optional(),
   tools: z.array(z.unknown()).max(0, 'tools are not supported').optional(),
   tool_choice: z.enum(['none', 'auto']).optional(),
 });
@@ -195,6 +195,8 @@ export function registerResponseRoutes(v1: FastifyInstance, deps: ResponseRouteD
       // A queued follow-up waits for the response it continues instead of interrupting it.
       multitask: 'enqueue',
       ...(body.instructions != null && { system: body.instructions }),
+      ...(body.max_output_tokens != null && { max_tokens: body.max_output_tokens }),
+      ...(body.temperature != null && { temperature: body.temperature }),
     });
     const background = body.background === true;
     const id = run.task.id;

@@ -25,6 +25,8 @@ const runBody = z.strictObject({
   multitask: z.enum(MULTITASK_STRATEGIES).optional(),
   system: z.string().max(100_000).optional(),
   deadline_ms: z.number().int().positive().max(7 * 24 * 3600 * 1000).optional(),
+  max_tokens: z.number().int().positive().max(1_000_000).optional(),
+  temperature: z.number().min(0).max(2).optional(),
   stream: z.boolean().optional(),
   on_disconnect: z.enum(['cancel', 'continue']).optional(),
 });
@@ -75,6 +77,8 @@ export function registerThreadRoutes(app: FastifyInstance, deps: ThreadRouteDeps
       ...(body.multitask !== undefined && { multitask: body.multitask }),
       ...(body.system !== undefined && { system: body.system }),
       ...(body.deadline_ms !== undefined && { deadline_ms: body.deadline_ms }),
+      ...(body.max_tokens !== undefined && { max_tokens: body.max_tokens }),
+      ...(body.temperature !== undefined && { temperature: body.temperature }),
     });
     const headers = { location: `/api/tasks/${run.task.id}`, 'x-task-id': run.task.id };
     if (streamed) {
