@@ -229,7 +229,9 @@ describe('threads', () => {
     const frames = await readSse(res);
     assert.equal(frames[0]!.event, 'task.queued');
     assert.equal(frames.at(-1)!.event, 'task.completed');
-    assert.equal(frames.filter((f) => f.event === 'output.delta').length, 5);
+    const text = frames.filter((f) => f.event === 'output.delta').map((f) => f.data.text).join('');
+    assert.equal(text.trim().split(/\s+/).length, 5, 'every token arrives (deltas of one tick are merged)');
+    assert.equal(text, frames.at(-1)!.data.result.text);
   });
 
   it('bad input and other owners get clear errors', async () => {

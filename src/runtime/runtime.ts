@@ -72,6 +72,9 @@ export type TaskWithProgress = Task & {
 /** One task running on this node. */
 interface Active {
   task: Task;
+  /** Emitted text not yet appended as an event (flushed at the end of this event-loop turn). */
+  pendingText: string;
+  textFlush: NodeJS.Immediate | null;
   isolation: Isolation;
   forced: boolean;
   seq: number;
@@ -81,6 +84,12 @@ interface Active {
   recent: TaskWithProgress['recent_progress'];
   deadlineTimer: NodeJS.Timeout | null;
   done: Promise<void>;
+  /**
+   * No longer this node's to finish. `lost`: another node recovered it after its
+   * lease ran out. `released`: handed back to the queue on stop(). Its handler is
+   * aborted and nothing more is written for it from here.
+   */
+  detached: null | 'lost' | 'released';
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -114,6 +123,8 @@ export class Runtime {
   #pumping = false;
   #pumpAgain = false;
   #timers: NodeJS.Timeout[] = [];
+  /** Kept apart from #timers: stop() keeps renewing while running tasks finish. */
+  #renewTimer: NodeJS.Timeout | null = null;
   #unsubscribe: Array<() => void> = [];
   /** Cancels heard for tasks this node had claimed but not yet registered. */
   #earlyCancels = new Map<string, CancelReason>();
@@ -124,7 +135,7 @@ export class Runtime {
     this.#log = opts.logger;
     this.nodeId = opts.nodeId ?? newId('node');
     this.#observer = opts.observer ?? {};
-    this.#events = new EventLog(opts.store, opts.logger);
+    this.#events = new EventLog(opts.store, opts.logger, { onTaskLost: (id) => this.#detach(id, 'lost', true) });
     this.#isolated = new IsolatedExecutor({ maxIdle: opts.isolationMaxIdle ?? 2 });
     this.#opts = {
       concurrency: opts.concurrency ?? 64,
@@ -185,16 +196,28 @@ export class Runtime {
       this.#timers.push(t);
     };
     every(1000, async () => this.#schedulePump()); // backstop for a missed wake-up
-    every(Math.max(1000, Math.floor(this.#opts.leaseMs / 3)), () =>
-      this.store.renewLeases(this.nodeId, this.#opts.leaseMs, nowIso()),
+    // Heartbeat: a third of the lease, so two renewals can fail before it runs out.
+    // It also carries stop requests whose notification this node missed.
+    this.#renewTimer = setInterval(
+      () => void this.#renew().catch((err) => this.#log.error({ err }, 'renewing leases failed')),
+      Math.max(100, Math.floor(this.#opts.leaseMs / 3)),
     );
-    if (this.store.kind !== 'sqlite') every(this.#opts.leaseMs, () => this.#reapExpired());
+    this.#renewTimer.unref();
+    // Several nodes: find the tasks of stopped nodes soon after their lease ran out.
+    if (this.store.kind !== 'sqlite') every(Math.max(250, Math.floor(this.#opts.leaseMs / 4)), () => this.#reapExpired());
     every(3_600_000, () => this.purge());
     await this.purge();
     this.#schedulePump();
   }
 
-  /** Stop intake, let running work finish within the grace, then cancel it with reason `shutdown`. */
+  /**
+   * Stop intake, let running work finish within the grace, then stop what is left.
+   * One node (SQLite): cancelled with reason `shutdown`. Several nodes: resumable
+   * tasks are handed back to the queue (another node resumes them from their
+   * checkpoint), the rest are cancelled with reason `shutdown`; whatever is still
+   * this node's after that is recovered at once, as another node would after the
+   * lease. Queued tasks were never this node's: the others keep taking them.
+   */
   async stop(opts: { graceMs?: number } = {}): Promise<void> {
     if (this.#stopped) return;
     this.#accepting = false;
@@ -204,14 +227,39 @@ export class Runtime {
     const grace = opts.graceMs ?? this.#opts.shutdownGraceMs;
     const allDone = (): Promise<unknown> => Promise.all([...this.#active.values()].map((a) => a.done));
     if (this.#active.size > 0 && grace > 0) await raceTimeout(allDone(), grace);
-    for (const id of [...this.#active.keys()]) this.#cancelLocal(id, 'shutdown');
+    const multiNode = this.store.kind !== 'sqlite';
+    const resumable = new Set(this.#resumableTypes());
+    for (const [id, a] of [...this.#active]) {
+      if (multiNode && a.state === 'running' && a.detached === null && resumable.has(a.task.type)) {
+        this.#detach(id, 'released', false);
+      } else if (a.detached === null) this.#cancelLocal(id, 'shutdown');
+    }
     // Inline handlers can't be killed: give them another grace, then leave them
     // `cancelling`; the next start() ends them `cancelled`.
     if (this.#active.size > 0) await raceTimeout(allDone(), Math.max(grace, 1000));
+    await this.#events.flush();
+    if (this.#renewTimer) clearInterval(this.#renewTimer);
+    this.#renewTimer = null;
+    if (multiNode) await this.#handBack();
     for (const u of this.#unsubscribe) u();
     this.#unsubscribe = [];
-    await this.#events.flush();
     await this.#isolated.close();
+  }
+
+  /** Several nodes, on stop: this node's remaining tasks go to the others now, not after the lease. */
+  async #handBack(): Promise<void> {
+    try {
+      const now = nowIso();
+      const handed = await this.store.recoverLost({ nodeId: this.nodeId, resumableTypes: this.#resumableTypes(), now });
+      for (const t of handed) {
+        this.#log.info({ task_id: t.id, status: t.status }, 'handed back on shutdown');
+        this.#events.poke(t.id);
+        this.#announceCrossNode(t.id);
+      }
+      if (handed.some((t) => t.status === 'queued')) await this.store.notifier.publish('wakeup', '');
+    } catch (err) {
+      this.#log.error({ err }, 'handing tasks back on shutdown failed; their leases will run out instead');
+    }
   }
 
   /** The worker / process pools (benchmarks prewarm them and read their cold-start counts). */
@@ -293,7 +341,7 @@ export class Runtime {
 
   async get(id: string, owner: string): Promise<TaskWithProgress | null> {
     const a = this.#active.get(id);
-    if (a) return a.task.owner === owner ? { ...a.task, recent_progress: [...a.recent] } : null;
+    if (a && a.detached === null) return a.task.owner === owner ? { ...a.task, recent_progress: [...a.recent] } : null;
     const t = await this.store.getTask(id, owner);
     if (!t) return null;
     const recent: TaskWithProgress['recent_progress'] = [];
@@ -306,7 +354,11 @@ export class Runtime {
   async list(filter: ListTasksFilter): Promise<Page<Task>> {
     const page = await this.store.listTasks(filter);
     // Running tasks of this node: their freshest state is in memory.
-    return { ...page, data: page.data.map((t) => (this.#active.has(t.id) ? { ...this.#active.get(t.id)!.task } : t)) };
+    const live = (id: string): Active | undefined => {
+      const a = this.#active.get(id);
+      return a && a.detached === null ? a : undefined;
+    };
+    return { ...page, data: page.data.map((t) => (live(t.id) ? { ...live(t.id)!.task } : t)) };
   }
 
   async countByStatus(): Promise<Record<TaskStatus, number>> {
@@ -321,7 +373,7 @@ export class Runtime {
   async cancel(id: string, owner: string, reason: CancelReason = 'user'): Promise<{ task: Task; alreadyCancelled: boolean }> {
     for (let attempt = 0; attempt < 3; attempt++) {
       const a = this.#active.get(id);
-      if (a) {
+      if (a && a.detached === null) {
         if (a.task.owner !== owner) break;
         if (a.state === 'ended' && a.task.status !== 'cancelled') {
           throw new LeashError('task_ended', `Task ${id} already ended with status ${a.task.status}.`, {
@@ -350,7 +402,7 @@ export class Runtime {
         }
         case 'running':
         case 'cancelling': {
-          if (this.#active.has(id)) continue;
+          if (this.#active.get(id)?.detached === null) continue;
           const c = (await this.store.requestCancel(id, reason, nowIso())) ?? (await this.store.getTask(id, owner));
           await this.store.notifier.publish('cancel', `${id}:${reason}`);
           if (!c) break;
@@ -451,6 +503,8 @@ export class Runtime {
     const controller = new AbortController();
     const a: Active = {
       task: { ...task },
+      pendingText: '',
+      textFlush: null,
       isolation: def?.isolation ?? 'inline',
       forced: false,
       seq: lastSeq,
@@ -460,6 +514,7 @@ export class Runtime {
       recent: [],
       deadlineTimer: null,
       done: Promise.resolve(),
+      detached: null,
     };
     this.#active.set(task.id, a);
     this.#events.poke(task.id); // task.started was written by the claim
@@ -525,6 +580,7 @@ export class Runtime {
       log,
       progress: (percent, message) => {
         if (a.state !== 'running') return;
+        this.#flushText(a);
         const p = percent == null || !Number.isFinite(percent) ? null : Math.min(100, Math.max(0, percent));
         const m = message == null ? null : String(message).slice(0, 1000);
         a.task.progress = p;
@@ -540,7 +596,10 @@ export class Runtime {
       emit: (text) => {
         if (a.state !== 'running' || typeof text !== 'string' || text.length === 0) return false;
         a.task.output_text += text;
-        this.#events.append(t.id, ++a.seq, { type: 'output.delta', data: { text } }, { append_output: text });
+        // Deltas emitted in one turn of the event loop become one `output.delta`: a
+        // fast model's burst costs one event, not one per token.
+        a.pendingText += text;
+        a.textFlush ??= setImmediate(() => this.#flushText(a));
         return true;
       },
       checkpoint: async (state) => {
@@ -553,6 +612,7 @@ export class Runtime {
   #cancelLocal(id: string, reason: CancelReason): { task: Task; alreadyCancelled: boolean } {
     const a = this.#active.get(id)!;
     if (a.state === 'running') {
+      this.#flushText(a); // text accepted before the stop is delivered before task.cancelling
       a.state = 'cancelling';
       a.cancelAskedAt = performance.now();
       const cancel = { reason, requested_at: nowIso() };
@@ -565,8 +625,27 @@ export class Runtime {
     return { task: { ...a.task }, alreadyCancelled: a.state === 'ended' && a.task.status === 'cancelled' };
   }
 
+  /** Appends the text emitted since the last delta as one `output.delta`. */
+  #flushText(a: Active): void {
+    if (a.textFlush) clearImmediate(a.textFlush);
+    a.textFlush = null;
+    if (a.pendingText === '') return;
+    const text = a.pendingText;
+    a.pendingText = '';
+    if (a.state === 'ended') return;
+    this.#events.append(a.task.id, ++a.seq, { type: 'output.delta', data: { text } }, { append_output: text });
+  }
+
   async #finish(a: Active, outcome: { ok: true; result: unknown } | { ok: false; error: unknown }): Promise<void> {
+    this.#flushText(a);
     const t = a.task;
+    if (a.detached !== null) {
+      // Another node has it (or will): nothing of this run is recorded here.
+      if (this.#active.get(t.id) === a) this.#active.delete(t.id);
+      this.#events.poke(t.id);
+      this.#schedulePump();
+      return;
+    }
     const endedAt = nowIso();
     const wasCancelling = a.state === 'cancelling';
     a.state = 'ended';
@@ -604,7 +683,8 @@ export class Runtime {
       });
     }
     await this.#events.flush();
-    this.#active.delete(t.id);
+    if (this.#active.get(t.id) === a) this.#active.delete(t.id);
+    if (a.detached !== null) return; // taken over while its end was being written
     const latency = a.cancelAskedAt === null ? null : performance.now() - a.cancelAskedAt;
     this.#observer.taskEnded?.({ ...t }, { cancelLatencyMs: latency, isolation: a.isolation, forced: a.forced });
     this.#schedulePump();
@@ -614,8 +694,9 @@ export class Runtime {
     const i = payload.lastIndexOf(':');
     const id = payload.slice(0, i);
     const reason = payload.slice(i + 1) as CancelReason;
-    if (this.#active.has(id)) this.#cancelLocal(id, reason);
-    else {
+    const a = this.#active.get(id);
+    if (a && a.detached === null) this.#cancelLocal(id, reason);
+    else if (!a) {
       // Possibly claimed by this node a moment ago; remembered briefly.
       this.#earlyCancels.set(id, reason);
       setTimeout(() => this.#earlyCancels.delete(id), 5000).unref();
@@ -626,7 +707,45 @@ export class Runtime {
     if (this.store.kind !== 'sqlite') void this.store.notifier.publish('events', id).catch(() => {});
   }
 
+  /** Heartbeat of this node's leases; acts on what the store says about its tasks. */
+  async #renew(): Promise<void> {
+    const held = [...this.#active].filter(([, a]) => a.detached === null && a.state !== 'ended').map(([id]) => id);
+    const r = await this.store.renewLeases(this.nodeId, this.#opts.leaseMs, nowIso(), held);
+    for (const { id, reason } of r.cancelling) {
+      const a = this.#active.get(id);
+      if (a && a.detached === null && a.state === 'running') {
+        this.#log.info({ task_id: id, reason }, 'stop request found at lease renewal (its notification was missed)');
+        this.#cancelLocal(id, reason);
+      }
+    }
+    for (const id of r.lost) this.#detach(id, 'lost', false);
+  }
+
+  /**
+   * This node stops owning a running task: its handler is aborted, its unwritten
+   * events dropped, and nothing more is written for it. `evenIfEnded`: the store
+   * refused the task's final events, so an ended task is detached too.
+   */
+  #detach(id: string, why: 'lost' | 'released', evenIfEnded: boolean): void {
+    const a = this.#active.get(id);
+    if (!a || a.detached !== null || (a.state === 'ended' && !evenIfEnded)) return;
+    a.detached = why;
+    if (why === 'lost') {
+      this.#events.discard(id);
+      this.#log.warn({ task_id: id }, 'task recovered by another node after this node’s lease ran out: stopping it here');
+    }
+    if (a.deadlineTimer) clearTimeout(a.deadlineTimer);
+    if (a.state !== 'ended') {
+      a.state = 'ended'; // no more output, progress or cancel events from this run
+      a.controller.abort(new CancelledError('shutdown'));
+    }
+    this.#events.poke(id);
+  }
+
   async #reapExpired(): Promise<void> {
+    // Our own leases first: a node that was slow (a stall, a database outage) must
+    // not reap its own tasks before it has had the chance to renew them.
+    await this.#renew();
     const lost = await this.store.recoverLost({ expiredBefore: nowIso(), resumableTypes: this.#resumableTypes(), now: nowIso() });
     for (const t of lost) {
       this.#events.poke(t.id);
