@@ -33,7 +33,7 @@ describe('auth', () => {
         ['GET', '/api/tasks'],
         ['POST', '/api/tasks'],
         ['GET', '/api/tasks/task_x'],
-        ['GET', '/unknown'],
+        ['GET', '/api/unknown'],
       ] as const) {
         const r = await api(s.url, method, path, { headers });
         assert.equal(r.status, 401, `${method} ${path} ${JSON.stringify(headers)}`);

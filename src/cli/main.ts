@@ -1,15 +1,36 @@
 // `leash <command>`: a table of commands, each `(argv) => exit code`. Usage
 // mistakes exit 2 with one sentence and the usage; other failures exit 1.
 
-import { runServe, SERVE_USAGE } from './serve.ts';
+// Commands are imported when run: the client commands must not pay for loading
+// the server (and `serve` not for React and Ink).
 
 interface Command {
   summary: string;
   run(argv: string[]): Promise<number>;
+  help(): Promise<string>;
 }
 
 export const COMMANDS: Record<string, Command> = {
-  serve: { summary: 'run the HTTP server', run: (argv) => runServe(argv) },
+  serve: {
+    summary: 'run the HTTP server',
+    run: async (argv) => (await import('./serve.ts')).runServe(argv),
+    help: async () => (await import('./serve.ts')).SERVE_USAGE,
+  },
+  chat: {
+    summary: 'chat in the terminal (Esc stops an answer)',
+    run: async (argv) => (await import('./chat.ts')).runChat(argv),
+    help: async () => (await import('./help.ts')).CHAT_USAGE,
+  },
+  tasks: {
+    summary: 'list, watch and cancel tasks',
+    run: async (argv) => (await import('./tasks.ts')).runTasks(argv),
+    help: async () => (await import('./help.ts')).TASKS_USAGE,
+  },
+  run: {
+    summary: 'start a task and follow it (Ctrl+C cancels it)',
+    run: async (argv) => (await import('./run.ts')).runRun(argv),
+    help: async () => (await import('./help.ts')).RUN_USAGE,
+  },
 };
 
 export function usage(): string {
@@ -21,17 +42,18 @@ export function usage(): string {
     'Commands:',
     ...lines,
     `  ${'help'.padEnd(width)}  show this help, or a command's: leash help <command>`,
+    '',
+    'Client commands talk to --server URL (env LEASH_URL, default http://127.0.0.1:8080)',
+    'with --api-key KEY (env LEASH_API_KEY).',
   ].join('\n');
 }
-
-const HELP: Record<string, string> = { serve: SERVE_USAGE };
 
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   if (cmd === undefined || cmd === 'help' || cmd === '--help' || cmd === '-h') {
     const topic = cmd === 'help' ? rest[0] : undefined;
-    if (topic !== undefined && HELP[topic] !== undefined) {
-      process.stdout.write(HELP[topic] + '\n');
+    if (topic !== undefined && Object.hasOwn(COMMANDS, topic)) {
+      process.stdout.write((await (COMMANDS[topic] as Command).help()) + '\n');
       return 0;
     }
     if (topic !== undefined) {

@@ -13,9 +13,12 @@ import { Runtime } from '../runtime/runtime.ts';
 import type { RuntimeOptions } from '../runtime/runtime.ts';
 import { buildServer } from '../server/app.ts';
 import { parseApiKeys } from '../server/auth.ts';
+import { parseRateLimit, type RateLimitOptions } from '../server/rate-limit.ts';
+import type { ConnectionTimeouts } from '../server/timeouts.ts';
 import { createMetrics } from '../server/metrics.ts';
 import type { Metrics } from '../server/metrics.ts';
-import { SqliteStore } from '../store/sqlite/sqlite-store.ts';
+import { LeashError } from '../runtime/errors.ts';
+import { openStore } from '../store/open.ts';
 import type { Store } from '../store/store.ts';
 import { builtinTasks } from '../tasks/index.ts';
 
@@ -39,7 +42,7 @@ export interface StartServerOptions {
   host?: string;
   /** 0 = any free port (tests). */
   port?: number;
-  /** SQLite file path. Ignored when `store` is given. */
+  /** SQLite file path, or a postgres:// URL. Ignored when `store` is given. */
   db?: string;
   /** An opened store to use instead of opening `db` (it is migrated, and closed on close()). */
   store?: Store;
@@ -53,6 +56,10 @@ export interface StartServerOptions {
   runtime?: Partial<Omit<RuntimeOptions, 'store' | 'models' | 'logger' | 'tasks' | 'observer'>>;
   bodyLimit?: number;
   sseKeepaliveMs?: number;
+  /** Requests per minute per API key (LEASH_RATE_LIMIT); off when absent. */
+  rateLimit?: RateLimitOptions;
+  /** Slow-client limits; defaults in src/server/timeouts.ts. */
+  timeouts?: Partial<ConnectionTimeouts>;
 }
 
 export interface RunningServer {
@@ -89,6 +96,16 @@ function defaultModels(spec: string): ModelRegistry {
   }
 }
 
+/** A file path / `sqlite:` URL, or `postgres://…` for several nodes over one PostgreSQL. */
+async function openDb(db: string, logger: Logger): Promise<Store> {
+  try {
+    return await openStore(db, { onError: (err, what) => logger.warn({ err }, what) });
+  } catch (err) {
+    if (LeashError.is(err, 'invalid_request')) throw new UsageError(`Invalid --db / LEASH_DB: ${err.message}`);
+    throw err;
+  }
+}
+
 export async function startServer(opts: StartServerOptions = {}): Promise<RunningServer> {
   const host = opts.host ?? DEFAULT_HOST;
   const apiKeys = opts.apiKeys ?? new Map<string, string>();
@@ -98,7 +115,7 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
     );
   }
   const logger = opts.logger ?? pino({ level: 'info' });
-  const store = opts.store ?? (await SqliteStore.open(opts.db ?? DEFAULT_DB));
+  const store = opts.store ?? (await openDb(opts.db ?? DEFAULT_DB, logger));
   let runtime: Runtime | null = null;
   let app: FastifyInstance | null = null;
   try {
@@ -124,6 +141,8 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
       metrics,
       ...(opts.bodyLimit !== undefined && { bodyLimit: opts.bodyLimit }),
       ...(opts.sseKeepaliveMs !== undefined && { sseKeepaliveMs: opts.sseKeepaliveMs }),
+      ...(opts.rateLimit !== undefined && { rateLimit: opts.rateLimit }),
+      ...(opts.timeouts !== undefined && { timeouts: opts.timeouts }),
     });
     app = server;
     await server.listen({ host, port: opts.port ?? DEFAULT_PORT });
@@ -166,7 +185,8 @@ Runs the leash HTTP server.
 Options (environment variable in brackets):
   --host HOST     interface to listen on [HOST] (default ${DEFAULT_HOST})
   --port PORT     TCP port, 0 for any free one [PORT] (default ${DEFAULT_PORT})
-  --db FILE       SQLite database file [LEASH_DB] (default ${DEFAULT_DB})
+  --db FILE|URL   SQLite database file, or postgres://user@host/db to run several
+                  nodes over one PostgreSQL [LEASH_DB] (default ${DEFAULT_DB})
   --model MODEL   default model, e.g. simulated or openai:gpt-4o-mini [LEASH_MODEL] (default ${DEFAULT_MODEL})
   -h, --help      show this help
 
@@ -174,14 +194,20 @@ Also: LEASH_API_KEYS="key:owner,key2:owner2" (required for a non-loopback host),
       LEASH_LOG_LEVEL (default info; logs go to stderr as JSON),
       LEASH_CONCURRENCY (tasks this node runs at once, default 64),
       LEASH_MAX_RUNNING_PER_OWNER (default 4), LEASH_MAX_QUEUED_PER_OWNER (default 1000),
-      LEASH_RETENTION_DAYS (ended tasks kept, default 7), LEASH_SHUTDOWN_GRACE_MS (default 10000).`;
+      LEASH_RETENTION_DAYS (ended tasks kept, default 7), LEASH_SHUTDOWN_GRACE_MS (default 10000),
+      LEASH_LEASE_MS (PostgreSQL: a stopped node's tasks are recovered this long after its
+      last heartbeat, default 30000), LEASH_NODE_ID (this node's name in the database and
+      logs, default random), LEASH_RATE_LIMIT (requests per minute per API key, answered
+      429 with Retry-After past it; default off).`;
 
 const RUNTIME_ENV = {
   LEASH_CONCURRENCY: 'concurrency',
   LEASH_MAX_RUNNING_PER_OWNER: 'maxRunningPerOwner',
   LEASH_MAX_QUEUED_PER_OWNER: 'maxQueuedPerOwner',
   LEASH_SHUTDOWN_GRACE_MS: 'shutdownGraceMs',
+  LEASH_LEASE_MS: 'leaseMs',
 } as const;
+const RUNTIME_ENV_MIN: Partial<Record<string, number>> = { shutdownGraceMs: 0, leaseMs: 500 };
 
 /** Runtime limits from the environment; a value that is not a positive integer is a usage error. */
 export function runtimeLimitsFromEnv(env: NodeJS.ProcessEnv): NonNullable<StartServerOptions['runtime']> {
@@ -194,11 +220,27 @@ export function runtimeLimitsFromEnv(env: NodeJS.ProcessEnv): NonNullable<StartS
   };
   for (const [name, key] of Object.entries(RUNTIME_ENV)) {
     const raw = env[name]?.trim();
-    if (raw) out[key] = int(name, raw, key === 'shutdownGraceMs' ? 0 : 1);
+    if (raw) out[key] = int(name, raw, RUNTIME_ENV_MIN[key] ?? 1);
+  }
+  const nodeId = env.LEASH_NODE_ID?.trim();
+  if (nodeId) {
+    if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(nodeId)) {
+      throw new UsageError(`Invalid LEASH_NODE_ID="${nodeId}": use 1–64 letters, digits, '_', '.', ':' or '-'.`);
+    }
+    out.nodeId = nodeId;
   }
   const days = env.LEASH_RETENTION_DAYS?.trim();
   if (days) out.retentionMs = int('LEASH_RETENTION_DAYS', days, 1) * 24 * 3_600_000;
   return out;
+}
+
+/** `LEASH_RATE_LIMIT`: requests per minute per API key; unset, `0` or `off` = no limit. */
+export function rateLimitFromEnv(env: NodeJS.ProcessEnv): RateLimitOptions | undefined {
+  try {
+    return parseRateLimit(env.LEASH_RATE_LIMIT);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
 }
 
 function parsePort(raw: string): number {
@@ -253,6 +295,7 @@ export async function runServe(argv: string[], env: NodeJS.ProcessEnv = process.
     host,
     port,
     runtime: runtimeLimitsFromEnv(env),
+    rateLimit: rateLimitFromEnv(env),
     db: values.db ?? (env.LEASH_DB?.trim() || DEFAULT_DB),
     model: values.model ?? (env.LEASH_MODEL?.trim() || DEFAULT_MODEL),
     apiKeys,

@@ -2,6 +2,7 @@
 // timingSafeEqual against every configured key (no early exit), so neither the
 // length nor the prefix of a key leaks through response timing.
 
+import { isUiPath } from './static.ts';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { LeashError } from '../runtime/errors.ts';
@@ -71,7 +72,8 @@ export function installAuth(app: FastifyInstance, apiKeys: Map<string, string>):
   const match = createKeyMatcher(apiKeys);
   app.addHook('onRequest', async (request: FastifyRequest) => {
     const path = request.url.split('?', 1)[0] ?? '';
-    if (PUBLIC_PATHS.has(path)) return;
+    // The web UI's files are public (they hold no data); the UI then asks for a key for /api.
+    if (PUBLIC_PATHS.has(path) || isUiPath(path)) return;
     const header = request.headers.authorization;
     if (header === undefined || header === '') {
       throw new LeashError('unauthorized', 'Missing API key: send "Authorization: Bearer <key>"');
