@@ -159,7 +159,8 @@ describe('openai client: models and chat completions', () => {
     });
     const chunks: ChatCompletionChunk[] = [];
     for await (const c of stream) chunks.push(c);
-    assert.ok(chunks.length >= 23, `${chunks.length} chunks`);
+    // role chunk + ≥ 1 delta (deltas of one tick are merged) + finish + usage
+    assert.ok(chunks.length >= 4, `${chunks.length} chunks`);
     const ids = new Set(chunks.map((c) => c.id));
     assert.equal(ids.size, 1);
     assert.equal(chunks[0]?.choices[0]?.delta.role, 'assistant');
