@@ -1,10 +1,10 @@
-// Writes a task's event stream as Server-Sent Events on a raw response:
-//   id: <seq>\nevent: <type>\ndata: <json>\n\n
-// `data` is the event's data plus task_id and seq, so a client that only reads
-// `data` still knows where it is. The writer stops reading (aborts the iterator's
-// signal) as soon as the client goes away, waits for 'drain' when the socket
-// buffer is full, and sends a comment line while nothing happens so proxies keep
-// the connection open.
+// Server-Sent Events on a raw response, for every stream leash writes: task event
+// streams (`id: <seq>\nevent: <type>\ndata: <json>`, where `data` is the event's
+// data plus task_id and seq, so a client that only reads `data` still knows where
+// it is) and the OpenAI streams (`data: {...}` chunks, `event:` + `data:` Responses
+// events). One writer: it stops reading (aborts the source's signal) as soon as the
+// client goes away, waits for 'drain' when the socket buffer is full, and sends a
+// comment line while nothing happens so proxies keep the connection open.
 
 import { once } from 'node:events';
 import type { ServerResponse } from 'node:http';
@@ -39,11 +39,18 @@ export function resumeAfter(lastEventId: string | string[] | undefined, afterQue
   return afterQuery ?? 0;
 }
 
-export type SseEnd = 'terminal' | 'client_gone' | 'aborted' | 'source_ended';
+/** `data: <json>\n\n` (chat completion chunks). */
+export const dataFrame = (data: unknown): string => `data: ${JSON.stringify(data)}\n\n`;
 
-export interface SseOptions {
+/** `event: <type>\ndata: <json>\n\n` (Responses stream events). */
+export const eventFrame = (event: { type: string }): string =>
+  `event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`;
+
+export type FrameStreamEnd = 'done' | 'client_gone' | 'aborted' | 'failed';
+
+export interface FrameStreamOptions {
   keepaliveMs?: number;
-  /** Aborted by the server (shutdown): end the stream without a terminal event. */
+  /** Aborted by the server (shutdown): the stream ends where it is. */
   signal?: AbortSignal;
   /** Extra headers (e.g. the task id of a streamed create). */
   headers?: Record<string, string>;
@@ -52,18 +59,19 @@ export interface SseOptions {
 }
 
 /**
- * Streams `source(signal)` to `res` until the terminal event, the client leaving,
- * or `opts.signal`. The signal given to `source` aborts in the last two cases so
- * the reader stops at once. Never throws: a failing source ends the stream.
+ * Streams the frames `source(signal)` yields until it ends ('done'), the client
+ * leaves ('client_gone'), the server closes ('aborted') or the source throws
+ * ('failed'). `signal` aborts in every case but 'done', so the reader stops at once.
+ * Never throws.
  */
-export async function streamSse(
+export async function writeFrames(
   res: ServerResponse,
-  source: (signal: AbortSignal) => AsyncIterable<TaskEvent>,
-  opts: SseOptions = {},
-): Promise<SseEnd> {
+  source: (signal: AbortSignal) => AsyncIterable<string>,
+  opts: FrameStreamOptions = {},
+): Promise<FrameStreamEnd> {
   const ac = new AbortController();
-  let end: SseEnd | null = null;
-  const stop = (why: SseEnd): void => {
+  let end: FrameStreamEnd | null = null;
+  const stop = (why: FrameStreamEnd): void => {
     end ??= why;
     ac.abort();
   };
@@ -74,9 +82,6 @@ export async function streamSse(
   const onServerAbort = (): void => stop('aborted');
   if (opts.signal?.aborted) stop('aborted');
   else opts.signal?.addEventListener('abort', onServerAbort, { once: true });
-
-  const keepaliveMs = opts.keepaliveMs ?? DEFAULT_KEEPALIVE_MS;
-  let timer: NodeJS.Timeout | null = null;
 
   // Resolves false when the stream is gone (no point writing further).
   const write = async (chunk: string): Promise<boolean> => {
@@ -90,35 +95,67 @@ export async function streamSse(
     }
   };
 
+  let timer: NodeJS.Timeout | null = null;
   try {
     res.writeHead(200, { ...SSE_HEADERS, ...opts.headers });
     res.flushHeaders();
     timer = setInterval(() => {
       // Skip a beat rather than queue comments behind a full buffer.
       if (!res.writableNeedDrain && !res.writableEnded) res.write(': keepalive\n\n');
-    }, keepaliveMs);
+    }, opts.keepaliveMs ?? DEFAULT_KEEPALIVE_MS);
     timer.unref();
-
     if (!ac.signal.aborted) {
-      for await (const e of source(ac.signal)) {
-        if (!(await write(formatSseEvent(e)))) break;
-        if (isTerminalEvent(e)) {
-          end ??= 'terminal';
-          break;
-        }
+      let written = true;
+      for await (const frame of source(ac.signal)) {
+        if (!(written = await write(frame))) break;
       }
+      // A write that failed without an abort: the socket died before 'close' fired.
+      if (!ac.signal.aborted) end ??= written ? 'done' : 'client_gone';
     }
   } catch (err) {
-    if (!ac.signal.aborted) opts.onError?.(err);
-    // A failed read (store error) or a write on a dead socket: end the stream; the
-    // client reconnects with Last-Event-ID and resumes without loss.
+    // A failed read (store error) or a write on a dead socket: end the stream; a
+    // client reconnects (Last-Event-ID / starting_after) and resumes without loss.
+    if (!ac.signal.aborted) {
+      end ??= 'failed';
+      opts.onError?.(err);
+    }
   } finally {
     if (timer !== null) clearInterval(timer);
     opts.signal?.removeEventListener('abort', onServerAbort);
     res.off('close', onClose);
-    end ??= ac.signal.aborted ? 'aborted' : 'source_ended';
+    end ??= 'aborted';
     ac.abort();
     if (!res.writableEnded) res.end();
   }
   return end;
+}
+
+export type SseEnd = 'terminal' | 'client_gone' | 'aborted' | 'source_ended';
+export type SseOptions = FrameStreamOptions;
+
+/**
+ * Streams a task's events until its terminal event, the client leaving, or
+ * `opts.signal` (server closing). Never throws: a failing source ends the stream.
+ */
+export async function streamSse(
+  res: ServerResponse,
+  source: (signal: AbortSignal) => AsyncIterable<TaskEvent>,
+  opts: SseOptions = {},
+): Promise<SseEnd> {
+  let sawTerminal = false;
+  const end = await writeFrames(
+    res,
+    async function* (signal) {
+      for await (const e of source(signal)) {
+        yield formatSseEvent(e);
+        if (isTerminalEvent(e)) {
+          sawTerminal = true;
+          return;
+        }
+      }
+    },
+    opts,
+  );
+  if (end === 'done') return sawTerminal ? 'terminal' : 'source_ended';
+  return end === 'failed' ? 'source_ended' : end;
 }

@@ -28,7 +28,7 @@ import { ResponseEventTranslator } from './response-events.ts';
 import type { LoadedResponse } from './response-load.ts';
 import { loadResponse } from './response-load.ts';
 import { threadForResponse } from './response-thread.ts';
-import { eventFrame, writeFrames } from './sse.ts';
+import { eventFrame, writeFrames } from '../sse.ts';
 import { cancelForDisconnect, waitForClient } from './task-io.ts';
 
 export interface ResponseRouteDeps extends TaskRouteDeps {
