@@ -645,6 +645,50 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
       await assert.rejects(store.recoverLost({ resumableTypes: [], now: iso(157) }), 'needs a node or a cut-off');
     });
 
+    it('renewLeases reports stop requests for the node and the held tasks it no longer holds', async () => {
+      const a = await create();
+      const b = await create();
+      const c = await create({ type: 'resume' });
+      const other = await create();
+      await claim({ nodeId: 'n1', max: 3, now: iso(100), leaseMs: 10_000 });
+      await claim({ nodeId: 'n2', now: iso(100), leaseMs: 100_000 });
+
+      let r = await store.renewLeases('n1', 10_000, iso(105), [a.id, b.id, c.id]);
+      assert.deepEqual(r, { cancelling: [], lost: [] });
+
+      // A stop asked on another node: the store says cancelling; the renewal tells n1.
+      assert.ok(await store.requestCancel(b.id, 'user', iso(106)));
+      r = await store.renewLeases('n1', 10_000, iso(107), [a.id, b.id, c.id]);
+      assert.deepEqual(r, { cancelling: [{ id: b.id, reason: 'user' }], lost: [] });
+
+      // n1 stops renewing; its leases run out and another node recovers them.
+      const recovered = await store.recoverLost({ expiredBefore: iso(118), resumableTypes: ['resume'], now: iso(118) });
+      assert.deepEqual(recovered.map((t) => t.id).sort(), [a.id, b.id, c.id].sort());
+      assert.equal((await store.getTask(other.id))!.status, 'running', 'n2’s longer lease has not run out');
+      // c was requeued and is now run by n3: n1 must not think it still holds it either.
+      assert.deepEqual(
+        (await claim({ nodeId: 'n3', now: iso(119) })).map((x) => x.task.id),
+        [c.id],
+      );
+      r = await store.renewLeases('n1', 10_000, iso(120), [a.id, b.id, c.id]);
+      assert.deepEqual(r.cancelling, []);
+      assert.deepEqual([...r.lost].sort(), [a.id, b.id, c.id].sort());
+      assert.deepEqual(await store.renewLeases('n1', 10_000, iso(121)), { cancelling: [], lost: [] });
+      // The recovered tasks' next seq is taken: n1's late events are refused as a conflict naming the task.
+      await assert.rejects(
+        store.writeEvents([
+          {
+            event: { task_id: a.id, seq: 3, type: 'output.delta', data: { text: 'late' }, created_at: iso(122) },
+            patch: { append_output: 'late' },
+          },
+        ]),
+        (e: unknown) =>
+          (e as { code?: string }).code === 'event_conflict' &&
+          (e as { details?: { task_id?: string } }).details?.task_id === a.id,
+      );
+      assert.equal((await store.getTask(a.id))!.output_text, '');
+    });
+
     // ── retention, deletion, cache, counts ─────────────────────────────────
 
     it('purgeEnded removes old ended tasks with their events and keeps active ones', async () => {

@@ -7,16 +7,27 @@
 
 import type { Logger } from 'pino';
 import type { EventWrite, Store, TaskPatch } from '../store/store.ts';
+import { LeashError } from './errors.ts';
 import type { TaskEvent, TaskEventData } from './types.ts';
 import { nowIso } from './types.ts';
 
 /** `null` means "something changed, re-read the store" (events written by another node or by the store itself). */
 export type BusListener = (event: TaskEvent | null) => void;
 
+export interface EventLogOptions {
+  /**
+   * The store refused a task's events because another node took the task over
+   * (`event_conflict`: its next seq is taken) or its row is gone (`not_found`). Its
+   * events were dropped here; the runtime must stop the task's handler.
+   */
+  onTaskLost?: (taskId: string, err: LeashError) => void;
+}
+
 export class EventLog {
   readonly #store: Store;
   readonly #log: Logger;
   readonly #crossNode: boolean;
+  readonly #onTaskLost: (taskId: string, err: LeashError) => void;
   #pending: EventWrite[] = [];
   #inflight: EventWrite[] = [];
   #flushing: Promise<void> | null = null;
@@ -24,10 +35,12 @@ export class EventLog {
   #listeners = new Map<string, Set<BusListener>>();
   #retryDelayMs = 0;
 
-  constructor(store: Store, log: Logger) {
+  constructor(store: Store, log: Logger, opts: EventLogOptions = {}) {
     this.#store = store;
     this.#log = log;
-    this.#crossNode = store.kind !== 'sqlite';
+    // A store that announces its own writes (in the same commit) needs no second NOTIFY.
+    this.#crossNode = store.kind !== 'sqlite' && store.announcesWrites !== true;
+    this.#onTaskLost = opts.onTaskLost ?? (() => {});
   }
 
   /** Appends an event with the seq its running node assigned. Listeners hear it synchronously. */
@@ -42,6 +55,11 @@ export class EventLog {
   /** Tells this node's subscribers of `taskId` to re-read the store. */
   poke(taskId: string): void {
     this.#emit(taskId, null);
+  }
+
+  /** Drops every not-yet-written event of `taskId` (a task this node no longer owns). */
+  discard(taskId: string): void {
+    this.#pending = this.#pending.filter((w) => w.event.task_id !== taskId);
   }
 
   listen(taskId: string, fn: BusListener): () => void {
@@ -114,6 +132,20 @@ export class EventLog {
         if (this.#crossNode) this.#announce(batch);
       },
       (err: unknown) => {
+        const lost = lostTaskOf(err);
+        if (lost !== null) {
+          // Retrying would fail forever: the task is another node's now (or gone).
+          // Drop its events, keep everyone else's, and write those at once.
+          this.#log.warn({ task_id: lost, err }, 'task events refused: the task was taken over; dropping them');
+          this.#pending = batch.filter((w) => w.event.task_id !== lost).concat(this.#pending);
+          this.discard(lost);
+          try {
+            this.#onTaskLost(lost, err as LeashError);
+          } catch (e) {
+            this.#log.error({ err: e, task_id: lost }, 'onTaskLost threw');
+          }
+          return;
+        }
         // Keep the batch (in order, ahead of newer events) and retry with backoff:
         // losing events would break the log's promise of no gaps.
         this.#log.error({ err, events: batch.length }, 'writing task events failed; will retry');
@@ -134,4 +166,11 @@ export class EventLog {
     for (const w of batch) last.set(w.event.task_id, w.event.seq);
     for (const [id, seq] of last) void this.#store.notifier.publish('events', `${id}:${seq}`).catch(() => {});
   }
+}
+
+/** The task a write failure is about when retrying cannot help, else null. */
+function lostTaskOf(err: unknown): string | null {
+  if (!LeashError.is(err, 'event_conflict') && !LeashError.is(err, 'not_found')) return null;
+  const id = (err.details as { task_id?: unknown } | undefined)?.task_id;
+  return typeof id === 'string' ? id : null;
 }

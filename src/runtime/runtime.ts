@@ -122,6 +122,8 @@ export class Runtime {
   #stopped = false;
   #pumping = false;
   #pumpAgain = false;
+  /** The current pump's claim query is under way: a new request needs one more claim after it. */
+  #claimStarted = false;
   #timers: NodeJS.Timeout[] = [];
   /** Kept apart from #timers: stop() keeps renewing while running tasks finish. */
   #renewTimer: NodeJS.Timeout | null = null;
@@ -204,7 +206,9 @@ export class Runtime {
     );
     this.#renewTimer.unref();
     // Several nodes: find the tasks of stopped nodes soon after their lease ran out.
-    if (this.store.kind !== 'sqlite') every(Math.max(250, Math.floor(this.#opts.leaseMs / 4)), () => this.#reapExpired());
+    if (this.store.kind !== 'sqlite') {
+      every(Math.max(250, Math.floor(this.#opts.leaseMs / 4)), () => this.#reapExpired());
+    }
     every(3_600_000, () => this.purge());
     await this.purge();
     this.#schedulePump();
@@ -334,7 +338,9 @@ export class Runtime {
     }
     if (res.kind === 'created') {
       this.#schedulePump();
-      if (this.store.kind !== 'sqlite') void this.store.notifier.publish('wakeup', '').catch(() => {});
+      if (this.store.kind !== 'sqlite' && this.store.announcesWrites !== true) {
+        void this.store.notifier.publish('wakeup', '').catch(() => {});
+      }
     }
     return { task: res.task, created: res.kind === 'created' };
   }
@@ -464,7 +470,11 @@ export class Runtime {
   #schedulePump(): void {
     if (!this.#accepting) return;
     if (this.#pumping) {
-      this.#pumpAgain = true;
+      // A pump whose claim has not started yet will see whatever prompted this call
+      // (tasks are committed before anyone is told). Only a claim already under way
+      // may have missed it. (A create wakes its own node twice: locally and by its
+      // notification; this keeps that to one claim.)
+      if (this.#claimStarted) this.#pumpAgain = true;
       return;
     }
     this.#pumping = true;
@@ -473,12 +483,14 @@ export class Runtime {
         try {
           do {
             this.#pumpAgain = false;
+            this.#claimStarted = false;
             await this.#pumpOnce();
           } while (this.#pumpAgain && this.#accepting);
         } catch (err) {
           this.#log.error({ err }, 'claiming tasks failed');
         } finally {
           this.#pumping = false;
+          this.#claimStarted = false;
         }
       })();
     });
@@ -487,6 +499,7 @@ export class Runtime {
   async #pumpOnce(): Promise<void> {
     const free = this.#opts.concurrency - this.#active.size;
     if (free <= 0 || !this.#accepting) return;
+    this.#claimStarted = true;
     const claimed = await this.store.claimTasks({
       nodeId: this.nodeId,
       max: free,

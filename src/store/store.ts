@@ -56,6 +56,11 @@ export interface TaskPatch {
   ended_at?: string | null;
 }
 
+export interface LeaseRenewal {
+  cancelling: Array<{ id: string; reason: CancelReason }>;
+  lost: string[];
+}
+
 export interface EventWrite {
   event: TaskEvent;
   patch?: TaskPatch;
@@ -111,6 +116,13 @@ export interface Notifier {
 export interface Store {
   readonly kind: 'sqlite' | 'postgres';
   readonly notifier: Notifier;
+  /**
+   * The store tells the other nodes about its own writes, in the same transaction
+   * (PostgreSQL: NOTIFY inside the statement): `createTask` sends `wakeup` and
+   * `writeEvents` sends `id:seq` on `events` for each task written. The runtime then
+   * publishes neither itself. Absent: the runtime publishes them (when cross-node).
+   */
+  readonly announcesWrites?: boolean;
 
   /** Applies numbered migrations; safe to call on every start. */
   migrate(): Promise<void>;
@@ -139,10 +151,21 @@ export interface Store {
    * `task.started` for each. Returns the claimed tasks with `last_seq`.
    */
   claimTasks(opts: ClaimOptions): Promise<Array<{ task: Task; lastSeq: number; checkpoint: unknown }>>;
-  /** Extends the lease of the node's running tasks. */
-  renewLeases(nodeId: string, leaseMs: number, now: string): Promise<void>;
+  /**
+   * Extends the lease of the node's running and cancelling tasks, and reports what
+   * the node must act on: its tasks the store says are `cancelling` (the backstop for
+   * a missed cancel notification) and, of the ids in `held` (what the node thinks it
+   * runs), those it no longer holds (recovered by another node after its lease ran out).
+   */
+  renewLeases(nodeId: string, leaseMs: number, now: string, held?: readonly string[]): Promise<LeaseRenewal>;
 
-  /** Appends events (with their row patches) in one transaction. Seq is the caller's. */
+  /**
+   * Appends events (with their row patches) in one transaction. Seq is the caller's.
+   * A seq already taken rejects the whole batch with `event_conflict` and a task whose
+   * row is gone with `not_found`, each with `details.task_id` naming the task: seq is
+   * the fencing token, so a node that lost a task (another node recovered it and
+   * wrote the next seq) learns it here.
+   */
   writeEvents(writes: EventWrite[]): Promise<void>;
   listEvents(taskId: string, afterSeq: number, limit?: number): Promise<TaskEvent[]>;
   saveCheckpoint(taskId: string, state: unknown): Promise<void>;

@@ -20,6 +20,7 @@ import type {
   CreateTaskOptions,
   CreateTaskResult,
   EventWrite,
+  LeaseRenewal,
   Message,
   MessageStatus,
   NewMessage,
@@ -29,6 +30,7 @@ import type {
   TaskPatch,
   Thread,
 } from '../store.ts';
+import { leaseRenewalOf } from '../lease.ts';
 import { migrate } from './migrations.ts';
 import { LocalNotifier } from './notifier.ts';
 import {
@@ -391,11 +393,12 @@ export class SqliteStore implements Store {
     });
   }
 
-  async renewLeases(nodeId: string, leaseMs: number, now: string): Promise<void> {
-    this.#q(`UPDATE tasks SET lease_until = ? WHERE node_id = ? AND status IN ('running', 'cancelling')`).run(
-      addMs(now, leaseMs),
-      nodeId,
-    );
+  async renewLeases(nodeId: string, leaseMs: number, now: string, held: readonly string[] = []): Promise<LeaseRenewal> {
+    const renewed = this.#q(
+      `UPDATE tasks SET lease_until = ? WHERE node_id = ? AND status IN ('running', 'cancelling')
+       RETURNING id, status, cancel_reason`,
+    ).all(addMs(now, leaseMs), nodeId) as Array<{ id: string; status: TaskStatus; cancel_reason: CancelReason | null }>;
+    return leaseRenewalOf(renewed, held);
   }
 
   async writeEvents(writes: EventWrite[]): Promise<void> {

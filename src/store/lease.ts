@@ -1,0 +1,22 @@
+// What a lease renewal tells the node that renewed: shared by every Store, so the
+// runtime's backstop for missed cancel notifications behaves the same on each.
+
+import type { CancelReason, TaskStatus } from '../runtime/types.ts';
+import type { LeaseRenewal } from './store.ts';
+
+/**
+ * Splits the rows a node just renewed (its running and cancelling tasks) into the
+ * stop requests it must act on and the tasks it thinks it runs but no longer holds.
+ */
+export function leaseRenewalOf(
+  renewed: Array<{ id: string; status: TaskStatus; cancel_reason: CancelReason | null }>,
+  held: readonly string[],
+): LeaseRenewal {
+  const mine = new Set(renewed.map((r) => r.id));
+  return {
+    cancelling: renewed
+      .filter((r) => r.status === 'cancelling')
+      .map((r) => ({ id: r.id, reason: r.cancel_reason ?? 'user' })),
+    lost: held.filter((id) => !mine.has(id)),
+  };
+}

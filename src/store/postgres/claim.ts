@@ -1,0 +1,28 @@
+// Claiming on PostgreSQL is the server-side function `leash_claim` (migration 2, where
+// its rules are written down): one round trip per claim, in its own implicit
+// transaction, so its row and advisory locks last exactly as long as the claim.
+
+import type pg from 'pg';
+import type { Task } from '../../runtime/types.ts';
+import type { ClaimOptions } from '../store.ts';
+import { toTask, type PgTaskRow } from './rows.ts';
+
+export type Claimed = { task: Task; lastSeq: number; checkpoint: unknown };
+
+const CLAIM = 'SELECT * FROM leash_claim($1, $2, $3, $4, $5)';
+
+export async function claimWith(db: pg.Pool, opts: ClaimOptions, leaseUntil: string): Promise<Claimed[]> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const r = await db.query<PgTaskRow>({
+        name: 'leash_claim',
+        text: CLAIM,
+        values: [opts.nodeId, opts.max, opts.maxRunningPerOwner, opts.now, leaseUntil],
+      });
+      return r.rows.map((row) => ({ task: toTask(row), lastSeq: row.last_seq, checkpoint: row.checkpoint ?? null }));
+    } catch (e) {
+      // Two claims locking owners in crossing orders: PostgreSQL aborts one; run it again.
+      if ((e as { code?: string }).code !== '40P01' || attempt >= 3) throw e;
+    }
+  }
+}

@@ -1,0 +1,210 @@
+// writeEvents on PostgreSQL: the whole batch (events of many tasks, and each task's
+// row patches folded into one) is a single statement, so it is atomic and costs one
+// round trip; it also NOTIFYs `id:seq` per task on `events`, sent at its commit. A seq already taken (another node took the task over) or a task that
+// is gone fails the statement; the caller then learns which task, to drop its events.
+
+import type pg from 'pg';
+import { LeashError } from '../../runtime/errors.ts';
+import type { CancelReason, TaskStatus } from '../../runtime/types.ts';
+import type { EventWrite, TaskPatch } from '../store.ts';
+import { PG_CHANNELS } from './notifier.ts';
+import { pgText } from './rows.ts';
+
+// Parameters are column arrays (unnest), not one JSON document: json_to_recordset would
+// refuse a \u0000 inside a value, and json[] elements are stored exactly as sent.
+const WRITE = `WITH ev AS (
+    INSERT INTO task_events (task_id, seq, type, created_at, data)
+    SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::timestamptz[], $5::json[])
+  )
+  , up AS (
+  UPDATE tasks t SET
+    status = CASE WHEN p.set_status THEN p.status ELSE t.status END,
+    progress = CASE WHEN p.set_progress THEN p.progress ELSE t.progress END,
+    progress_message = CASE WHEN p.set_progress_message THEN p.progress_message ELSE t.progress_message END,
+    output_text = t.output_text || p.append,
+    result = CASE WHEN p.set_result THEN p.result ELSE t.result END,
+    error = CASE WHEN p.set_error THEN p.error ELSE t.error END,
+    cancel_reason = CASE WHEN p.set_cancel THEN p.cancel_reason ELSE t.cancel_reason END,
+    cancel_requested_at = CASE WHEN p.set_cancel THEN p.cancel_requested_at ELSE t.cancel_requested_at END,
+    ended_at = CASE WHEN p.set_ended_at THEN p.ended_at ELSE t.ended_at END,
+    last_seq = GREATEST(t.last_seq, p.seq)
+  FROM unnest($6::text[], $7::int[], $8::text[], $9::bool[], $10::text[], $11::bool[], $12::float8[],
+      $13::bool[], $14::text[], $15::bool[], $16::json[], $17::bool[], $18::json[], $19::bool[], $20::text[],
+      $21::timestamptz[], $22::bool[], $23::timestamptz[])
+    AS p(id, seq, append, set_status, status, set_progress, progress, set_progress_message, progress_message,
+      set_result, result, set_error, error, set_cancel, cancel_reason, cancel_requested_at, set_ended_at, ended_at)
+  WHERE t.id = p.id
+  RETURNING t.id, p.seq
+  )
+  SELECT pg_notify('${PG_CHANNELS.events}', $24 || up.id || ':' || up.seq) FROM up`;
+
+// Column order of the patch arrays ($6 … $23).
+const PATCH_COLUMNS = [
+  'id',
+  'seq',
+  'append',
+  'set_status',
+  'status',
+  'set_progress',
+  'progress',
+  'set_progress_message',
+  'progress_message',
+  'set_result',
+  'result',
+  'set_error',
+  'error',
+  'set_cancel',
+  'cancel_reason',
+  'cancel_requested_at',
+  'set_ended_at',
+  'ended_at',
+] as const;
+
+interface Merged {
+  id: string;
+  seq: number;
+  append: string;
+  set_status: boolean;
+  status: TaskStatus | null;
+  set_progress: boolean;
+  progress: number | null;
+  set_progress_message: boolean;
+  progress_message: string | null;
+  set_result: boolean;
+  result: unknown;
+  set_error: boolean;
+  error: unknown;
+  set_cancel: boolean;
+  cancel_reason: CancelReason | null;
+  cancel_requested_at: string | null;
+  set_ended_at: boolean;
+  ended_at: string | null;
+}
+
+function fold(m: Merged, p: TaskPatch): void {
+  if (p.append_output !== undefined) m.append += pgText(p.append_output);
+  if (p.status !== undefined) {
+    m.set_status = true;
+    m.status = p.status;
+  }
+  if (p.progress !== undefined) {
+    m.set_progress = true;
+    m.progress = p.progress;
+  }
+  if (p.progress_message !== undefined) {
+    m.set_progress_message = true;
+    m.progress_message = p.progress_message === null ? null : pgText(p.progress_message);
+  }
+  // `result: null` is a value to store; only undefined means "leave it".
+  if (p.result !== undefined) {
+    m.set_result = true;
+    m.result = p.result;
+  }
+  if (p.error !== undefined) {
+    m.set_error = true;
+    m.error = p.error;
+  }
+  if (p.cancel !== undefined) {
+    m.set_cancel = true;
+    m.cancel_reason = p.cancel?.reason ?? null;
+    m.cancel_requested_at = p.cancel?.requested_at ?? null;
+  }
+  if (p.ended_at !== undefined) {
+    m.set_ended_at = true;
+    m.ended_at = p.ended_at;
+  }
+}
+
+/** `origin`: the notifier's, so this node does not hear its own announcements back. */
+export async function writeEventsWith(db: pg.Pool, writes: EventWrite[], origin: string): Promise<void> {
+  const merged = new Map<string, Merged>();
+  for (const { event, patch } of writes) {
+    let m = merged.get(event.task_id);
+    if (m === undefined) {
+      m = {
+        id: event.task_id,
+        seq: event.seq,
+        append: '',
+        set_status: false,
+        status: null,
+        set_progress: false,
+        progress: null,
+        set_progress_message: false,
+        progress_message: null,
+        set_result: false,
+        result: null,
+        set_error: false,
+        error: null,
+        set_cancel: false,
+        cancel_reason: null,
+        cancel_requested_at: null,
+        set_ended_at: false,
+        ended_at: null,
+      };
+      merged.set(event.task_id, m);
+    } else if (event.seq > m.seq) m.seq = event.seq;
+    if (patch !== undefined) fold(m, patch);
+  }
+  const patches = [...merged.values()];
+  const values: unknown[] = [
+    writes.map((w) => w.event.task_id),
+    writes.map((w) => w.event.seq),
+    writes.map((w) => w.event.type),
+    writes.map((w) => w.event.created_at),
+    writes.map((w) => JSON.stringify(w.event.data) ?? 'null'),
+    ...PATCH_COLUMNS.map((col) =>
+      patches.map((m) =>
+        col === 'result' || col === 'error' ? (m[col] === null ? null : JSON.stringify(m[col])) : m[col],
+      ),
+    ),
+    `${origin}|`,
+  ];
+  try {
+    await db.query({ name: 'leash_write_events', text: WRITE, values });
+  } catch (e) {
+    throw await explain(db, e, writes);
+  }
+}
+
+/** A constraint failure as the LeashError the runtime acts on, naming the task. */
+async function explain(db: pg.Pool, e: unknown, writes: EventWrite[]): Promise<unknown> {
+  const code = (e as { code?: string }).code;
+  if (code === '23505') {
+    // Which (task, seq) was taken: one already stored, or a duplicate within the batch.
+    const taken = await db
+      .query<{ task_id: string; seq: number }>(
+        `SELECT task_id, seq FROM task_events
+         WHERE (task_id, seq) IN (SELECT * FROM unnest($1::text[], $2::int[])) ORDER BY task_id, seq LIMIT 1`,
+        [writes.map((w) => w.event.task_id), writes.map((w) => w.event.seq)],
+      )
+      .then((r) => r.rows[0])
+      .catch(() => undefined);
+    let hit = taken;
+    if (hit === undefined) {
+      const seen = new Set<string>();
+      for (const { event } of writes) {
+        const k = `${event.seq}:${event.task_id}`;
+        if (seen.has(k)) {
+          hit = { task_id: event.task_id, seq: event.seq };
+          break;
+        }
+        seen.add(k);
+      }
+    }
+    const details = hit ?? { task_id: writes[0]!.event.task_id, seq: writes[0]!.event.seq };
+    return new LeashError('event_conflict', `task ${details.task_id} already has an event with seq ${details.seq}`, {
+      details,
+      cause: e,
+    });
+  }
+  if (code === '23503') {
+    const ids = [...new Set(writes.map((w) => w.event.task_id))];
+    const present = await db
+      .query<{ id: string }>('SELECT id FROM tasks WHERE id = ANY($1::text[])', [ids])
+      .then((r) => new Set(r.rows.map((x) => x.id)))
+      .catch(() => new Set<string>());
+    const missing = ids.find((id) => !present.has(id)) ?? ids[0]!;
+    return new LeashError('not_found', `task ${missing} does not exist`, { details: { task_id: missing }, cause: e });
+  }
+  return e;
+}

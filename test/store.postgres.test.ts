@@ -1,0 +1,383 @@
+// PostgresStore: the shared conformance suite, then what only several nodes over one
+// PostgreSQL can show: concurrent claims from separate connections, per-owner limits
+// held across them, NOTIFY between them, and the LISTEN session surviving its death.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { LeashError } from '../src/runtime/errors.ts';
+import { MIGRATIONS, migrate } from '../src/store/postgres/migrations.ts';
+import { PostgresStore } from '../src/store/postgres/postgres-store.ts';
+import { openStore, parseStoreUrl } from '../src/store/open.ts';
+import type { NewTask } from '../src/store/store.ts';
+import { adminQuery, createTestDatabase, postgresSkip, type TestDatabase } from './helpers/postgres.ts';
+import { runStoreConformance } from './store.conformance.ts';
+
+const skip = await postgresSkip();
+let db: TestDatabase;
+const errors: Array<{ err: unknown; what: string }> = [];
+const onError = (err: unknown, what: string): void => void errors.push({ err, what });
+
+before(async () => {
+  if (!skip) db = await createTestDatabase();
+});
+after(async () => {
+  await db?.drop();
+});
+
+async function openFresh(): Promise<PostgresStore> {
+  const s = await PostgresStore.open(db.url, { onError, listenPingMs: 500 });
+  await s.migrate();
+  return s;
+}
+
+/** Empties every table: each conformance test starts from nothing. */
+async function truncate(): Promise<void> {
+  await adminQuery(db.name, 'TRUNCATE tasks, task_events, threads, messages RESTART IDENTITY CASCADE');
+}
+
+const task = (id: string, over: Partial<NewTask> = {}): NewTask => ({
+  id,
+  type: 'echo',
+  owner: 'alice',
+  input: { id },
+  input_hash: 'h',
+  priority: 0,
+  thread_id: null,
+  deadline_at: null,
+  created_at: '2025-01-01T00:00:00.000Z',
+  idempotency_key: null,
+  ...over,
+});
+const NOW = '2025-01-01T00:00:01.000Z';
+
+async function waitFor(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > until) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe('PostgresStore', { skip }, () => {
+  runStoreConformance('postgres', async () => {
+    await truncate();
+    return openFresh();
+  });
+
+  describe('PostgreSQL specifics', () => {
+    it('SKIP LOCKED: stores claiming concurrently never claim one task twice', async () => {
+      await truncate();
+      const stores = await Promise.all([openFresh(), openFresh(), openFresh()]);
+      try {
+        const N = 120;
+        for (let i = 0; i < N; i++) await stores[0]!.createTask(task(`task_${i}`), { maxQueuedPerOwner: 1000 });
+        const claimedBy = new Map<string, string>();
+        // Every store keeps claiming small batches at once until the queue is empty.
+        await Promise.all(
+          stores.map(async (s, k) => {
+            for (;;) {
+              const got = await s.claimTasks({
+                nodeId: `n${k}`,
+                max: 4,
+                maxRunningPerOwner: 1000,
+                leaseMs: 60_000,
+                now: NOW,
+              });
+              for (const c of got) {
+                assert.ok(!claimedBy.has(c.task.id), `${c.task.id} claimed by n${k} and ${claimedBy.get(c.task.id)}`);
+                claimedBy.set(c.task.id, `n${k}`);
+              }
+              if (got.length === 0) return;
+            }
+          }),
+        );
+        assert.equal(claimedBy.size, N);
+        const counts = await stores[0]!.countByStatus();
+        assert.equal(counts.running, N);
+        assert.equal(counts.queued, 0);
+        // Each claim appended exactly one task.started.
+        const starts = await adminQuery<{ n: number }>(
+          db.name,
+          `SELECT count(*)::int AS n FROM task_events WHERE type = 'task.started'`,
+        );
+        assert.equal(starts[0]!.n, N);
+      } finally {
+        await Promise.all(stores.map((s) => s.close()));
+      }
+    });
+
+    it('the per-owner running limit holds across stores claiming at once', async () => {
+      await truncate();
+      const stores = await Promise.all([openFresh(), openFresh(), openFresh(), openFresh()]);
+      try {
+        for (let i = 0; i < 40; i++) await stores[0]!.createTask(task(`a_${i}`), { maxQueuedPerOwner: 1000 });
+        for (let i = 0; i < 5; i++)
+          await stores[0]!.createTask(task(`b_${i}`, { owner: 'bob' }), { maxQueuedPerOwner: 1000 });
+        for (let round = 0; round < 5; round++) {
+          await Promise.all(
+            stores.map((s, k) =>
+              s.claimTasks({ nodeId: `n${k}`, max: 10, maxRunningPerOwner: 3, leaseMs: 60_000, now: NOW }),
+            ),
+          );
+        }
+        const running = await adminQuery<{ owner: string; n: number }>(
+          db.name,
+          `SELECT owner, count(*)::int AS n FROM tasks WHERE status = 'running' GROUP BY owner ORDER BY owner`,
+        );
+        assert.deepEqual(
+          running.map((r) => [r.owner, r.n]),
+          [
+            ['alice', 3],
+            ['bob', 3],
+          ],
+        );
+      } finally {
+        await Promise.all(stores.map((s) => s.close()));
+      }
+    });
+
+    it('NOTIFY reaches another store, in order; a store does not hear its own twice', async () => {
+      const a = await openFresh();
+      const b = await openFresh();
+      try {
+        const atB: string[] = [];
+        const atA: string[] = [];
+        b.notifier.subscribe('cancel', (p) => atB.push(p));
+        a.notifier.subscribe('cancel', (p) => atA.push(p));
+        const sent = Array.from({ length: 50 }, (_, i) => `task_${i}:user`);
+        for (const p of sent) void a.notifier.publish('cancel', p);
+        await a.notifier.publish('events', 'task_x:3');
+        await waitFor(() => atB.length === sent.length, 'delivery at B');
+        assert.deepEqual(atB, sent);
+        await new Promise((r) => setTimeout(r, 100));
+        assert.deepEqual(atA, sent, 'A heard its own publishes once (locally), not again from PostgreSQL');
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    });
+
+    it('createTask and writeEvents announce themselves to the other stores, in their own commit', async () => {
+      await truncate();
+      const a = await openFresh();
+      const b = await openFresh();
+      try {
+        assert.equal(a.announcesWrites, true);
+        const atB: string[] = [];
+        const atA: string[] = [];
+        for (const ch of ['wakeup', 'events'] as const) {
+          b.notifier.subscribe(ch, (p) => atB.push(`${ch} ${p}`));
+          a.notifier.subscribe(ch, (p) => atA.push(`${ch} ${p}`));
+        }
+        await a.createTask(task('task_n1'), { maxQueuedPerOwner: 10 });
+        assert.deepEqual(await a.createTask(task('task_n2'), { maxQueuedPerOwner: 1 }), {
+          kind: 'queue_full',
+          queued: 1,
+        });
+        await a.claimTasks({ nodeId: 'n1', max: 1, maxRunningPerOwner: 10, leaseMs: 60_000, now: NOW });
+        const ev = (seq: number) => ({
+          event: { task_id: 'task_n1', seq, type: 'output.delta' as const, data: { text: 'x' }, created_at: NOW },
+          patch: { append_output: 'x' },
+        });
+        await a.writeEvents([ev(3), ev(4)]);
+        await assert.rejects(a.writeEvents([ev(4)])); // refused: announces nothing
+        await waitFor(() => atB.length >= 2, 'announcements at B');
+        await new Promise((r) => setTimeout(r, 150));
+        assert.deepEqual(
+          atB,
+          ['wakeup ', 'events task_n1:4'],
+          'one wakeup for the one created task, one events per batch',
+        );
+        assert.deepEqual(atA, [], 'a store does not hear its own announcements');
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    });
+
+    it('the LISTEN session is reopened after pg_terminate_backend, and wakes subscribers', async () => {
+      const a = await openFresh();
+      const b = await openFresh();
+      try {
+        const pid = b.notifier.listenerPid;
+        assert.ok(pid !== null);
+        const wakeups: string[] = [];
+        b.notifier.subscribe('wakeup', (p) => wakeups.push(p));
+        const killed = await adminQuery<{ ok: boolean }>(db.name, 'SELECT pg_terminate_backend($1) AS ok', [pid]);
+        assert.equal(killed[0]!.ok, true);
+        await waitFor(() => b.notifier.reconnects >= 1 && b.notifier.listening, 'reconnect', 10_000);
+        assert.notEqual(b.notifier.listenerPid, pid);
+        await waitFor(() => wakeups.includes(''), 'a wakeup after reconnecting');
+        // And it listens again.
+        const got: string[] = [];
+        b.notifier.subscribe('events', (p) => got.push(p));
+        await a.notifier.publish('events', 'task_after:9');
+        await waitFor(() => got.includes('task_after:9'), 'delivery after reconnect');
+        assert.ok(
+          errors.some((e) => /LISTEN connection lost/.test(e.what)),
+          'the loss was reported',
+        );
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    });
+
+    it('pooled connections killed under it (a server restart, as seen by a node) are replaced', async () => {
+      await truncate();
+      const s = await openFresh();
+      try {
+        await s.createTask(task('task_r1'), { maxQueuedPerOwner: 10 });
+        await adminQuery(
+          db.name,
+          `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`,
+          [db.name],
+        );
+        // The first use of a dead pooled connection may fail; the next ones work.
+        let ok = false;
+        for (let i = 0; i < 20 && !ok; i++) {
+          try {
+            await s.ping();
+            ok = true;
+          } catch {
+            await new Promise((r) => setTimeout(r, 50));
+          }
+        }
+        assert.ok(ok, 'the pool reconnected');
+        assert.equal((await s.getTask('task_r1'))?.id, 'task_r1');
+        await waitFor(() => s.notifier.listening, 'LISTEN back', 10_000);
+      } finally {
+        await s.close();
+      }
+    });
+
+    it('writeEvents names the task whose seq was taken, so its node can drop it', async () => {
+      await truncate();
+      const s = await openFresh();
+      try {
+        await s.createTask(task('task_ok'), { maxQueuedPerOwner: 10 });
+        await s.createTask(task('task_lost'), { maxQueuedPerOwner: 10 });
+        await s.claimTasks({ nodeId: 'n1', max: 2, maxRunningPerOwner: 10, leaseMs: 1, now: NOW });
+        // Another node recovers task_lost after its lease ran out: it writes seq 3.
+        const lost = await s.recoverLost({ expiredBefore: '2025-01-01T00:01:00.000Z', resumableTypes: [], now: NOW });
+        assert.deepEqual(lost.map((t) => t.status).sort(), ['failed', 'failed']);
+        const ev = (id: string, seq: number) => ({
+          event: { task_id: id, seq, type: 'output.delta' as const, data: { text: 'x' }, created_at: NOW },
+          patch: { append_output: 'x' },
+        });
+        await assert.rejects(
+          s.writeEvents([ev('task_ok', 4), ev('task_lost', 3)]),
+          (e: unknown) =>
+            LeashError.is(e, 'event_conflict') && (e.details as { task_id: string }).task_id === 'task_lost',
+        );
+        assert.equal((await s.listEvents('task_ok', 3)).length, 0, 'all or nothing');
+        await assert.rejects(
+          s.writeEvents([ev('task_gone', 1)]),
+          (e: unknown) => LeashError.is(e, 'not_found') && (e.details as { task_id: string }).task_id === 'task_gone',
+        );
+      } finally {
+        await s.close();
+      }
+    });
+
+    it('text columns refuse nothing: NUL becomes U+FFFD in text, stays exact in event data', async () => {
+      await truncate();
+      const s = await openFresh();
+      try {
+        await s.createTask(task('task_nul', { input: { text: 'a\u0000b' } }), { maxQueuedPerOwner: 10 });
+        await s.claimTasks({ nodeId: 'n1', max: 1, maxRunningPerOwner: 10, leaseMs: 60_000, now: NOW });
+        await s.writeEvents([
+          {
+            event: { task_id: 'task_nul', seq: 3, type: 'output.delta', data: { text: 'x\u0000y' }, created_at: NOW },
+            patch: { append_output: 'x\u0000y' },
+          },
+        ]);
+        const t = (await s.getTask('task_nul'))!;
+        assert.deepEqual(t.input, { text: 'a\u0000b' });
+        assert.equal(t.output_text, 'x\uFFFDy');
+        assert.deepEqual((await s.listEvents('task_nul', 2))[0]!.data, { text: 'x\u0000y' });
+      } finally {
+        await s.close();
+      }
+    });
+
+    it('migrations: recorded once, concurrent starts apply them once, a newer schema is refused', async () => {
+      const [a, b] = await Promise.all([openFresh(), openFresh()]);
+      await Promise.all([a.migrate(), b.migrate(), a.migrate()]);
+      await a.close();
+      await b.close();
+      const rows = await adminQuery<{ id: number; name: string }>(
+        db.name,
+        'SELECT id, name FROM leash_migrations ORDER BY id',
+      );
+      assert.deepEqual(
+        rows.map((r) => [r.id, r.name]),
+        MIGRATIONS.map((m) => [m.id, m.name]),
+      );
+      const c = new pg.Client({ connectionString: db.url });
+      await c.connect();
+      try {
+        assert.deepEqual(await migrate(c), []);
+        await assert.rejects(
+          migrate(c, [...MIGRATIONS, { id: 2, name: 'broken', sql: 'CREATE TABLE x (y int); NOT SQL' }]),
+          (e: unknown) => LeashError.is(e, 'migration_error'),
+        );
+        const tables = await c.query(`SELECT 1 FROM pg_tables WHERE tablename = 'x'`);
+        assert.equal(tables.rowCount, 0, 'the failed migration rolled back');
+        await c.query(`INSERT INTO leash_migrations (id, name) VALUES (999, 'future')`);
+        await assert.rejects(migrate(c), /newer than this version/);
+        await c.query('DELETE FROM leash_migrations WHERE id = 999');
+      } finally {
+        await c.end();
+      }
+    });
+
+    it('open: an unreachable server is store_unavailable, with the password hidden', async () => {
+      await assert.rejects(
+        PostgresStore.open('postgres://u:secret@127.0.0.1:1/nope', { onError }),
+        (e: unknown) =>
+          LeashError.is(e, 'store_unavailable') && !e.message.includes('secret') && e.message.includes('***'),
+      );
+    });
+  });
+});
+
+describe('openStore', () => {
+  it('chooses the store by the URL', () => {
+    assert.deepEqual(parseStoreUrl('./leash.db'), { kind: 'sqlite', target: './leash.db' });
+    assert.deepEqual(parseStoreUrl('sqlite:./a.db'), { kind: 'sqlite', target: './a.db' });
+    assert.deepEqual(parseStoreUrl('sqlite:///tmp/a.db'), { kind: 'sqlite', target: '/tmp/a.db' });
+    assert.deepEqual(parseStoreUrl('sqlite::memory:'), { kind: 'sqlite', target: ':memory:' });
+    assert.deepEqual(parseStoreUrl('postgres://u@h/db'), { kind: 'postgres', target: 'postgres://u@h/db' });
+    assert.deepEqual(parseStoreUrl('postgresql://u@h:5433/db'), {
+      kind: 'postgres',
+      target: 'postgresql://u@h:5433/db',
+    });
+    assert.throws(
+      () => parseStoreUrl('mysql://u@h/db'),
+      (e: unknown) => LeashError.is(e, 'invalid_request'),
+    );
+    assert.throws(
+      () => parseStoreUrl('  '),
+      (e: unknown) => LeashError.is(e, 'invalid_request'),
+    );
+    assert.throws(
+      () => parseStoreUrl('sqlite:'),
+      (e: unknown) => LeashError.is(e, 'invalid_request'),
+    );
+  });
+
+  it('opens SQLite for a path and PostgreSQL for a URL', { skip }, async () => {
+    const s = await openStore('sqlite::memory:');
+    assert.equal(s.kind, 'sqlite');
+    await s.close();
+    const p = await openStore(db.url, { onError });
+    try {
+      assert.equal(p.kind, 'postgres');
+      await p.ping();
+    } finally {
+      await p.close();
+    }
+  });
+});
