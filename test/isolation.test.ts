@@ -6,7 +6,9 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
+import { z } from 'zod';
 import { createModelRegistry } from '../src/models/registry.ts';
+import { defineTask } from '../src/runtime/define-task.ts';
 import { sleep } from '../src/runtime/cancel.ts';
 import type { TaskEndInfo } from '../src/runtime/runtime.ts';
 import type { Task } from '../src/runtime/types.ts';
@@ -44,7 +46,8 @@ describe('hard cancellation', () => {
   const ends = new Map<string, TaskEndInfo>();
 
   before(async () => {
-    t = await startRuntime(allHardTasks, {
+    const plain = defineTask({ type: 'plain', input: z.object({}), run: async () => 1 }); // no module
+    t = await startRuntime([...allHardTasks, plain], {
       models: createModelRegistry({ defaultModel: 'simulated', providers: {} }),
       maxRunningPerOwner: 8,
       observer: { taskEnded: (task, info) => ends.set(task.id, info) },
@@ -162,4 +165,32 @@ describe('hard cancellation', () => {
       assert.deepEqual(events, ['task.queued', 'task.cancelled']);
     });
   }
+
+  it('a task overrides its type\'s isolation and grace: an inline type run in a process is killed after its own grace', async () => {
+    const { task } = await t.runtime.create(OWNER, { type: 'spin.inline', input: {}, isolation: 'process', grace_ms: 100 });
+    await waitOutput(task.id);
+    const shown = (await t.runtime.get(task.id, OWNER))?.output_text;
+    assert.notEqual(shown, `pid ${process.pid}`, 'it ran in another process');
+    const t0 = performance.now();
+    await t.runtime.cancel(task.id, OWNER);
+    const done = await t.runtime.wait(task.id, OWNER, 10_000);
+    assert.equal(done?.status, 'cancelled');
+    assert.deepEqual({ ...ends.get(task.id), cancelLatencyMs: 0 }, { cancelLatencyMs: 0, isolation: 'process', forced: true });
+    assert.ok(performance.now() - t0 < 100 + 1500);
+  });
+
+  it('isolation a type cannot honour, or a bad grace, is refused at create', async () => {
+    await assert.rejects(t.runtime.create(OWNER, { type: 'plain', input: {}, isolation: 'worker' }), (e: unknown) => {
+      assert.equal((e as { code?: string }).code, 'invalid_request');
+      assert.deepEqual((e as { details?: unknown }).details, [
+        { path: 'isolation', message: 'can\'t be worker for task type "plain": its definition names no module to load in isolation' },
+      ]);
+      return true;
+    });
+    assert.equal((await t.runtime.create(OWNER, { type: 'plain', input: {}, isolation: 'inline' })).created, true);
+    await assert.rejects(
+      t.runtime.create(OWNER, { type: 'spin.inline', input: {}, grace_ms: -1 }),
+      (e: unknown) => (e as { code?: string }).code === 'invalid_request' && /grace_ms/.test((e as Error).message),
+    );
+  });
 });

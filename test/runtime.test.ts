@@ -328,7 +328,7 @@ describe('runtime', () => {
     await crashed.migrate();
     const mk = (id: string, type: string) =>
       crashed.createTask(
-        { id, type, owner: OWNER, input: {}, input_hash: id, priority: 0, thread_id: null, deadline_at: null, created_at: new Date().toISOString(), idempotency_key: null },
+        { id, type, owner: OWNER, input: {}, input_hash: id, priority: 0, thread_id: null, deadline_at: null, created_at: new Date().toISOString(), idempotency_key: null, options: null },
         { maxQueuedPerOwner: 100 },
       );
     await mk('task_lost', 'probe');

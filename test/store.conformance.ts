@@ -47,6 +47,7 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
       deadline_at: null,
       created_at: iso(++clock),
       idempotency_key: null,
+      options: null,
       ...over,
     });
 

@@ -47,6 +47,7 @@ const task = (id: string, over: Partial<NewTask> = {}): NewTask => ({
   deadline_at: null,
   created_at: '2025-01-01T00:00:00.000Z',
   idempotency_key: null,
+  options: null,
   ...over,
 });
 const NOW = '2025-01-01T00:00:01.000Z';

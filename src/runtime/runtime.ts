@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { ZodType } from 'zod';
 import type { ModelRegistry } from '../models/model.ts';
-import type { Store } from '../store/store.ts';
+import type { Store, TaskRunOptions } from '../store/store.ts';
 import { CancelledError } from './cancel.ts';
 import type { AnyTaskDefinition, TaskContext } from './define-task.ts';
 import { LeashError, toTaskError } from './errors.ts';
@@ -303,6 +303,7 @@ export class Runtime {
         details: [{ path: 'priority', message: 'must be an integer from -100 to 100' }],
       });
     }
+    const options = runOptions(def, req);
     if (req.thread_id != null && !(await this.store.getThread(req.thread_id, owner))) {
       throw new LeashError('not_found', `Thread ${req.thread_id} not found.`);
     }
@@ -327,6 +328,7 @@ export class Runtime {
         deadline_at: new Date(createdAt.getTime() + deadlineMs).toISOString(),
         created_at: createdAt.toISOString(),
         idempotency_key: req.idempotency_key ?? null,
+        options,
       },
       { maxQueuedPerOwner: this.#opts.maxQueuedPerOwner },
     );
@@ -507,18 +509,18 @@ export class Runtime {
       leaseMs: this.#opts.leaseMs,
       now: nowIso(),
     });
-    for (const c of claimed) this.#execute(c.task, c.lastSeq, c.checkpoint);
+    for (const c of claimed) this.#execute(c.task, c.lastSeq, c.checkpoint, c.options);
     if (claimed.length === free) this.#pumpAgain = true;
   }
 
-  #execute(task: Task, lastSeq: number, checkpoint: unknown): void {
+  #execute(task: Task, lastSeq: number, checkpoint: unknown, options: TaskRunOptions | null = null): void {
     const def = this.#defs.get(task.type);
     const controller = new AbortController();
     const a: Active = {
       task: { ...task },
       pendingText: '',
       textFlush: null,
-      isolation: def?.isolation ?? 'inline',
+      isolation: options?.isolation ?? def?.isolation ?? 'inline',
       forced: false,
       seq: lastSeq,
       controller,
@@ -562,7 +564,7 @@ export class Runtime {
           a.isolation === 'inline'
             ? await def.run(input, ctx)
             : await this.#isolated.run(a.isolation, def, input, ctx, {
-                graceMs: def.graceMs ?? DEFAULT_GRACE_MS,
+                graceMs: options?.grace_ms ?? def.graceMs ?? DEFAULT_GRACE_MS,
                 memoryLimitMb: def.memoryLimitMb ?? DEFAULT_MEMORY_LIMIT_MB,
                 defaultModel: this.models.defaultModel,
                 onForced: () => {
@@ -770,6 +772,26 @@ export class Runtime {
   #resumableTypes(): string[] {
     return [...this.#defs.values()].filter((d) => d.resume).map((d) => d.type);
   }
+}
+
+/** The per-task run options of a create request, checked against its type. */
+function runOptions(def: AnyTaskDefinition, req: CreateTaskRequest): TaskRunOptions | null {
+  const bad = (path: string, message: string): LeashError =>
+    new LeashError('invalid_request', `${path} ${message}.`, { details: [{ path, message }] });
+  if (req.isolation !== undefined) {
+    if (!['inline', 'worker', 'process'].includes(req.isolation)) throw bad('isolation', 'must be inline, worker or process');
+    if (req.isolation !== 'inline' && !def.module) {
+      throw bad('isolation', `can't be ${req.isolation} for task type "${def.type}": its definition names no module to load in isolation`);
+    }
+  }
+  if (req.grace_ms !== undefined && (!Number.isInteger(req.grace_ms) || req.grace_ms < 0 || req.grace_ms > 600_000)) {
+    throw bad('grace_ms', 'must be an integer from 0 to 600000');
+  }
+  if (req.isolation === undefined && req.grace_ms === undefined) return null;
+  return {
+    ...(req.isolation !== undefined && { isolation: req.isolation }),
+    ...(req.grace_ms !== undefined && { grace_ms: req.grace_ms }),
+  };
 }
 
 function stripRecent(t: TaskWithProgress): Task {

@@ -76,6 +76,10 @@ export interface CreateTaskRequest {
   deadline_ms?: number;
   thread_id?: string | null;
   idempotency_key?: string;
+  /** Run this task inline, in a worker thread or in a child process, overriding its type's choice. */
+  isolation?: 'inline' | 'worker' | 'process';
+  /** How long an isolated handler may take to honour a cancel before it is killed (ms). */
+  grace_ms?: number;
 }
 
 export interface ListTasksFilter {

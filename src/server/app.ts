@@ -24,6 +24,8 @@ import { DEFAULT_KEEPALIVE_MS } from './sse.ts';
 import { registerWebUi } from './static.ts';
 import { installRateLimit, type RateLimitOptions } from './rate-limit.ts';
 import { connectionOptions, type ConnectionTimeouts } from './timeouts.ts';
+import { jsonDepthExceeds, MAX_JSON_DEPTH } from './json-depth.ts';
+import { LeashError } from '../runtime/errors.ts';
 
 export const DEFAULT_BODY_LIMIT = 1024 * 1024;
 
@@ -93,6 +95,9 @@ export function buildServer(opts: BuildServerOptions): FastifyInstance {
   app.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit }, (req, body, done) => {
     const text = typeof body === 'string' ? body : body.toString('utf8');
     if (text.trim() === '') return done(null, undefined);
+    if (jsonDepthExceeds(text)) {
+      return done(new LeashError('invalid_json', `Request body nests deeper than ${MAX_JSON_DEPTH} levels`), undefined);
+    }
     jsonParser(req, text, done);
   });
 

@@ -6,6 +6,7 @@
 // via `writeEvents`). Every other event write (queued, cancelled-while-queued,
 // node_lost, recovery) is done by the store atomically with `last_seq + 1`.
 
+import type { Isolation } from '../runtime/isolation/protocol.ts';
 import type { CancelReason, Task, TaskError, TaskEvent, TaskStatus, ListTasksFilter, Page, BatchCancelFilter } from '../runtime/types.ts';
 
 export interface NewTask {
@@ -20,6 +21,21 @@ export interface NewTask {
   deadline_at: string | null;
   created_at: string;
   idempotency_key: string | null;
+  /** Per-task overrides of how it runs (isolation, grace); null = the type's defaults. */
+  options: TaskRunOptions | null;
+}
+
+export interface TaskRunOptions {
+  isolation?: Isolation;
+  grace_ms?: number;
+}
+
+/** A task this node just claimed, with what it needs to run it. */
+export interface ClaimedTask {
+  task: Task;
+  lastSeq: number;
+  checkpoint: unknown;
+  options: TaskRunOptions | null;
 }
 
 export interface CreateTaskOptions {
@@ -150,7 +166,7 @@ export interface Store {
    * thread order (a thread's tasks run one at a time, oldest first). Appends
    * `task.started` for each. Returns the claimed tasks with `last_seq`.
    */
-  claimTasks(opts: ClaimOptions): Promise<Array<{ task: Task; lastSeq: number; checkpoint: unknown }>>;
+  claimTasks(opts: ClaimOptions): Promise<ClaimedTask[]>;
   /**
    * Extends the lease of the node's running and cancelling tasks, and reports what
    * the node must act on: its tasks the store says are `cancelling` (the backstop for

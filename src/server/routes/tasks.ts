@@ -58,6 +58,8 @@ const createBody = z.strictObject({
   thread_id: threadId.nullable().optional(),
   stream: z.boolean().optional(),
   on_disconnect: onDisconnect.optional(),
+  isolation: z.enum(['inline', 'worker', 'process']).optional(),
+  grace_ms: z.number().int().min(0).max(600_000).optional(),
 });
 const createQuery = z.object({ stream: boolQuery.optional(), on_disconnect: onDisconnect.optional() });
 
@@ -171,6 +173,8 @@ export function registerTaskRoutes(app: FastifyInstance, deps: TaskRouteDeps): v
       ...(body.deadline_ms !== undefined && { deadline_ms: body.deadline_ms }),
       ...(body.thread_id !== undefined && { thread_id: body.thread_id }),
       ...(key !== undefined && { idempotency_key: key }),
+      ...(body.isolation !== undefined && { isolation: body.isolation }),
+      ...(body.grace_ms !== undefined && { grace_ms: body.grace_ms }),
     });
     const headers: Record<string, string> = { location: `/api/tasks/${task.id}`, 'x-task-id': task.id };
     // Same answer as the first time (Stripe-style), marked so a client can tell.

@@ -4,10 +4,10 @@
 
 import type pg from 'pg';
 import type { Task } from '../../runtime/types.ts';
-import type { ClaimOptions } from '../store.ts';
+import type { ClaimOptions, ClaimedTask, TaskRunOptions } from '../store.ts';
 import { toTask, type PgTaskRow } from './rows.ts';
 
-export type Claimed = { task: Task; lastSeq: number; checkpoint: unknown };
+export type Claimed = ClaimedTask;
 
 const CLAIM = 'SELECT * FROM leash_claim($1, $2, $3, $4, $5)';
 
@@ -19,7 +19,12 @@ export async function claimWith(db: pg.Pool, opts: ClaimOptions, leaseUntil: str
         text: CLAIM,
         values: [opts.nodeId, opts.max, opts.maxRunningPerOwner, opts.now, leaseUntil],
       });
-      return r.rows.map((row) => ({ task: toTask(row), lastSeq: row.last_seq, checkpoint: row.checkpoint ?? null }));
+      return r.rows.map((row) => ({
+        task: toTask(row),
+        lastSeq: row.last_seq,
+        checkpoint: row.checkpoint ?? null,
+        options: (row.options as TaskRunOptions | null) ?? null,
+      }));
     } catch (e) {
       // Two claims locking owners in crossing orders: PostgreSQL aborts one; run it again.
       if ((e as { code?: string }).code !== '40P01' || attempt >= 3) throw e;

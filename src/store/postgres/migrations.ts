@@ -202,6 +202,9 @@ $fn$;
 export const MIGRATIONS: readonly Migration[] = [
   { id: 1, name: 'init', sql: INIT },
   { id: 2, name: 'claim function', sql: CLAIM },
+  // Per-task run options (isolation, grace_ms); NULL = the type's defaults. leash_claim
+  // returns SETOF tasks, so it carries the new column as it is.
+  { id: 3, name: 'task run options', sql: 'ALTER TABLE tasks ADD COLUMN options json;' },
 ];
 
 /** Session-level advisory lock key held while migrating ("leash" + 1). */

@@ -19,19 +19,7 @@ import type {
   TaskStatus,
 } from '../../runtime/types.ts';
 import { clampLimit, decodeCursor, encodeCursor } from '../sqlite/rows.ts';
-import type {
-  ClaimOptions,
-  CreateTaskOptions,
-  CreateTaskResult,
-  EventWrite,
-  LeaseRenewal,
-  Message,
-  MessageStatus,
-  NewMessage,
-  NewTask,
-  Store,
-  Thread,
-} from '../store.ts';
+import type { ClaimOptions, CreateTaskOptions, CreateTaskResult, EventWrite, LeaseRenewal, Message, MessageStatus, NewMessage, NewTask, Store, Thread, ClaimedTask, TaskRunOptions } from '../store.ts';
 import { claimWith } from './claim.ts';
 import { migrate } from './migrations.ts';
 import { PG_CHANNELS, PgNotifier } from './notifier.ts';
@@ -192,8 +180,8 @@ export class PostgresStore implements Store {
       const ins = await this.#q<PgTaskRow>(
         `WITH ins AS (
            INSERT INTO tasks (id, type, owner, status, priority, thread_id, created_at, deadline_at,
-             idempotency_key, input_hash, input, last_seq)
-           SELECT $1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10::json, 1
+             idempotency_key, input_hash, input, options, last_seq)
+           SELECT $1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10::json, $13::json, 1
            WHERE (SELECT count(*) FROM tasks WHERE owner = $3 AND status = 'queued') < $11
            ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
            RETURNING *
@@ -215,6 +203,7 @@ export class PostgresStore implements Store {
           toJson(t.input) ?? 'null',
           opts.maxQueuedPerOwner,
           `${this.notifier.origin}|`,
+          t.options === null ? null : toJson(t.options),
         ],
         'leash_create',
       );
@@ -349,7 +338,7 @@ export class PostgresStore implements Store {
     return TERMINAL_STATUSES.has(left.status) ? 0 : 'active';
   }
 
-  async claimTasks(opts: ClaimOptions): Promise<Array<{ task: Task; lastSeq: number; checkpoint: unknown }>> {
+  async claimTasks(opts: ClaimOptions): Promise<ClaimedTask[]> {
     if (opts.max <= 0 || opts.maxRunningPerOwner <= 0) return [];
     return claimWith(this.#live(), opts, addMs(opts.now, opts.leaseMs));
   }

@@ -33,6 +33,7 @@ export interface PgTaskRow {
   input: unknown;
   result: unknown;
   checkpoint: unknown;
+  options: unknown;
   output_text: string;
 }
 

@@ -93,7 +93,11 @@ CREATE TABLE messages (
 CREATE INDEX messages_task ON messages (thread_id, task_id) WHERE task_id IS NOT NULL;
 `;
 
-export const MIGRATIONS: readonly Migration[] = [{ id: 1, name: 'init', sql: INIT }];
+export const MIGRATIONS: readonly Migration[] = [
+  { id: 1, name: 'init', sql: INIT },
+  // Per-task run options (isolation, grace_ms) as JSON; NULL = the type's defaults.
+  { id: 2, name: 'task run options', sql: 'ALTER TABLE tasks ADD COLUMN options TEXT;' },
+];
 
 const CREATE_TABLE = `CREATE TABLE IF NOT EXISTS migrations (
   id         INTEGER PRIMARY KEY,

@@ -29,6 +29,7 @@ export interface TaskRow {
   input: string;
   result: string | null;
   checkpoint: string | null;
+  options: string | null;
   output_text: string;
 }
 

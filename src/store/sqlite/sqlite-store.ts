@@ -15,21 +15,7 @@ import type {
   TaskEvent,
   TaskStatus,
 } from '../../runtime/types.ts';
-import type {
-  ClaimOptions,
-  CreateTaskOptions,
-  CreateTaskResult,
-  EventWrite,
-  LeaseRenewal,
-  Message,
-  MessageStatus,
-  NewMessage,
-  NewTask,
-  Notifier,
-  Store,
-  TaskPatch,
-  Thread,
-} from '../store.ts';
+import type { ClaimOptions, CreateTaskOptions, CreateTaskResult, EventWrite, LeaseRenewal, Message, MessageStatus, NewMessage, NewTask, Notifier, Store, TaskPatch, Thread, ClaimedTask, TaskRunOptions } from '../store.ts';
 import { leaseRenewalOf } from '../lease.ts';
 import { migrate } from './migrations.ts';
 import { LocalNotifier } from './notifier.ts';
@@ -213,8 +199,8 @@ export class SqliteStore implements Store {
       if (queued >= opts.maxQueuedPerOwner) return { kind: 'queue_full', queued };
       const row = this.#q(
         `INSERT INTO tasks (id, type, owner, status, priority, thread_id, created_at, deadline_at,
-           idempotency_key, input_hash, input, last_seq)
-         VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, 1) RETURNING *`,
+           idempotency_key, input_hash, input, options, last_seq)
+         VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, 1) RETURNING *`,
       ).get(
         t.id,
         t.type,
@@ -226,6 +212,7 @@ export class SqliteStore implements Store {
         t.idempotency_key,
         t.input_hash,
         toJson(t.input) ?? 'null',
+        t.options === null ? null : (toJson(t.options) ?? null),
       ) as unknown as TaskRow;
       this.#insertEvent(t.id, 1, 'task.queued', '{}', t.created_at);
       return { kind: 'created', task: toTask(row) };
@@ -338,7 +325,7 @@ export class SqliteStore implements Store {
     });
   }
 
-  async claimTasks(opts: ClaimOptions): Promise<Array<{ task: Task; lastSeq: number; checkpoint: unknown }>> {
+  async claimTasks(opts: ClaimOptions): Promise<ClaimedTask[]> {
     if (opts.max <= 0 || opts.maxRunningPerOwner <= 0) return [];
     const leaseUntil = addMs(opts.now, opts.leaseMs);
     const pageSize = Math.min(256, opts.max + 16);
@@ -371,7 +358,7 @@ export class SqliteStore implements Store {
            attempt = attempt + 1, last_seq = last_seq + 1
          WHERE id = ? AND status = 'queued' RETURNING *`,
       );
-      const out: Array<{ task: Task; lastSeq: number; checkpoint: unknown }> = [];
+      const out: ClaimedTask[] = [];
       while (out.length < opts.max) {
         const rows = page();
         const progressBefore = out.length + saturated.length;
@@ -382,7 +369,12 @@ export class SqliteStore implements Store {
           const row = start.get(opts.now, opts.nodeId, leaseUntil, c.id) as TaskRow | undefined;
           if (!row) continue;
           this.#insertEvent(row.id, row.last_seq, 'task.started', JSON.stringify({ attempt: row.attempt }), opts.now);
-          out.push({ task: toTask(row), lastSeq: row.last_seq, checkpoint: fromJson(row.checkpoint) });
+          out.push({
+            task: toTask(row),
+            lastSeq: row.last_seq,
+            checkpoint: fromJson(row.checkpoint),
+            options: (fromJson(row.options) as TaskRunOptions | null) ?? null,
+          });
           running.set(c.owner, n + 1);
           if (n + 1 >= opts.maxRunningPerOwner) saturated.push(c.owner);
         }
