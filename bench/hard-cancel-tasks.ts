@@ -15,12 +15,21 @@ const spin = (isolation: 'worker' | 'process') =>
     graceMs: 200,
     async run(_i, ctx) {
       ctx.emit('spinning');
-      let x = 0;
-      for (;;) x++;
+      // A busy loop the optimizer can't drop, that never yields to look at ctx.signal.
+      const counter = new Int32Array(1);
+      for (;;) Atomics.add(counter, 0, 1);
     },
   });
 const noop = (isolation: 'inline' | 'worker' | 'process') =>
-  defineTask({ type: `noop.${isolation}`, input: empty, isolation, module, async run() { return 1; } });
+  defineTask({
+    type: `noop.${isolation}`,
+    input: empty,
+    isolation,
+    module,
+    async run() {
+      return 1;
+    },
+  });
 
 export const spinWorker = spin('worker');
 export const spinProcess = spin('process');

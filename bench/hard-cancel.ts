@@ -63,7 +63,10 @@ async function busiest(ms: number): Promise<string> {
   for (const [k, v] of b) {
     if (k === `${process.pid}/${process.pid}`) continue;
     const d = v - (a.get(k) ?? v);
-    if (d > most) (most = d), (best = k);
+    if (d > most) {
+      most = d;
+      best = k;
+    }
   }
   return best;
 }

@@ -16,7 +16,12 @@ const CONCURRENCY = 32;
 const dir = mkdtempSync(join(tmpdir(), 'leash-bench-http-'));
 
 const server = spawn(process.execPath, ['src/cli/main.ts', 'serve', '--port', '0', '--db', join(dir, 'bench.db')], {
-  env: { ...process.env, LEASH_LOG_LEVEL: 'warn', LEASH_MAX_RUNNING_PER_OWNER: '32', LEASH_MAX_QUEUED_PER_OWNER: '100000' },
+  env: {
+    ...process.env,
+    LEASH_LOG_LEVEL: 'warn',
+    LEASH_MAX_RUNNING_PER_OWNER: '32',
+    LEASH_MAX_QUEUED_PER_OWNER: '100000',
+  },
   stdio: ['ignore', 'pipe', 'inherit'],
 });
 const url = await new Promise<string>((resolve, reject) => {
@@ -68,7 +73,12 @@ try {
     if (done.status !== 'completed') failed++;
   });
   row('reference: GET /healthz requests', `${Math.round(N / refSecs)} /s`);
-  row('tasks created→completed via HTTP (POST + wait)', `${Math.round(N / secs)} /s`, '≥ 1000 /s', N / secs >= 1000 && failed === 0);
+  row(
+    'tasks created→completed via HTTP (POST + wait)',
+    `${Math.round(N / secs)} /s`,
+    '≥ 1000 /s',
+    N / secs >= 1000 && failed === 0,
+  );
   row('  HTTP requests per second in that run', `${Math.round((2 * N) / secs)} /s`);
   row('  tasks not completed', String(failed), '0', failed === 0);
 } finally {

@@ -23,19 +23,33 @@ const abs = (): number => performance.timeOrigin + performance.now();
 const dir = mkdtempSync(join(tmpdir(), 'leash-bench-relay-'));
 
 const upstreamProc = fork(fileURLToPath(new URL('./relay-upstream.ts', import.meta.url)), [], { stdio: 'inherit' });
-const upstreamUrl = await new Promise<string>((r) => upstreamProc.once('message', (m: { ready: string }) => r(m.ready)));
-const server = spawn(process.execPath, [...(process.env.RELAY_PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof'] : []), 'src/cli/main.ts', 'serve', '--port', '0', '--db', join(dir, 'relay.db')], {
-  env: {
-    ...process.env,
-    OPENAI_BASE_URL: upstreamUrl,
-    OPENAI_API_KEY: 'bench',
-    LEASH_LOG_LEVEL: 'warn',
-    LEASH_CONCURRENCY: String(STREAMS + 10),
-    LEASH_MAX_RUNNING_PER_OWNER: String(STREAMS + 10),
-    LEASH_MAX_QUEUED_PER_OWNER: String(STREAMS * 2),
+const upstreamUrl = await new Promise<string>((r) =>
+  upstreamProc.once('message', (m: { ready: string }) => r(m.ready)),
+);
+const server = spawn(
+  process.execPath,
+  [
+    ...(process.env.RELAY_PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof'] : []),
+    'src/cli/main.ts',
+    'serve',
+    '--port',
+    '0',
+    '--db',
+    join(dir, 'relay.db'),
+  ],
+  {
+    env: {
+      ...process.env,
+      OPENAI_BASE_URL: upstreamUrl,
+      OPENAI_API_KEY: 'bench',
+      LEASH_LOG_LEVEL: 'warn',
+      LEASH_CONCURRENCY: String(STREAMS + 10),
+      LEASH_MAX_RUNNING_PER_OWNER: String(STREAMS + 10),
+      LEASH_MAX_QUEUED_PER_OWNER: String(STREAMS * 2),
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
   },
-  stdio: ['ignore', 'pipe', 'inherit'],
-});
+);
 const url = await new Promise<string>((resolve) => {
   let out = '';
   server.stdout.on('data', (b: Buffer) => {
@@ -97,19 +111,32 @@ const chatBody = (model: string) => ({ model, stream: true, messages: [{ role: '
 const paths: Record<string, (model: string, s: Sample) => Promise<void>> = {
   direct: (model, s) => postSse(`${upstreamUrl}/chat/completions`, chatBody(model), s),
   'leash SSE': (model, s) =>
-    postSse(`${url}/api/tasks`, { type: 'generate', input: { prompt: 'go', model: `openai:${model}` }, stream: true }, s),
+    postSse(
+      `${url}/api/tasks`,
+      { type: 'generate', input: { prompt: 'go', model: `openai:${model}` }, stream: true },
+      s,
+    ),
   'leash /v1/chat/completions': (model, s) => postSse(`${url}/v1/chat/completions`, chatBody(`openai:${model}`), s),
   'leash WebSocket': (model, s) =>
     new Promise((resolve, reject) => {
       const ws = new WebSocket(`${url.replace('http', 'ws')}/api/ws`);
       ws.on('open', () =>
-        ws.send(JSON.stringify({ type: 'run', request_id: 'r', task: { type: 'generate', input: { prompt: 'go', model: `openai:${model}` } } })),
+        ws.send(
+          JSON.stringify({
+            type: 'run',
+            request_id: 'r',
+            task: { type: 'generate', input: { prompt: 'go', model: `openai:${model}` } },
+          }),
+        ),
       );
       ws.on('message', (raw) => {
         const f = JSON.parse(String(raw)) as { type: string; event?: string; data?: { text?: string } };
         if (f.type !== 'event') return;
         if (f.event === 'output.delta') record(s, f.data!.text!);
-        if (f.event === 'task.completed' || f.event === 'task.failed' || f.event === 'task.cancelled') ws.close(), resolve();
+        if (f.event === 'task.completed' || f.event === 'task.failed' || f.event === 'task.cancelled') {
+          ws.close();
+          resolve();
+        }
       });
       ws.on('error', reject);
     }),
@@ -131,7 +158,12 @@ try {
   row('reference: tokens/s straight from the upstream', `${Math.round(rates.direct!)} /s`);
   for (const name of ['leash SSE', 'leash WebSocket', 'leash /v1/chat/completions']) {
     const ratio = rates[name]! / rates.direct!;
-    row(`${name}: tokens/s (ratio to direct)`, `${Math.round(rates[name]!)} (${ratio.toFixed(2)}×)`, '≥ 0.9×', ratio >= 0.9);
+    row(
+      `${name}: tokens/s (ratio to direct)`,
+      `${Math.round(rates[name]!)} (${ratio.toFixed(2)}×)`,
+      '≥ 0.9×',
+      ratio >= 0.9,
+    );
   }
 
   // 2. Many concurrent slow streams: per-delta latency and memory.

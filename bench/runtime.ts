@@ -42,13 +42,23 @@ const store = SqliteStore.open(join(dir, 'bench.db'));
 await store.migrate();
 const runtime = new Runtime({
   store,
-  models: { defaultModel: 'none', resolve: () => { throw new Error('none'); }, list: () => [] },
+  models: {
+    defaultModel: 'none',
+    resolve: () => {
+      throw new Error('none');
+    },
+    list: () => [],
+  },
   logger: pino({ level: 'silent' }),
   tasks: [noop, hold],
   concurrency: 64,
   maxRunningPerOwner: 64,
   maxQueuedPerOwner: N + 10,
-  observer: { taskEnded: (_t, info) => { if (info.cancelLatencyMs !== null) cancelLatencies.push(info.cancelLatencyMs); } },
+  observer: {
+    taskEnded: (_t, info) => {
+      if (info.cancelLatencyMs !== null) cancelLatencies.push(info.cancelLatencyMs);
+    },
+  },
 });
 await runtime.start();
 

@@ -106,7 +106,12 @@ try {
   row('leash cancel request → upstream socket closed p99', fmt(a.p99), '≤ 10 ms', a.p99 <= 10);
   row('  ratio to direct abort (p99)', `${(a.p99 / d.p99).toFixed(2)}×`, '≤ 1.5×', a.p99 / d.p99 <= 1.5);
   row('tokens the upstream wrote after a cancel (total)', String(tokensAfter), '0', tokensAfter === 0);
-  row('output.delta frames delivered after task.cancelling', String(deltasAfterCancelling), '0', deltasAfterCancelling === 0);
+  row(
+    'output.delta frames delivered after task.cancelling',
+    String(deltasAfterCancelling),
+    '0',
+    deltasAfterCancelling === 0,
+  );
 } finally {
   await server.close({ graceMs: 0 });
   await upstream.close();

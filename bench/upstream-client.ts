@@ -23,7 +23,10 @@ export async function startRemoteUpstream(env: Record<string, string> = {}): Pro
   const baseURL = await new Promise<string>((resolve) => {
     child.on('message', (m: Record<string, unknown>) => {
       if (typeof m.ready === 'string') resolve(m.ready);
-      else pending.get(m.id as number)?.(m), pending.delete(m.id as number);
+      else {
+        pending.get(m.id as number)?.(m);
+        pending.delete(m.id as number);
+      }
     });
   });
   const call = (msg: Record<string, unknown>): Promise<Record<string, unknown>> =>

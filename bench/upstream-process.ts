@@ -10,7 +10,10 @@ const upstream = await startFakeUpstream({
 });
 const abs = (t: number): number => performance.timeOrigin + t;
 
-type Cmd = { id: number; cmd: 'wait-request'; n: number } | { id: number; cmd: 'wait-close'; index: number } | { id: number; cmd: 'close' };
+type Cmd =
+  | { id: number; cmd: 'wait-request'; n: number }
+  | { id: number; cmd: 'wait-close'; index: number }
+  | { id: number; cmd: 'close' };
 process.on('message', (m: Cmd) => {
   void (async () => {
     if (m.cmd === 'wait-request') {

@@ -18,12 +18,22 @@ describe('threads', () => {
   let upstream: FakeUpstream;
 
   before(async () => {
-    upstream = await startFakeUpstream({ behaviour: 'stream', intervalMs: 30, tokens: Array.from({ length: 200 }, (_, i) => ` t${i}`) });
+    upstream = await startFakeUpstream({
+      behaviour: 'stream',
+      intervalMs: 30,
+      tokens: Array.from({ length: 200 }, (_, i) => ` t${i}`),
+    });
     const models = createModelRegistry({
       defaultModel: 'simulated',
       env: { OPENAI_BASE_URL: upstream.baseURL, OPENAI_API_KEY: 'test-key' },
     });
-    s = await startTestServer({ models, apiKeys: new Map([['k-alice', 'alice'], ['k-bob', 'bob']]) });
+    s = await startTestServer({
+      models,
+      apiKeys: new Map([
+        ['k-alice', 'alice'],
+        ['k-bob', 'bob'],
+      ]),
+    });
   });
   after(async () => {
     await s.close();
@@ -49,15 +59,16 @@ describe('threads', () => {
 
   const waitTask = async (id: string) => (await call('GET', `/api/tasks/${id}/wait?timeout_s=20`)).body;
   const outputOf = async (id: string) => (await call('GET', `/api/tasks/${id}`)).body.output_text as string;
-  const messages = async (threadId: string) => (await call('GET', `/api/threads/${threadId}/messages`)).body.data as Array<{
-    id: string;
-    seq: number;
-    role: string;
-    content: string;
-    status: string;
-    task_id: string;
-    usage: { output_tokens: number } | null;
-  }>;
+  const messages = async (threadId: string) =>
+    (await call('GET', `/api/threads/${threadId}/messages`)).body.data as Array<{
+      id: string;
+      seq: number;
+      role: string;
+      content: string;
+      status: string;
+      task_id: string;
+      usage: { output_tokens: number } | null;
+    }>;
 
   it('seed 001: cancel, then "what did I ask?" — the model sees the cancelled question and the partial answer', async () => {
     const t = await newThread();
@@ -85,7 +96,10 @@ describe('threads', () => {
     assert.equal(msgs[1]!.content, cancelledTask.output_text, 'the stored partial answer is what clients saw');
     assert.ok(msgs[1]!.content.length > 0);
     assert.ok(msgs[1]!.usage && msgs[1]!.usage.output_tokens > 0, 'usage is recorded for a cancelled run');
-    assert.deepEqual(msgs.map((m) => m.seq), [1, 2, 3, 4]);
+    assert.deepEqual(
+      msgs.map((m) => m.seq),
+      [1, 2, 3, 4],
+    );
   });
 
   it('seed 001 with a real upstream: the next request carries the cancelled question; the cancelled call closed its socket', async () => {
@@ -146,7 +160,9 @@ describe('threads', () => {
   it('multitask interrupt (default): the old run is cancelled as interrupted, its partial answer kept; no delta after cancelling', async () => {
     const t = await newThread();
     const a = await run(t, 'tell me a long story', { model: SLOW });
-    const events = fetch(`${s.url}/api/tasks/${a.id}/events`, { headers: { authorization: 'Bearer k-alice' } }).then((r) => readSse(r));
+    const events = fetch(`${s.url}/api/tasks/${a.id}/events`, { headers: { authorization: 'Bearer k-alice' } }).then(
+      (r) => readSse(r),
+    );
     await eventually(async () => (await outputOf(a.id)).length > 0);
     const b = await run(t, 'stop, tell me a joke', { model: ECHO });
     assert.deepEqual(b.cancelled_task_ids, [a.id]);
@@ -202,7 +218,10 @@ describe('threads', () => {
     assert.doesNotMatch(done.result.text, /regret this/);
     assert.match(done.result.text, /kept question/);
     const msgs = await messages(t);
-    assert.deepEqual(msgs.map((m) => m.content.split('\n')[0]!.slice(0, 20)).filter((_, i) => i % 2 === 0), ['kept question', 'instead, this']);
+    assert.deepEqual(
+      msgs.map((m) => m.content.split('\n')[0]!.slice(0, 20)).filter((_, i) => i % 2 === 0),
+      ['kept question', 'instead, this'],
+    );
   });
 
   it('identical messages sent twice stay two messages', async () => {
@@ -229,7 +248,10 @@ describe('threads', () => {
     const frames = await readSse(res);
     assert.equal(frames[0]!.event, 'task.queued');
     assert.equal(frames.at(-1)!.event, 'task.completed');
-    const text = frames.filter((f) => f.event === 'output.delta').map((f) => f.data.text).join('');
+    const text = frames
+      .filter((f) => f.event === 'output.delta')
+      .map((f) => f.data.text)
+      .join('');
     assert.equal(text.trim().split(/\s+/).length, 5, 'every token arrives (deltas of one tick are merged)');
     assert.equal(text, frames.at(-1)!.data.result.text);
   });

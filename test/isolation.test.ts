@@ -90,7 +90,10 @@ describe('hard cancellation', () => {
       assert.equal(done?.status, 'cancelled');
       assert.equal(done?.output_text, 'before spin', 'output of the dying work is dropped');
       assert.ok(elapsed < GRACE + 1500, `stopped in ${elapsed.toFixed(0)} ms (grace ${GRACE})`);
-      assert.deepEqual({ ...ends.get(task.id), cancelLatencyMs: 0 }, { cancelLatencyMs: 0, isolation: kind, forced: true });
+      assert.deepEqual(
+        { ...ends.get(task.id), cancelLatencyMs: 0 },
+        { cancelLatencyMs: 0, isolation: kind, forced: true },
+      );
       // The CPU goes quiet: the spinning thread / process is gone.
       if (kind === 'worker') assert.ok((await ownCpuShare(300)) < 0.5, 'this process is no longer spinning');
       else {
@@ -166,8 +169,13 @@ describe('hard cancellation', () => {
     });
   }
 
-  it('a task overrides its type\'s isolation and grace: an inline type run in a process is killed after its own grace', async () => {
-    const { task } = await t.runtime.create(OWNER, { type: 'spin.inline', input: {}, isolation: 'process', grace_ms: 100 });
+  it("a task overrides its type's isolation and grace: an inline type run in a process is killed after its own grace", async () => {
+    const { task } = await t.runtime.create(OWNER, {
+      type: 'spin.inline',
+      input: {},
+      isolation: 'process',
+      grace_ms: 100,
+    });
     await waitOutput(task.id);
     const shown = (await t.runtime.get(task.id, OWNER))?.output_text;
     assert.notEqual(shown, `pid ${process.pid}`, 'it ran in another process');
@@ -175,7 +183,10 @@ describe('hard cancellation', () => {
     await t.runtime.cancel(task.id, OWNER);
     const done = await t.runtime.wait(task.id, OWNER, 10_000);
     assert.equal(done?.status, 'cancelled');
-    assert.deepEqual({ ...ends.get(task.id), cancelLatencyMs: 0 }, { cancelLatencyMs: 0, isolation: 'process', forced: true });
+    assert.deepEqual(
+      { ...ends.get(task.id), cancelLatencyMs: 0 },
+      { cancelLatencyMs: 0, isolation: 'process', forced: true },
+    );
     assert.ok(performance.now() - t0 < 100 + 1500);
   });
 
@@ -183,7 +194,10 @@ describe('hard cancellation', () => {
     await assert.rejects(t.runtime.create(OWNER, { type: 'plain', input: {}, isolation: 'worker' }), (e: unknown) => {
       assert.equal((e as { code?: string }).code, 'invalid_request');
       assert.deepEqual((e as { details?: unknown }).details, [
-        { path: 'isolation', message: 'can\'t be worker for task type "plain": its definition names no module to load in isolation' },
+        {
+          path: 'isolation',
+          message: 'can\'t be worker for task type "plain": its definition names no module to load in isolation',
+        },
       ]);
       return true;
     });

@@ -105,7 +105,17 @@ describe('runtime', () => {
     assertWellFormedLog(events);
     assert.deepEqual(
       events.map((e) => e.type),
-      ['task.queued', 'task.started', 'task.progress', 'output.delta', 'task.progress', 'output.delta', 'task.progress', 'output.delta', 'task.completed'],
+      [
+        'task.queued',
+        'task.started',
+        'task.progress',
+        'output.delta',
+        'task.progress',
+        'output.delta',
+        'task.progress',
+        'output.delta',
+        'task.completed',
+      ],
     );
     // Persisted, not only in memory: read the store directly.
     const stored = await t.store.listEvents(task.id, 0);
@@ -119,7 +129,10 @@ describe('runtime', () => {
     const t = await open([probe]);
     await assert.rejects(t.runtime.create(OWNER, { type: 'probe', input: { chunks: 'no' } }), (e: unknown) => {
       assert.ok(LeashError.is(e, 'invalid_request'));
-      assert.deepEqual((e.details as Array<{ path: string }>).map((d) => d.path), ['input.chunks']);
+      assert.deepEqual(
+        (e.details as Array<{ path: string }>).map((d) => d.path),
+        ['input.chunks'],
+      );
       return true;
     });
     await assert.rejects(t.runtime.create(OWNER, { type: 'probe', input: { extra: 1 } }), /Invalid input/);
@@ -146,7 +159,10 @@ describe('runtime', () => {
     assert.equal(runs, before, 'the cancelled queued task never ran');
     const events = await collect(t, second.task.id);
     assertWellFormedLog(events);
-    assert.deepEqual(events.map((e) => e.type), ['task.queued', 'task.cancelled']);
+    assert.deepEqual(
+      events.map((e) => e.type),
+      ['task.queued', 'task.cancelled'],
+    );
   });
 
   it('cancel while running: cancelling until the handler returns, then cancelled with partial output', async () => {
@@ -218,7 +234,10 @@ describe('runtime', () => {
   it('a handler that throws fails the task with a code and no stack', async () => {
     const t = await open([probe]);
     const plain = await t.runtime.create(OWNER, { type: 'probe', input: { fail: 'boom' } });
-    const coded = await t.runtime.create(OWNER, { type: 'probe', input: { fail: 'upstream said no', failCode: 'upstream_error' } });
+    const coded = await t.runtime.create(OWNER, {
+      type: 'probe',
+      input: { fail: 'upstream said no', failCode: 'upstream_error' },
+    });
     const a = await waitFor(t, plain.task.id);
     const b = await waitFor(t, coded.task.id);
     assert.equal(a.status, 'failed');
@@ -240,7 +259,12 @@ describe('runtime', () => {
     const blocker = await t.runtime.create(OWNER, { type: 'probe', input: { holdMs: 200 } });
     await waitForStatus(t, blocker.task.id, 'running');
     const ids = [];
-    for (const [name, priority] of [['low1', 0], ['high', 5], ['low2', 0], ['neg', -1]] as const) {
+    for (const [name, priority] of [
+      ['low1', 0],
+      ['high', 5],
+      ['low2', 0],
+      ['neg', -1],
+    ] as const) {
       ids.push((await t.runtime.create(OWNER, { type: 'rec', input: { name }, priority })).task.id);
     }
     for (const id of ids) await waitFor(t, id);
@@ -289,14 +313,23 @@ describe('runtime', () => {
 
   it('follows a stream from any seq with no duplicates or gaps, live and after the end', async () => {
     const t = await open([probe]);
-    const { task } = await t.runtime.create(OWNER, { type: 'probe', input: { chunks: ['1', '2', '3', '4'], holdMs: 50 } });
+    const { task } = await t.runtime.create(OWNER, {
+      type: 'probe',
+      input: { chunks: ['1', '2', '3', '4'], holdMs: 50 },
+    });
     const live = collect(t, task.id);
     const fromThree = collect(t, task.id, 3);
     const all = await live;
     assertWellFormedLog(all);
-    assert.deepEqual((await fromThree).map((e) => e.seq), all.filter((e) => e.seq > 3).map((e) => e.seq));
+    assert.deepEqual(
+      (await fromThree).map((e) => e.seq),
+      all.filter((e) => e.seq > 3).map((e) => e.seq),
+    );
     const replay = await collect(t, task.id, 5);
-    assert.deepEqual(replay.map((e) => e.seq), all.slice(5).map((e) => e.seq));
+    assert.deepEqual(
+      replay.map((e) => e.seq),
+      all.slice(5).map((e) => e.seq),
+    );
   });
 
   it('stop() cancels running tasks with reason shutdown after the grace', async () => {
@@ -307,7 +340,9 @@ describe('runtime', () => {
     const stored = await t.store.getTask(task.id);
     assert.equal(stored?.status, 'cancelled');
     assert.equal(stored?.cancel?.reason, 'shutdown');
-    await assert.rejects(t.runtime.create(OWNER, { type: 'probe', input: {} }), (e: unknown) => LeashError.is(e, 'shutting_down'));
+    await assert.rejects(t.runtime.create(OWNER, { type: 'probe', input: {} }), (e: unknown) =>
+      LeashError.is(e, 'shutting_down'),
+    );
     await t.close();
   });
 
@@ -328,12 +363,30 @@ describe('runtime', () => {
     await crashed.migrate();
     const mk = (id: string, type: string) =>
       crashed.createTask(
-        { id, type, owner: OWNER, input: {}, input_hash: id, priority: 0, thread_id: null, deadline_at: null, created_at: new Date().toISOString(), idempotency_key: null, options: null },
+        {
+          id,
+          type,
+          owner: OWNER,
+          input: {},
+          input_hash: id,
+          priority: 0,
+          thread_id: null,
+          deadline_at: null,
+          created_at: new Date().toISOString(),
+          idempotency_key: null,
+          options: null,
+        },
         { maxQueuedPerOwner: 100 },
       );
     await mk('task_lost', 'probe');
     await mk('task_resume', 'resumable');
-    const claimed = await crashed.claimTasks({ nodeId: 'node_dead', max: 10, maxRunningPerOwner: 10, leaseMs: 60_000, now: new Date().toISOString() });
+    const claimed = await crashed.claimTasks({
+      nodeId: 'node_dead',
+      max: 10,
+      maxRunningPerOwner: 10,
+      leaseMs: 60_000,
+      now: new Date().toISOString(),
+    });
     assert.equal(claimed.length, 2);
     await crashed.saveCheckpoint('task_resume', { step: 7 });
     await mk('task_queued', 'probe');

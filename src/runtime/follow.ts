@@ -33,7 +33,7 @@ export async function* followEvents(
   };
   const unlisten = log.listen(taskId, (e) => {
     // A slow reader must not grow memory: past a bound, drop the copies and re-read the store.
-    if (live.length >= 1024) live.length = 0, live.push(null);
+    if (live.length >= 1024) live.splice(0, live.length, null);
     else live.push(e);
     notify();
   });

@@ -354,7 +354,8 @@ export class Runtime {
     if (!t) return null;
     const recent: TaskWithProgress['recent_progress'] = [];
     for (const e of await this.store.listEvents(id, 0)) {
-      if (e.type === 'task.progress') recent.push({ progress: e.data.progress, message: e.data.message, at: e.created_at });
+      if (e.type === 'task.progress')
+        recent.push({ progress: e.data.progress, message: e.data.message, at: e.created_at });
     }
     return { ...t, recent_progress: recent.slice(-RECENT_PROGRESS) };
   }
@@ -378,7 +379,11 @@ export class Runtime {
    * signal fires and the task is `cancelling` until its handler returns. Running
    * on another node: the stop is recorded and that node is told.
    */
-  async cancel(id: string, owner: string, reason: CancelReason = 'user'): Promise<{ task: Task; alreadyCancelled: boolean }> {
+  async cancel(
+    id: string,
+    owner: string,
+    reason: CancelReason = 'user',
+  ): Promise<{ task: Task; alreadyCancelled: boolean }> {
     for (let attempt = 0; attempt < 3; attempt++) {
       const a = this.#active.get(id);
       if (a && a.detached === null) {
@@ -405,7 +410,11 @@ export class Runtime {
           if (!c) continue; // claimed meanwhile: look again
           this.#events.poke(id);
           this.#announceCrossNode(id);
-          this.#observer.taskEnded?.(c, { cancelLatencyMs: 0, isolation: this.#defs.get(c.type)?.isolation ?? 'inline', forced: false });
+          this.#observer.taskEnded?.(c, {
+            cancelLatencyMs: 0,
+            isolation: this.#defs.get(c.type)?.isolation ?? 'inline',
+            forced: false,
+          });
           return { task: c, alreadyCancelled: false };
         }
         case 'running':
@@ -421,7 +430,10 @@ export class Runtime {
     throw new LeashError('not_found', `Task ${id} not found.`);
   }
 
-  async cancelMany(filter: BatchCancelFilter, reason: CancelReason = 'batch'): Promise<{ cancelled: number; ids: string[] }> {
+  async cancelMany(
+    filter: BatchCancelFilter,
+    reason: CancelReason = 'batch',
+  ): Promise<{ cancelled: number; ids: string[] }> {
     const ids = await this.store.findActiveTaskIds(filter);
     const done: string[] = [];
     for (const id of ids) {
@@ -603,10 +615,15 @@ export class Runtime {
         const at = nowIso();
         a.recent.push({ progress: p, message: m, at });
         if (a.recent.length > RECENT_PROGRESS) a.recent.shift();
-        this.#events.append(t.id, ++a.seq, { type: 'task.progress', data: { progress: p, message: m } }, {
-          progress: p,
-          progress_message: m,
-        });
+        this.#events.append(
+          t.id,
+          ++a.seq,
+          { type: 'task.progress', data: { progress: p, message: m } },
+          {
+            progress: p,
+            progress_message: m,
+          },
+        );
       },
       emit: (text) => {
         if (a.state !== 'running' || typeof text !== 'string' || text.length === 0) return false;
@@ -669,33 +686,48 @@ export class Runtime {
       const reason = t.cancel?.reason ?? 'user';
       t.status = 'cancelled';
       t.ended_at = endedAt;
-      this.#events.append(t.id, ++a.seq, { type: 'task.cancelled', data: { reason, output_text: t.output_text } }, {
-        status: 'cancelled',
-        ended_at: endedAt,
-      });
+      this.#events.append(
+        t.id,
+        ++a.seq,
+        { type: 'task.cancelled', data: { reason, output_text: t.output_text } },
+        {
+          status: 'cancelled',
+          ended_at: endedAt,
+        },
+      );
     } else if (outcome.ok) {
       const result = outcome.result === undefined ? null : outcome.result;
       t.status = 'completed';
       t.result = result;
       t.ended_at = endedAt;
       if (t.progress !== null) t.progress = 100;
-      this.#events.append(t.id, ++a.seq, { type: 'task.completed', data: { result } }, {
-        status: 'completed',
-        result,
-        ended_at: endedAt,
-        ...(t.progress !== null ? { progress: 100 } : {}),
-      });
+      this.#events.append(
+        t.id,
+        ++a.seq,
+        { type: 'task.completed', data: { result } },
+        {
+          status: 'completed',
+          result,
+          ended_at: endedAt,
+          ...(t.progress !== null ? { progress: 100 } : {}),
+        },
+      );
     } else {
       const error = toTaskError(outcome.error);
       if (!LeashError.is(outcome.error)) this.#log.warn({ err: outcome.error, task_id: t.id }, 'task handler failed');
       t.status = 'failed';
       t.error = error;
       t.ended_at = endedAt;
-      this.#events.append(t.id, ++a.seq, { type: 'task.failed', data: { error } }, {
-        status: 'failed',
-        error,
-        ended_at: endedAt,
-      });
+      this.#events.append(
+        t.id,
+        ++a.seq,
+        { type: 'task.failed', data: { error } },
+        {
+          status: 'failed',
+          error,
+          ended_at: endedAt,
+        },
+      );
     }
     await this.#events.flush();
     if (this.#active.get(t.id) === a) this.#active.delete(t.id);
@@ -747,7 +779,10 @@ export class Runtime {
     a.detached = why;
     if (why === 'lost') {
       this.#events.discard(id);
-      this.#log.warn({ task_id: id }, 'task recovered by another node after this node’s lease ran out: stopping it here');
+      this.#log.warn(
+        { task_id: id },
+        'task recovered by another node after this node’s lease ran out: stopping it here',
+      );
     }
     if (a.deadlineTimer) clearTimeout(a.deadlineTimer);
     if (a.state !== 'ended') {
@@ -761,7 +796,11 @@ export class Runtime {
     // Our own leases first: a node that was slow (a stall, a database outage) must
     // not reap its own tasks before it has had the chance to renew them.
     await this.#renew();
-    const lost = await this.store.recoverLost({ expiredBefore: nowIso(), resumableTypes: this.#resumableTypes(), now: nowIso() });
+    const lost = await this.store.recoverLost({
+      expiredBefore: nowIso(),
+      resumableTypes: this.#resumableTypes(),
+      now: nowIso(),
+    });
     for (const t of lost) {
       this.#events.poke(t.id);
       this.#announceCrossNode(t.id);
@@ -779,9 +818,13 @@ function runOptions(def: AnyTaskDefinition, req: CreateTaskRequest): TaskRunOpti
   const bad = (path: string, message: string): LeashError =>
     new LeashError('invalid_request', `${path} ${message}.`, { details: [{ path, message }] });
   if (req.isolation !== undefined) {
-    if (!['inline', 'worker', 'process'].includes(req.isolation)) throw bad('isolation', 'must be inline, worker or process');
+    if (!['inline', 'worker', 'process'].includes(req.isolation))
+      throw bad('isolation', 'must be inline, worker or process');
     if (req.isolation !== 'inline' && !def.module) {
-      throw bad('isolation', `can't be ${req.isolation} for task type "${def.type}": its definition names no module to load in isolation`);
+      throw bad(
+        'isolation',
+        `can't be ${req.isolation} for task type "${def.type}": its definition names no module to load in isolation`,
+      );
     }
   }
   if (req.grace_ms !== undefined && (!Number.isInteger(req.grace_ms) || req.grace_ms < 0 || req.grace_ms > 600_000)) {

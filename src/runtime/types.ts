@@ -6,7 +6,15 @@ export type TaskStatus = (typeof TASK_STATUSES)[number];
 export const TERMINAL_STATUSES: ReadonlySet<TaskStatus> = new Set(['completed', 'failed', 'cancelled']);
 export const isTerminal = (s: TaskStatus): boolean => TERMINAL_STATUSES.has(s);
 
-export const CANCEL_REASONS = ['user', 'interrupted', 'rollback', 'disconnect', 'deadline', 'shutdown', 'batch'] as const;
+export const CANCEL_REASONS = [
+  'user',
+  'interrupted',
+  'rollback',
+  'disconnect',
+  'deadline',
+  'shutdown',
+  'batch',
+] as const;
 export type CancelReason = (typeof CANCEL_REASONS)[number];
 
 export interface TaskError {

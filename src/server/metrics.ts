@@ -94,8 +94,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
   });
   const cancelLatency = new Histogram({
     name: 'leash_cancel_latency_seconds',
-    help:
-      'Time from a cancel request to the work having stopped (handler returned, or its worker/process killed), by isolation and outcome (cooperative: the handler honoured its signal; forced: killed after its grace).',
+    help: 'Time from a cancel request to the work having stopped (handler returned, or its worker/process killed), by isolation and outcome (cooperative: the handler honoured its signal; forced: killed after its grace).',
     labelNames: ['isolation', 'outcome'] as const,
     buckets: CANCEL_LATENCY_BUCKETS,
     registers,
@@ -116,7 +115,10 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
       ended.inc({ type: task.type, status: task.status });
       const ms = info.cancelLatencyMs;
       if (ms !== null && Number.isFinite(ms) && ms >= 0) {
-        cancelLatency.observe({ isolation: info.isolation, outcome: info.forced ? 'forced' : 'cooperative' }, ms / 1000);
+        cancelLatency.observe(
+          { isolation: info.isolation, outcome: info.forced ? 'forced' : 'cooperative' },
+          ms / 1000,
+        );
       }
     },
   };

@@ -469,7 +469,8 @@ class WsSession {
     for (const task of stopped) {
       this.#send({ type: 'cancel_ack', request_id: reqId, thread_id: id, task_id: task.id, status: task.status });
     }
-    if (stopped.length === 0) this.#send({ type: 'cancel_ack', request_id: reqId, thread_id: id, task_id: null, status: null });
+    if (stopped.length === 0)
+      this.#send({ type: 'cancel_ack', request_id: reqId, thread_id: id, task_id: null, status: null });
   }
 
   // ── outbound ────────────────────────────────────────────────────────────

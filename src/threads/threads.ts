@@ -113,14 +113,18 @@ export class Threads {
       if (strategy === 'reject') {
         const activeIds = await this.#store.findActiveTaskIds({ owner, thread_id: threadId });
         if (activeIds.length > 0) {
-          throw new LeashError('thread_busy', `Thread ${threadId} already has an active run (${activeIds.join(', ')}).`, {
-            details: { active_task_ids: activeIds },
-          });
+          throw new LeashError(
+            'thread_busy',
+            `Thread ${threadId} already has an active run (${activeIds.join(', ')}).`,
+            {
+              details: { active_task_ids: activeIds },
+            },
+          );
         }
       } else if (strategy === 'interrupt' || strategy === 'rollback') {
-        cancelled = (await this.#stopActive(threadId, owner, strategy === 'interrupt' ? 'interrupted' : 'rollback')).map(
-          (t) => t.id,
-        );
+        cancelled = (
+          await this.#stopActive(threadId, owner, strategy === 'interrupt' ? 'interrupted' : 'rollback')
+        ).map((t) => t.id);
       }
       const taskId = newId('task');
       const createdAt = nowIso();

@@ -19,7 +19,12 @@ export interface ParentPort {
 async function findDefinition(moduleUrl: string, type: string): Promise<AnyTaskDefinition> {
   const mod = (await import(moduleUrl)) as Record<string, unknown>;
   for (const v of Object.values(mod)) {
-    if (v && typeof v === 'object' && (v as AnyTaskDefinition).type === type && typeof (v as AnyTaskDefinition).run === 'function') {
+    if (
+      v &&
+      typeof v === 'object' &&
+      (v as AnyTaskDefinition).type === type &&
+      typeof (v as AnyTaskDefinition).run === 'function'
+    ) {
       return v as AnyTaskDefinition;
     }
   }

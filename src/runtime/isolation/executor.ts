@@ -42,9 +42,18 @@ export class IsolatedExecutor {
     await Promise.all([...this.#pools.values()].map((p) => p.close()));
   }
 
-  async run(kind: SlotKind, def: AnyTaskDefinition, input: unknown, ctx: TaskContext, opts: IsolatedRunOptions): Promise<unknown> {
+  async run(
+    kind: SlotKind,
+    def: AnyTaskDefinition,
+    input: unknown,
+    ctx: TaskContext,
+    opts: IsolatedRunOptions,
+  ): Promise<unknown> {
     if (!def.module) {
-      throw new LeashError('invalid_task_definition', `Task type "${def.type}" needs \`module: import.meta.url\` to run isolated.`);
+      throw new LeashError(
+        'invalid_task_definition',
+        `Task type "${def.type}" needs \`module: import.meta.url\` to run isolated.`,
+      );
     }
     ctx.signal.throwIfAborted();
     const pool = this.pool(kind, opts.memoryLimitMb);

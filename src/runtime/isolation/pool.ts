@@ -86,7 +86,8 @@ export class IsolationPool {
 
   #spawn(): Promise<Slot> {
     this.spawned++;
-    const slot = this.#opts.kind === 'worker' ? workerSlot(this.#opts.memoryLimitMb) : processSlot(this.#opts.memoryLimitMb);
+    const slot =
+      this.#opts.kind === 'worker' ? workerSlot(this.#opts.memoryLimitMb) : processSlot(this.#opts.memoryLimitMb);
     this.#live.add(slot.slot);
     void slot.gone.then(() => {
       this.#live.delete(slot.slot);
@@ -141,10 +142,15 @@ function workerSlot(memoryLimitMb: number): Spawned {
   let lastError: unknown = null;
   let goneResolve!: () => void;
   const gone = new Promise<void>((r) => (goneResolve = r));
-  const s = makeSlot('worker', null, (m) => w.postMessage(m), async () => {
-    await w.terminate();
-    await gone;
-  });
+  const s = makeSlot(
+    'worker',
+    null,
+    (m) => w.postMessage(m),
+    async () => {
+      await w.terminate();
+      await gone;
+    },
+  );
   w.on('message', (m: FromChild) => s.deliver(m));
   w.on('error', (err) => (lastError = err));
   w.on('exit', (code) => {
@@ -177,14 +183,19 @@ function processSlot(memoryLimitMb: number): Spawned {
       // already gone
     }
   };
-  const s = makeSlot('process', child.pid ?? null, (m) => child.send(m), async () => {
-    if (!s.slot.exited) {
-      killGroup('SIGTERM');
-      const timer = setTimeout(() => killGroup('SIGKILL'), KILL_AFTER_TERM_MS);
-      await gone;
-      clearTimeout(timer);
-    }
-  });
+  const s = makeSlot(
+    'process',
+    child.pid ?? null,
+    (m) => child.send(m),
+    async () => {
+      if (!s.slot.exited) {
+        killGroup('SIGTERM');
+        const timer = setTimeout(() => killGroup('SIGKILL'), KILL_AFTER_TERM_MS);
+        await gone;
+        clearTimeout(timer);
+      }
+    },
+  );
   child.on('message', (m: FromChild) => s.deliver(m));
   child.on('exit', (code, signal) => {
     s.exit({ code, signal, error: null, stderrTail });

@@ -24,7 +24,12 @@ const runBody = z.strictObject({
   model: z.string().min(1).max(200).optional(),
   multitask: z.enum(MULTITASK_STRATEGIES).optional(),
   system: z.string().max(100_000).optional(),
-  deadline_ms: z.number().int().positive().max(7 * 24 * 3600 * 1000).optional(),
+  deadline_ms: z
+    .number()
+    .int()
+    .positive()
+    .max(7 * 24 * 3600 * 1000)
+    .optional(),
   max_tokens: z.number().int().positive().max(1_000_000).optional(),
   temperature: z.number().min(0).max(2).optional(),
   stream: z.boolean().optional(),
