@@ -400,6 +400,7 @@ describe('websocket /api/ws', () => {
     c.send({ type: 'subscribe', request_id: 'g6', task_id: 'task_x', after: -1 });
     c.send({ type: 'run', request_id: 'g7', task: { type: 'generate', input: { prompt: 'x' } }, extra: true });
     c.ws.send(Buffer.from([1, 2, 3]), { binary: true });
+    c.ws.send(`{"type":"ping","x":${'['.repeat(10_000)}${']'.repeat(10_000)}}`); // deep nesting
     c.send({ type: 'ping', request_id: 'alive' });
     await c.waitFor((f) => f.request_id === 'alive');
     const codes = c.frames.map((f) => (f.type === 'error' ? f.error.code : f.type));
@@ -415,8 +416,10 @@ describe('websocket /api/ws', () => {
       'invalid_request',
       'invalid_request',
       'invalid_frame',
+      'invalid_frame',
       'pong',
     ]);
+    assert.match(c.frames[11].error.message, /nests deeper than 128/);
     assert.equal(c.frames[3].request_id, 'g1', 'the request_id of a bad frame is echoed');
     assert.match(c.frames[3].error.message, /launch/);
     assert.deepEqual(c.frames[5].error.details.map((d: Frame) => d.path).sort(), ['content', 'thread_id']);

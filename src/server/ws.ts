@@ -42,6 +42,7 @@ import { MULTITASK_STRATEGIES } from '../threads/threads.ts';
 import type { Threads } from '../threads/threads.ts';
 import { parseOrThrow, toErrorResponse } from './errors.ts';
 import { MAX_MESSAGE_CHARS } from './routes/threads.ts';
+import { MAX_JSON_DEPTH, jsonDepthExceeds } from './json-depth.ts';
 
 export const WS_PATH = '/api/ws';
 /** The subprotocol the server selects when the client offers it (next to `bearer.<key>`). */
@@ -329,8 +330,17 @@ class WsSession {
       return;
     }
     let msg: unknown;
+    const text = toBuffer(data).toString('utf8');
+    if (jsonDepthExceeds(text)) {
+      // Same bound as HTTP bodies: what comes after parsing recurses and would overflow.
+      this.#sendError(
+        undefined,
+        new LeashError('invalid_frame', `The frame nests deeper than ${MAX_JSON_DEPTH} levels.`),
+      );
+      return;
+    }
     try {
-      msg = JSON.parse(toBuffer(data).toString('utf8'));
+      msg = JSON.parse(text);
     } catch {
       this.#sendError(undefined, new LeashError('invalid_frame', 'The frame is not valid JSON.'));
       return;
