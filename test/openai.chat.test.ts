@@ -6,11 +6,11 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import OpenAI, { APIError, AuthenticationError, BadRequestError, NotFoundError } from 'openai';
 import type { ChatCompletion, ChatCompletionChunk } from 'openai/resources/chat/completions';
-import { createModelRegistry } from '../src/models/registry.ts';
 import { echoTranscript } from '../src/models/simulated.ts';
 import { chatChunk, chatCompletion, usageChunk } from '../src/server/openai/shapes.ts';
-import { startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.ts';
-import { api, eventually, startTestServer, type TestServer } from './helpers/server.ts';
+import type { FakeUpstream } from './helpers/fake-upstream.ts';
+import { startOpenAiSetup, type OpenAiSetup } from './helpers/openai.ts';
+import { api, eventually, type TestServer } from './helpers/server.ts';
 
 const FAST = (tokens: number): string => `simulated?tps=0&tokens=${tokens}`;
 const SLOW = 'simulated?tps=40&tokens=100000';
@@ -26,33 +26,17 @@ describe('openai client: models and chat completions', () => {
   let s: TestServer;
   let upstream: FakeUpstream;
   let client: OpenAI;
+  let setup: OpenAiSetup;
 
   before(async () => {
-    upstream = await startFakeUpstream({
+    setup = await startOpenAiSetup({
       behaviour: 'stream',
       intervalMs: 30,
       tokens: Array.from({ length: 300 }, (_, i) => ` t${i}`),
     });
-    const models = createModelRegistry({
-      defaultModel: 'simulated',
-      env: { OPENAI_BASE_URL: upstream.baseURL, OPENAI_API_KEY: 'up-key' },
-    });
-    s = await startTestServer({
-      models,
-      apiKeys: new Map([
-        ['k-alice', 'alice'],
-        ['k-bob', 'bob'],
-      ]),
-      runtime: { maxRunningPerOwner: 20 },
-      // Keep-alive comments interleave with the slow streams: clients must skip them.
-      sseKeepaliveMs: 20,
-    });
-    client = new OpenAI({ apiKey: 'k-alice', baseURL: `${s.url}/v1`, maxRetries: 0 });
+    ({ s, upstream, client } = setup);
   });
-  after(async () => {
-    await s.close();
-    await upstream.close();
-  });
+  after(() => setup.close());
 
   const taskOf = async (id: string) => (await api(s.url, 'GET', `/api/tasks/${id}`, { key: 'k-alice' })).body;
   const waitEnded = (id: string) =>

@@ -6,10 +6,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import OpenAI, { APIError, BadRequestError, NotFoundError } from 'openai';
 import type { Response, ResponseStreamEvent } from 'openai/resources/responses/responses';
-import { createModelRegistry } from '../src/models/registry.ts';
 import { CUT_SHORT_NOTE, NO_ANSWER_NOTE } from '../src/threads/context.ts';
-import { startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.ts';
-import { api, eventually, startTestServer, type TestServer } from './helpers/server.ts';
+import { startOpenAiSetup, type OpenAiSetup } from './helpers/openai.ts';
+import { api, eventually, type TestServer } from './helpers/server.ts';
 
 const SLOW = 'simulated?tps=40&tokens=100000';
 const ECHO = 'simulated:echo?tps=0';
@@ -32,33 +31,16 @@ const deltasOf = (events: AnyEvent[]): string =>
 
 describe('openai client: responses', () => {
   let s: TestServer;
-  let upstream: FakeUpstream;
   let client: OpenAI;
   let bob: OpenAI;
+  let setup: OpenAiSetup;
 
   before(async () => {
-    upstream = await startFakeUpstream({ behaviour: 'error', status: 400, errorMessage: 'upstream says no' });
-    const models = createModelRegistry({
-      defaultModel: 'simulated',
-      env: { OPENAI_BASE_URL: upstream.baseURL, OPENAI_API_KEY: 'up-key' },
-    });
-    s = await startTestServer({
-      models,
-      apiKeys: new Map([
-        ['k-alice', 'alice'],
-        ['k-bob', 'bob'],
-      ]),
-      runtime: { maxRunningPerOwner: 20 },
-      // Keep-alive comments interleave with the slow streams: clients must skip them.
-      sseKeepaliveMs: 20,
-    });
-    client = new OpenAI({ apiKey: 'k-alice', baseURL: `${s.url}/v1`, maxRetries: 0 });
-    bob = new OpenAI({ apiKey: 'k-bob', baseURL: `${s.url}/v1`, maxRetries: 0 });
+    setup = await startOpenAiSetup({ behaviour: 'error', status: 400, errorMessage: 'upstream says no' });
+    ({ s, client } = setup);
+    bob = setup.clientFor('k-bob');
   });
-  after(async () => {
-    await s.close();
-    await upstream.close();
-  });
+  after(() => setup.close());
 
   const taskOf = async (id: string) => (await api(s.url, 'GET', `/api/tasks/${id}`, { key: 'k-alice' })).body;
 
@@ -393,7 +375,11 @@ describe('openai client: responses', () => {
     const limit = await bad({ model: ECHO, input: 'x', max_output_tokens: 0 });
     assert.ok(limit instanceof BadRequestError);
     assert.equal(limit.param, 'max_output_tokens');
-    const capped = await client.responses.create({ model: 'simulated?tps=0&tokens=50', input: 'x', max_output_tokens: 5 });
+    const capped = await client.responses.create({
+      model: 'simulated?tps=0&tokens=50',
+      input: 'x',
+      max_output_tokens: 5,
+    });
     assert.equal(capped.usage?.output_tokens, 5, 'max_output_tokens reaches the model');
     const unknown = await bad({ model: 'gpt-nope', input: 'x' });
     assert.ok(unknown instanceof NotFoundError);

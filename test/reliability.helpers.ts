@@ -3,14 +3,10 @@
 // every in-memory registry is back to zero.
 
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { pino } from 'pino';
-import { startServer } from '../src/cli/serve.ts';
 import type { RunningServer, StartServerOptions } from '../src/cli/serve.ts';
 import type { Runtime } from '../src/runtime/runtime.ts';
-import { eventually } from './helpers/server.ts';
+import { eventually, startOnTempDb } from './helpers/server.ts';
 
 export interface LoggedServer {
   url: string;
@@ -28,25 +24,10 @@ export interface LoggedServer {
 export async function startLoggedServer(
   opts: Omit<StartServerOptions, 'db' | 'port' | 'host' | 'logger'> & { level?: string } = {},
 ): Promise<LoggedServer> {
-  const dir = await mkdtemp(join(tmpdir(), 'leash-rel-'));
   const logs: string[] = [];
   const { level, ...rest } = opts;
   const logger = pino({ level: level ?? 'debug' }, { write: (line: string) => void logs.push(line) });
-  let server: RunningServer;
-  try {
-    server = await startServer({
-      ...rest,
-      host: '127.0.0.1',
-      port: 0,
-      db: join(dir, 'leash.db'),
-      logger,
-      runtime: { shutdownGraceMs: 0, ...rest.runtime },
-    });
-  } catch (err) {
-    await rm(dir, { recursive: true, force: true });
-    throw err;
-  }
-  let closed = false;
+  const { server, close } = await startOnTempDb('leash-rel-', logger, rest);
   return {
     url: server.url,
     port: server.port,
@@ -57,15 +38,7 @@ export async function startLoggedServer(
       logs
         .map((l) => JSON.parse(l) as Record<string, unknown>)
         .filter((e) => typeof e.level === 'number' && e.level >= min),
-    async close() {
-      if (closed) return;
-      closed = true;
-      try {
-        await server.close({ graceMs: 0 });
-      } finally {
-        await rm(dir, { recursive: true, force: true });
-      }
-    },
+    close,
   };
 }
 

@@ -23,6 +23,22 @@ async function waitFor(cond: () => boolean, what: string, timeoutMs = 5000): Pro
   }
 }
 
+/** A queued task for `alice` at a fixed time; the store test files build on it too. */
+export const newTask = (id: string, over: Partial<NewTask> = {}): NewTask => ({
+  id,
+  type: 'echo',
+  owner: 'alice',
+  input: { id },
+  input_hash: 'h',
+  priority: 0,
+  thread_id: null,
+  deadline_at: null,
+  created_at: '2025-01-01T00:00:00.000Z',
+  idempotency_key: null,
+  options: null,
+  ...over,
+});
+
 export function runStoreConformance(name: string, makeStore: () => Promise<Store>): void {
   describe(`Store conformance: ${name}`, () => {
     let store: Store;
@@ -36,23 +52,12 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
       await store.close().catch(() => {});
     });
 
-    const newTask = (over: Partial<NewTask> = {}): NewTask => ({
-      id: newId('task'),
-      type: 'echo',
-      owner: 'alice',
-      input: { text: 'hi' },
-      input_hash: 'hash-1',
-      priority: 0,
-      thread_id: null,
-      deadline_at: null,
-      created_at: iso(++clock),
-      idempotency_key: null,
-      options: null,
-      ...over,
-    });
+    /** A task with a new id, one tick later than the last. */
+    const nextTask = (over: Partial<NewTask> = {}): NewTask =>
+      newTask(newId('task'), { input: { text: 'hi' }, input_hash: 'hash-1', created_at: iso(++clock), ...over });
 
     async function create(over: Partial<NewTask> = {}): Promise<Task> {
-      const res = await store.createTask(newTask(over), ROOMY);
+      const res = await store.createTask(nextTask(over), ROOMY);
       assert.equal(res.kind, 'created');
       return (res as { task: Task }).task;
     }
@@ -93,7 +98,7 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
       await create();
       await store.close();
       await assert.rejects(store.getTask('task_x'));
-      await assert.rejects(store.createTask(newTask(), ROOMY));
+      await assert.rejects(store.createTask(nextTask(), ROOMY));
       await assert.rejects(store.ping());
       await store.close();
     });
@@ -102,7 +107,7 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
 
     it('creates a queued task with its task.queued event, and hides it from other owners', async () => {
       const input = { text: 'héllo ✓', nested: { list: [1, 2.5, null, true] } };
-      const nt = newTask({ input, priority: 3, deadline_at: iso(500), type: 'summarize' });
+      const nt = nextTask({ input, priority: 3, deadline_at: iso(500), type: 'summarize' });
       const res = await store.createTask(nt, ROOMY);
       assert.equal(res.kind, 'created');
       const expected: Task = {
@@ -135,15 +140,15 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
     });
 
     it('idempotency key: same owner gets the earlier task, another owner gets a new one', async () => {
-      const first = await store.createTask(newTask({ idempotency_key: 'k1', input: { v: 1 } }), ROOMY);
+      const first = await store.createTask(nextTask({ idempotency_key: 'k1', input: { v: 1 } }), ROOMY);
       assert.equal(first.kind, 'created');
       const firstTask = (first as { task: Task }).task;
 
-      const again = await store.createTask(newTask({ idempotency_key: 'k1', input: { v: 2 } }), ROOMY);
+      const again = await store.createTask(nextTask({ idempotency_key: 'k1', input: { v: 2 } }), ROOMY);
       assert.equal(again.kind, 'existing');
       assert.deepEqual((again as { task: Task }).task, firstTask);
 
-      const bob = await store.createTask(newTask({ idempotency_key: 'k1', owner: 'bob' }), ROOMY);
+      const bob = await store.createTask(nextTask({ idempotency_key: 'k1', owner: 'bob' }), ROOMY);
       assert.equal(bob.kind, 'created');
       assert.notEqual((bob as { task: Task }).task.id, firstTask.id);
 
@@ -154,23 +159,23 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
       assert.equal((await store.listTasks({ owner: 'bob' })).data.length, 1);
 
       // A full queue still answers a repeated key with the existing task.
-      const full = await store.createTask(newTask({ idempotency_key: 'k1' }), { maxQueuedPerOwner: 1 });
+      const full = await store.createTask(nextTask({ idempotency_key: 'k1' }), { maxQueuedPerOwner: 1 });
       assert.equal(full.kind, 'existing');
     });
 
     it('queue_full counts only the owner’s queued tasks', async () => {
       const opts = { maxQueuedPerOwner: 2 };
-      assert.equal((await store.createTask(newTask(), opts)).kind, 'created');
-      assert.equal((await store.createTask(newTask(), opts)).kind, 'created');
-      const third = newTask();
+      assert.equal((await store.createTask(nextTask(), opts)).kind, 'created');
+      assert.equal((await store.createTask(nextTask(), opts)).kind, 'created');
+      const third = nextTask();
       assert.deepEqual(await store.createTask(third, opts), { kind: 'queue_full', queued: 2 });
       assert.equal(await store.getTask(third.id), null, 'a rejected task is not stored');
-      assert.equal((await store.createTask(newTask({ owner: 'bob' }), opts)).kind, 'created');
+      assert.equal((await store.createTask(nextTask({ owner: 'bob' }), opts)).kind, 'created');
 
       // Running tasks do not count against the queue.
       assert.equal((await claim({ max: 1 })).length, 1);
-      assert.equal((await store.createTask(newTask(), opts)).kind, 'created');
-      assert.equal((await store.createTask(newTask(), opts)).kind, 'queue_full');
+      assert.equal((await store.createTask(nextTask(), opts)).kind, 'created');
+      assert.equal((await store.createTask(nextTask(), opts)).kind, 'queue_full');
     });
 
     // ── listing ────────────────────────────────────────────────────────────
@@ -772,7 +777,7 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
       await complete(a.id, 3, 1);
       await store.requestCancel(b.id, 'user', iso(5));
       await store.cancelQueued(x.id, 'user', iso(5));
-      await store.createTask(newTask({ owner: 'bob' }), ROOMY);
+      await store.createTask(nextTask({ owner: 'bob' }), ROOMY);
       assert.equal((await store.getTask(c.id))!.status, 'running');
       assert.deepEqual(await store.countByStatus(), {
         queued: 2,

@@ -9,9 +9,8 @@ import { LeashError } from '../src/runtime/errors.ts';
 import { MIGRATIONS, migrate } from '../src/store/postgres/migrations.ts';
 import { PostgresStore } from '../src/store/postgres/postgres-store.ts';
 import { openStore, parseStoreUrl } from '../src/store/open.ts';
-import type { NewTask } from '../src/store/store.ts';
 import { adminQuery, createTestDatabase, postgresSkip, type TestDatabase } from './helpers/postgres.ts';
-import { runStoreConformance } from './store.conformance.ts';
+import { newTask, runStoreConformance } from './store.conformance.ts';
 
 const skip = await postgresSkip();
 let db: TestDatabase;
@@ -36,20 +35,6 @@ async function truncate(): Promise<void> {
   await adminQuery(db.name, 'TRUNCATE tasks, task_events, threads, messages RESTART IDENTITY CASCADE');
 }
 
-const task = (id: string, over: Partial<NewTask> = {}): NewTask => ({
-  id,
-  type: 'echo',
-  owner: 'alice',
-  input: { id },
-  input_hash: 'h',
-  priority: 0,
-  thread_id: null,
-  deadline_at: null,
-  created_at: '2025-01-01T00:00:00.000Z',
-  idempotency_key: null,
-  options: null,
-  ...over,
-});
 const NOW = '2025-01-01T00:00:01.000Z';
 
 async function waitFor(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
@@ -72,7 +57,7 @@ describe('PostgresStore', { skip }, () => {
       const stores = await Promise.all([openFresh(), openFresh(), openFresh()]);
       try {
         const N = 120;
-        for (let i = 0; i < N; i++) await stores[0]!.createTask(task(`task_${i}`), { maxQueuedPerOwner: 1000 });
+        for (let i = 0; i < N; i++) await stores[0]!.createTask(newTask(`task_${i}`), { maxQueuedPerOwner: 1000 });
         const claimedBy = new Map<string, string>();
         // Every store keeps claiming small batches at once until the queue is empty.
         await Promise.all(
@@ -112,9 +97,9 @@ describe('PostgresStore', { skip }, () => {
       await truncate();
       const stores = await Promise.all([openFresh(), openFresh(), openFresh(), openFresh()]);
       try {
-        for (let i = 0; i < 40; i++) await stores[0]!.createTask(task(`a_${i}`), { maxQueuedPerOwner: 1000 });
+        for (let i = 0; i < 40; i++) await stores[0]!.createTask(newTask(`a_${i}`), { maxQueuedPerOwner: 1000 });
         for (let i = 0; i < 5; i++)
-          await stores[0]!.createTask(task(`b_${i}`, { owner: 'bob' }), { maxQueuedPerOwner: 1000 });
+          await stores[0]!.createTask(newTask(`b_${i}`, { owner: 'bob' }), { maxQueuedPerOwner: 1000 });
         for (let round = 0; round < 5; round++) {
           await Promise.all(
             stores.map((s, k) =>
@@ -171,8 +156,8 @@ describe('PostgresStore', { skip }, () => {
           b.notifier.subscribe(ch, (p) => atB.push(`${ch} ${p}`));
           a.notifier.subscribe(ch, (p) => atA.push(`${ch} ${p}`));
         }
-        await a.createTask(task('task_n1'), { maxQueuedPerOwner: 10 });
-        assert.deepEqual(await a.createTask(task('task_n2'), { maxQueuedPerOwner: 1 }), {
+        await a.createTask(newTask('task_n1'), { maxQueuedPerOwner: 10 });
+        assert.deepEqual(await a.createTask(newTask('task_n2'), { maxQueuedPerOwner: 1 }), {
           kind: 'queue_full',
           queued: 1,
         });
@@ -229,7 +214,7 @@ describe('PostgresStore', { skip }, () => {
       await truncate();
       const s = await openFresh();
       try {
-        await s.createTask(task('task_r1'), { maxQueuedPerOwner: 10 });
+        await s.createTask(newTask('task_r1'), { maxQueuedPerOwner: 10 });
         await adminQuery(
           db.name,
           `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`,
@@ -257,8 +242,8 @@ describe('PostgresStore', { skip }, () => {
       await truncate();
       const s = await openFresh();
       try {
-        await s.createTask(task('task_ok'), { maxQueuedPerOwner: 10 });
-        await s.createTask(task('task_lost'), { maxQueuedPerOwner: 10 });
+        await s.createTask(newTask('task_ok'), { maxQueuedPerOwner: 10 });
+        await s.createTask(newTask('task_lost'), { maxQueuedPerOwner: 10 });
         await s.claimTasks({ nodeId: 'n1', max: 2, maxRunningPerOwner: 10, leaseMs: 1, now: NOW });
         // Another node recovers task_lost after its lease ran out: it writes seq 3.
         const lost = await s.recoverLost({ expiredBefore: '2025-01-01T00:01:00.000Z', resumableTypes: [], now: NOW });
@@ -286,7 +271,7 @@ describe('PostgresStore', { skip }, () => {
       await truncate();
       const s = await openFresh();
       try {
-        await s.createTask(task('task_nul', { input: { text: 'a\u0000b' } }), { maxQueuedPerOwner: 10 });
+        await s.createTask(newTask('task_nul', { input: { text: 'a\u0000b' } }), { maxQueuedPerOwner: 10 });
         await s.claimTasks({ nodeId: 'n1', max: 1, maxRunningPerOwner: 10, leaseMs: 60_000, now: NOW });
         await s.writeEvents([
           {

@@ -8,8 +8,7 @@ import { LeashError } from '../src/runtime/errors.ts';
 import { MIGRATIONS, migrate } from '../src/store/sqlite/migrations.ts';
 import { LocalNotifier } from '../src/store/sqlite/notifier.ts';
 import { SqliteStore } from '../src/store/sqlite/sqlite-store.ts';
-import type { NewTask } from '../src/store/store.ts';
-import { runStoreConformance } from './store.conformance.ts';
+import { newTask, runStoreConformance } from './store.conformance.ts';
 
 let root = '';
 let n = 0;
@@ -30,20 +29,6 @@ async function openMigrated(path = freshPath()): Promise<SqliteStore> {
 
 runStoreConformance('sqlite', () => openMigrated());
 
-const task = (id: string, over: Partial<NewTask> = {}): NewTask => ({
-  id,
-  type: 'echo',
-  owner: 'alice',
-  input: { id },
-  input_hash: 'h',
-  priority: 0,
-  thread_id: null,
-  deadline_at: null,
-  created_at: '2025-01-01T00:00:00.000Z',
-  idempotency_key: null,
-  options: null,
-  ...over,
-});
 
 describe('SqliteStore specifics', () => {
   it('uses WAL journal mode and the configured pragmas on a file', async () => {
@@ -66,7 +51,7 @@ describe('SqliteStore specifics', () => {
   it('migrate twice is a no-op and records each migration once', async () => {
     const path = freshPath();
     const s = await openMigrated(path);
-    await s.createTask(task('task_a'), { maxQueuedPerOwner: 10 });
+    await s.createTask(newTask('task_a'), { maxQueuedPerOwner: 10 });
     await s.migrate();
     await s.close();
 
@@ -141,7 +126,7 @@ describe('SqliteStore specifics', () => {
   it('reopening the file keeps tasks, events and threads', async () => {
     const path = freshPath();
     const s = await openMigrated(path);
-    const created = await s.createTask(task('task_keep', { input: { deep: [1, { x: 'y' }] } }), {
+    const created = await s.createTask(newTask('task_keep', { input: { deep: [1, { x: 'y' }] } }), {
       maxQueuedPerOwner: 10,
     });
     await s.createThread({
@@ -166,7 +151,7 @@ describe('SqliteStore specifics', () => {
   it('works in memory', async () => {
     const s = SqliteStore.open(':memory:');
     await s.migrate();
-    assert.equal((await s.createTask(task('task_m'), { maxQueuedPerOwner: 1 })).kind, 'created');
+    assert.equal((await s.createTask(newTask('task_m'), { maxQueuedPerOwner: 1 })).kind, 'created');
     assert.equal((await s.getTask('task_m'))?.id, 'task_m');
     await s.close();
   });
@@ -176,7 +161,7 @@ describe('SqliteStore specifics', () => {
     const a = await openMigrated(path);
     const b = await openMigrated(path);
     try {
-      for (let i = 0; i < 20; i++) await a.createTask(task(`task_${i}`), { maxQueuedPerOwner: 100 });
+      for (let i = 0; i < 20; i++) await a.createTask(newTask(`task_${i}`), { maxQueuedPerOwner: 100 });
       const opts = { max: 3, maxRunningPerOwner: 100, leaseMs: 1000, now: '2025-01-01T00:00:01.000Z' };
       const seen = new Set<string>();
       for (let round = 0; round < 10; round++) {
@@ -214,7 +199,7 @@ describe('SqliteStore specifics', () => {
   it('writeEvents reports a seq conflict as event_conflict and an unknown task as not_found', async () => {
     const s = await openMigrated();
     try {
-      await s.createTask(task('task_c'), { maxQueuedPerOwner: 10 });
+      await s.createTask(newTask('task_c'), { maxQueuedPerOwner: 10 });
       const ev = (task_id: string, seq: number) => ({
         event: {
           task_id,
@@ -236,9 +221,9 @@ describe('SqliteStore specifics', () => {
     try {
       const now = '2025-01-01T00:00:10.000Z';
       await s.createThread({ id: 'thr_p', owner: 'alice', created_at: now, metadata: {} });
-      await s.createTask(task('task_p1', { idempotency_key: 'k' }), { maxQueuedPerOwner: 10 });
-      await s.createTask(task('task_p2', { thread_id: 'thr_p' }), { maxQueuedPerOwner: 10 });
-      await s.createTask(task('task_p3'), { maxQueuedPerOwner: 10 });
+      await s.createTask(newTask('task_p1', { idempotency_key: 'k' }), { maxQueuedPerOwner: 10 });
+      await s.createTask(newTask('task_p2', { thread_id: 'thr_p' }), { maxQueuedPerOwner: 10 });
+      await s.createTask(newTask('task_p3'), { maxQueuedPerOwner: 10 });
       await s.claimTasks({ nodeId: 'n', max: 1, maxRunningPerOwner: 10, leaseMs: 1000, now });
       await s.claimTasks({ nodeId: 'n', max: 5, maxRunningPerOwner: 2, leaseMs: 1000, now });
       await s.writeEvents([

@@ -1,6 +1,7 @@
 // What a lease renewal tells the node that renewed: shared by every Store, so the
 // runtime's backstop for missed cancel notifications behaves the same on each.
 
+import { LeashError } from '../runtime/errors.ts';
 import type { CancelReason, TaskStatus } from '../runtime/types.ts';
 import type { LeaseRenewal } from './store.ts';
 
@@ -19,4 +20,11 @@ export function leaseRenewalOf(
       .map((r) => ({ id: r.id, reason: r.cancel_reason ?? 'user' })),
     lost: held.filter((id) => !mine.has(id)),
   };
+}
+
+/** ISO-8601 UTC `iso` plus `ms`, in the same format (so lease strings compare correctly). */
+export function addMs(iso: string, ms: number): string {
+  const t = Date.parse(iso);
+  if (Number.isNaN(t)) throw new LeashError('invalid_request', `not an ISO-8601 timestamp: ${iso}`);
+  return new Date(t + ms).toISOString();
 }

@@ -24,17 +24,31 @@ export interface TestServerOptions extends Omit<StartServerOptions, 'db' | 'port
 }
 
 export async function startTestServer(opts: TestServerOptions = {}): Promise<TestServer> {
-  const dir = await mkdtemp(join(tmpdir(), 'leash-http-'));
   const { logLevel, ...rest } = opts;
+  const logger = pino({ level: logLevel ?? process.env.LEASH_TEST_LOG_LEVEL ?? 'silent' });
+  const { server, close } = await startOnTempDb('leash-http-', logger, rest);
+  return { url: server.url, store: server.store, runtime: server.runtime, server, close };
+}
+
+/**
+ * startServer on 127.0.0.1, port 0, a fresh SQLite file in a temp directory and no
+ * shutdown grace; close() (idempotent) stops it and removes the directory.
+ */
+export async function startOnTempDb(
+  prefix: string,
+  logger: StartServerOptions['logger'],
+  opts: Omit<StartServerOptions, 'db' | 'port' | 'host' | 'logger'>,
+): Promise<{ server: RunningServer; close(): Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
   let server: RunningServer;
   try {
     server = await startServer({
-      ...rest,
+      ...opts,
       host: '127.0.0.1',
       port: 0,
       db: join(dir, 'leash.db'),
-      logger: pino({ level: logLevel ?? process.env.LEASH_TEST_LOG_LEVEL ?? 'silent' }),
-      runtime: { shutdownGraceMs: 0, ...rest.runtime },
+      logger,
+      runtime: { shutdownGraceMs: 0, ...opts.runtime },
     });
   } catch (err) {
     await rm(dir, { recursive: true, force: true });
@@ -42,9 +56,6 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
   }
   let closed = false;
   return {
-    url: server.url,
-    store: server.store,
-    runtime: server.runtime,
     server,
     async close() {
       if (closed) return;

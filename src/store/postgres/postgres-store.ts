@@ -18,7 +18,7 @@ import type {
   TaskEvent,
   TaskStatus,
 } from '../../runtime/types.ts';
-import { clampLimit, decodeCursor, encodeCursor } from '../sqlite/rows.ts';
+import { clampLimit, pageOf, pageStart } from '../paging.ts';
 import type { ClaimOptions, CreateTaskOptions, CreateTaskResult, EventWrite, LeaseRenewal, Message, MessageStatus, NewMessage, NewTask, Store, Thread, ClaimedTask, TaskRunOptions } from '../store.ts';
 import { claimWith } from './claim.ts';
 import { migrate } from './migrations.ts';
@@ -36,7 +36,7 @@ import {
   type PgThreadRow,
 } from './rows.ts';
 import { writeEventsWith } from './write-events.ts';
-import { leaseRenewalOf } from '../lease.ts';
+import { addMs, leaseRenewalOf } from '../lease.ts';
 
 const NODE_LOST = { code: 'node_lost', message: 'the node running this task stopped before it finished' } as const;
 const NON_TERMINAL: TaskStatus[] = TASK_STATUSES.filter((s) => !TERMINAL_STATUSES.has(s));
@@ -239,12 +239,7 @@ export class PostgresStore implements Store {
 
   async listTasks(filter: ListTasksFilter): Promise<Page<Task>> {
     const limit = clampLimit(filter.limit);
-    let before = Number.MAX_SAFE_INTEGER;
-    if (filter.cursor !== undefined && filter.cursor !== '') {
-      const n = decodeCursor('t', filter.cursor);
-      if (n === null) throw new LeashError('invalid_request', 'invalid cursor', { details: { cursor: filter.cursor } });
-      before = n;
-    }
+    const before = pageStart('t', filter.cursor);
     const params: unknown[] = [filter.owner, before];
     const where = ['owner = $1', 'num < $2'];
     const statuses = filter.status !== undefined && filter.status.length > 0 ? [...new Set(filter.status)] : null;
@@ -268,9 +263,7 @@ export class PostgresStore implements Store {
         params,
       )
     ).rows;
-    const more = rows.length > limit;
-    if (more) rows.length = limit;
-    return { data: rows.map(toTask), next_cursor: more ? encodeCursor('t', Number(rows.at(-1)!.num)) : null };
+    return pageOf(rows, limit, 't', toTask);
   }
 
   async findActiveTaskIds(filter: BatchCancelFilter): Promise<string[]> {
@@ -534,21 +527,14 @@ export class PostgresStore implements Store {
 
   async listThreads(owner: string, limit: number, cursor?: string): Promise<Page<Thread>> {
     const n = clampLimit(limit);
-    let before = Number.MAX_SAFE_INTEGER;
-    if (cursor !== undefined && cursor !== '') {
-      const c = decodeCursor('h', cursor);
-      if (c === null) throw new LeashError('invalid_request', 'invalid cursor', { details: { cursor } });
-      before = c;
-    }
+    const before = pageStart('h', cursor);
     const rows = (
       await this.#q<PgThreadRow>(
         `SELECT ${THREAD_COLUMNS} FROM threads th WHERE th.owner = $1 AND th.num < $2 ORDER BY th.num DESC LIMIT $3`,
         [owner, before, n + 1],
       )
     ).rows;
-    const more = rows.length > n;
-    if (more) rows.length = n;
-    return { data: rows.map(toThread), next_cursor: more ? encodeCursor('h', Number(rows.at(-1)!.num)) : null };
+    return pageOf(rows, n, 'h', toThread);
   }
 
   async deleteThread(id: string, owner: string): Promise<boolean> {
@@ -622,13 +608,6 @@ export class PostgresStore implements Store {
       (await this.#q('DELETE FROM messages WHERE thread_id = $1 AND task_id = $2', [threadId, taskId])).rowCount ?? 0
     );
   }
-}
-
-/** ISO-8601 UTC `iso` plus `ms`. */
-function addMs(iso: string, ms: number): string {
-  const t = Date.parse(iso);
-  if (Number.isNaN(t)) throw new LeashError('invalid_request', `not an ISO-8601 timestamp: ${iso}`);
-  return new Date(t + ms).toISOString();
 }
 
 /** The URL without its password, for messages. */

@@ -16,13 +16,11 @@ import type {
   TaskStatus,
 } from '../../runtime/types.ts';
 import type { ClaimOptions, CreateTaskOptions, CreateTaskResult, EventWrite, LeaseRenewal, Message, MessageStatus, NewMessage, NewTask, Notifier, Store, TaskPatch, Thread, ClaimedTask, TaskRunOptions } from '../store.ts';
-import { leaseRenewalOf } from '../lease.ts';
+import { addMs, leaseRenewalOf } from '../lease.ts';
 import { migrate } from './migrations.ts';
 import { LocalNotifier } from './notifier.ts';
+import { clampLimit, pageOf, pageStart } from '../paging.ts';
 import {
-  clampLimit,
-  decodeCursor,
-  encodeCursor,
   fromJson,
   toEvent,
   toJson,
@@ -227,12 +225,7 @@ export class SqliteStore implements Store {
 
   async listTasks(filter: ListTasksFilter): Promise<Page<Task>> {
     const limit = clampLimit(filter.limit);
-    let before = Number.MAX_SAFE_INTEGER;
-    if (filter.cursor !== undefined && filter.cursor !== '') {
-      const n = decodeCursor('t', filter.cursor);
-      if (n === null) throw new LeashError('invalid_request', 'invalid cursor', { details: { cursor: filter.cursor } });
-      before = n;
-    }
+    const before = pageStart('t', filter.cursor);
     // One statement per combination of filters present (a handful of texts, each
     // prepared once), so the planner sees real predicates. Index choice is pinned
     // where statistics could mislead it: with one owner (`local`) owning everything,
@@ -261,9 +254,7 @@ export class SqliteStore implements Store {
     const rows = this.#q(`SELECT * FROM ${from} WHERE ${where.join(' AND ')} ORDER BY num DESC LIMIT ?`).all(
       ...params,
     ) as unknown as TaskRow[];
-    const more = rows.length > limit;
-    if (more) rows.length = limit;
-    return { data: rows.map(toTask), next_cursor: more ? encodeCursor('t', rows.at(-1)!.num) : null };
+    return pageOf(rows, limit, 't', toTask);
   }
 
   async findActiveTaskIds(filter: BatchCancelFilter): Promise<string[]> {
@@ -574,18 +565,11 @@ export class SqliteStore implements Store {
 
   async listThreads(owner: string, limit: number, cursor?: string): Promise<Page<Thread>> {
     const n = clampLimit(limit);
-    let before = Number.MAX_SAFE_INTEGER;
-    if (cursor !== undefined && cursor !== '') {
-      const c = decodeCursor('h', cursor);
-      if (c === null) throw new LeashError('invalid_request', 'invalid cursor', { details: { cursor } });
-      before = c;
-    }
+    const before = pageStart('h', cursor);
     const rows = this.#q(
       `SELECT ${THREAD_COLUMNS} FROM threads th WHERE th.owner = ? AND th.num < ? ORDER BY th.num DESC LIMIT ?`,
     ).all(owner, before, n + 1) as unknown as ThreadRow[];
-    const more = rows.length > n;
-    if (more) rows.length = n;
-    return { data: rows.map(toThread), next_cursor: more ? encodeCursor('h', rows.at(-1)!.num) : null };
+    return pageOf(rows, n, 'h', toThread);
   }
 
   async deleteThread(id: string, owner: string): Promise<boolean> {
@@ -696,11 +680,4 @@ function foldPatch(m: MergedPatch, p: TaskPatch): void {
   if (p.error !== undefined) m.error = p.error;
   if (p.cancel !== undefined) m.cancel = p.cancel;
   if (p.ended_at !== undefined) m.ended_at = p.ended_at;
-}
-
-/** ISO-8601 UTC `iso` plus `ms`, in the same format (so lease strings compare correctly). */
-function addMs(iso: string, ms: number): string {
-  const t = Date.parse(iso);
-  if (Number.isNaN(t)) throw new LeashError('invalid_request', `not an ISO-8601 timestamp: ${iso}`);
-  return new Date(t + ms).toISOString();
 }
