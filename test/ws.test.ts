@@ -3,6 +3,7 @@
 // buffer and heartbeat limits are checked on a server built with tiny settings.
 
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -441,6 +442,41 @@ describe('websocket /api/ws', () => {
     const r = await call('GET', '/api/ws');
     assert.equal(r.status, 426);
     assert.equal(r.body.error.code, 'upgrade_required');
+  });
+
+  it("a malformed handshake or an upgrade elsewhere gets a JSON error, not ws's plain text", async () => {
+    const raw = (path: string, extra = ''): Promise<string> =>
+      new Promise((resolve) => {
+        const u = new URL(s.url);
+        const c = net.connect(Number(u.port), u.hostname, () =>
+          c.write(
+            `GET ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n${extra}\r\n`,
+          ),
+        );
+        let b = '';
+        c.on('data', (d) => (b += d));
+        c.on('close', () => resolve(b));
+        setTimeout(() => c.destroy(), 2000);
+      });
+    const noKey = await raw('/api/ws');
+    assert.match(noKey, /^HTTP\/1\.1 400/);
+    assert.match(noKey, /application\/json/);
+    assert.match(noKey, /"code":"invalid_request".*Sec-WebSocket-Key/);
+    const badVersion = await raw(
+      '/api/ws',
+      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 99\r\n',
+    );
+    assert.match(badVersion, /"code":"invalid_request".*Sec-WebSocket-Version/);
+    const t0 = Date.now();
+    const badUrl = await raw('/%ff%fe');
+    assert.match(badUrl, /^HTTP\/1\.1 400/);
+    assert.match(badUrl, /application\/json/);
+    assert.ok(Date.now() - t0 < 1500, 'the refused upgrade socket is closed, not left hanging');
+    for (const path of ['/api/tasks', '*']) {
+      const elsewhere = await raw(path, 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n');
+      assert.match(elsewhere, /^HTTP\/1\.1 404/, path);
+      assert.match(elsewhere, /"code":"not_found".*connect to \/api\/ws/, path);
+    }
   });
 
   describe('auth', () => {

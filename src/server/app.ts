@@ -75,6 +75,9 @@ export function buildServer(opts: BuildServerOptions): FastifyInstance {
     },
     // Errors raised before routing (e.g. a malformed URL) get the same shape.
     frameworkErrors: (err, request, reply) => {
+      // An upgrade request refused before routing (e.g. a malformed URL) reaches no
+      // route hook that would close its socket: close it once the answer is out.
+      if (request.raw.headers.upgrade !== undefined) reply.raw.once('finish', () => request.raw.socket.destroy());
       sendError(request, reply, err);
     },
   }) as unknown as FastifyInstance;

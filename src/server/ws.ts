@@ -202,6 +202,17 @@ function selectProtocol(protocols: Set<string>): string | false {
   return false;
 }
 
+/** What `ws` would refuse in an upgrade request (RFC 6455 §4.2.1), or null. */
+function handshakeProblem(req: IncomingMessage): string | null {
+  const key = req.headers['sec-websocket-key'];
+  if (typeof key !== 'string' || !/^[+/0-9A-Za-z]{22}==$/.test(key.trim()))
+    return 'missing or invalid Sec-WebSocket-Key header';
+  const version = req.headers['sec-websocket-version'];
+  if (version !== '13' && version !== '8') return 'Sec-WebSocket-Version must be 13';
+  if (req.headers.upgrade?.toLowerCase() !== 'websocket') return 'Upgrade header must be "websocket"';
+  return null;
+}
+
 // ── registration ──────────────────────────────────────────────────────────
 export function registerWebSocket(app: FastifyInstance, deps: WebSocketDeps, opts: WebSocketOptions = {}): void {
   const settings: Required<WebSocketOptions> = {
@@ -221,6 +232,16 @@ export function registerWebSocket(app: FastifyInstance, deps: WebSocketDeps, opt
   // registered earlier, throws before that.
   app.addHook('onResponse', async (request) => {
     if (upgrades.has(request.raw)) request.raw.socket.destroy();
+  });
+  // The plugin hands every upgrade to `ws`, whatever the route, and `ws` answers a
+  // malformed handshake itself in plain text. Answer those first, in leash's JSON.
+  app.addHook('preValidation', async (request) => {
+    if (!upgrades.has(request.raw)) return;
+    if (request.routeOptions.url !== WS_PATH) {
+      throw new LeashError('not_found', `No WebSocket endpoint at ${request.url}: connect to ${WS_PATH}.`);
+    }
+    const problem = handshakeProblem(request.raw);
+    if (problem) throw new LeashError('invalid_request', `Invalid WebSocket handshake: ${problem}.`);
   });
 
   app.register(websocket, {
