@@ -184,8 +184,8 @@ function seedOf(text: string): number {
   return digest.readUInt32LE(0);
 }
 
-/** mulberry32: a tiny deterministic PRNG. */
-function prng(seed: number): () => number {
+/** mulberry32: a tiny deterministic PRNG (also seeds the test model's random weights). */
+export function prng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

@@ -7,6 +7,7 @@
 // metadata count), metadata key/values, tensor infos (name, dims innermost-first,
 // ggml type, offset into the data section), padding to `general.alignment`, data.
 
+import { prng } from '../../src/models/simulated.ts';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -94,18 +95,6 @@ function buildVocab(): Vocab {
   // SentencePiece scores: higher merges first; longer pieces win over their parts.
   const scores = tokens.map((t, i) => (types[i] === TOK_NORMAL ? -100 + [...t].length * 10 - i / 1000 : 0));
   return { tokens, scores, types };
-}
-
-/** mulberry32: small, fast, seedable; good enough for random weights. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 class Writer {
