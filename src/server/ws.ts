@@ -41,6 +41,7 @@ import { CANCEL_REASONS } from '../runtime/types.ts';
 import { MULTITASK_STRATEGIES } from '../threads/threads.ts';
 import type { Threads } from '../threads/threads.ts';
 import { parseOrThrow, toErrorResponse } from './errors.ts';
+import { deadlineMsField, onDisconnectField, threadIdField } from './schemas.ts';
 import { MAX_MESSAGE_CHARS } from './routes/threads.ts';
 import { MAX_JSON_DEPTH, jsonDepthExceeds } from './json-depth.ts';
 
@@ -81,13 +82,9 @@ export interface WebSocketOptions {
 // ── frames ────────────────────────────────────────────────────────────────
 const requestId = z.union([z.string().min(1).max(128), z.number().int().min(0).max(Number.MAX_SAFE_INTEGER)]);
 const taskId = z.string().min(1).max(128);
-const threadId = z.string().min(1).max(255);
-const onDisconnect = z.enum(['cancel', 'continue']);
-const deadlineMs = z
-  .number()
-  .int()
-  .positive()
-  .max(7 * 24 * 3600 * 1000);
+const threadId = threadIdField;
+const onDisconnect = onDisconnectField;
+const deadlineMs = deadlineMsField;
 
 const runTaskFrame = z.strictObject({
   type: z.literal('run'),

@@ -10,6 +10,7 @@ import type { Runtime } from '../../runtime/runtime.ts';
 import type { CancelReason, Task, TaskEvent } from '../../runtime/types.ts';
 import { CANCEL_REASONS, TASK_STATUSES } from '../../runtime/types.ts';
 import { parseOrThrow } from '../errors.ts';
+import { deadlineMsField, onDisconnectField, pageQuery, threadIdField } from '../schemas.ts';
 import { resumeAfter, streamSse } from '../sse.ts';
 
 export interface TaskRouteDeps {
@@ -41,20 +42,15 @@ const listOf = <T extends z.ZodType>(item: T) =>
 
 const statusList = listOf(z.enum(TASK_STATUSES));
 const taskType = z.string().min(1).max(64);
-const threadId = z.string().min(1).max(255);
-const onDisconnect = z.enum(['cancel', 'continue']);
+const threadId = threadIdField;
+const onDisconnect = onDisconnectField;
 const boolQuery = z.enum(['true', 'false', '1', '0']).transform((s) => s === 'true' || s === '1');
 
 const createBody = z.strictObject({
   type: taskType,
   input: z.unknown().optional(),
   priority: z.number().int().min(-100).max(100).optional(),
-  deadline_ms: z
-    .number()
-    .int()
-    .positive()
-    .max(7 * 24 * 3600 * 1000)
-    .optional(),
+  deadline_ms: deadlineMsField.optional(),
   thread_id: threadId.nullable().optional(),
   stream: z.boolean().optional(),
   on_disconnect: onDisconnect.optional(),
@@ -67,8 +63,7 @@ const listQuery = z.object({
   status: statusList.optional(),
   type: taskType.optional(),
   thread_id: threadId.optional(),
-  limit: z.coerce.number().int().min(1).max(200).optional(),
-  cursor: z.string().min(1).max(1024).optional(),
+  ...pageQuery,
 });
 
 const cancelBody = z.strictObject({ reason: z.enum(CANCEL_REASONS).optional() });

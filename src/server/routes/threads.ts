@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { LeashError } from '../../runtime/errors.ts';
 import { MULTITASK_STRATEGIES, type Threads } from '../../threads/threads.ts';
 import { parseOrThrow } from '../errors.ts';
+import { deadlineMsField, onDisconnectField, pageQuery } from '../schemas.ts';
 import { streamTaskEvents, type TaskRouteDeps } from './tasks.ts';
 
 export interface ThreadRouteDeps extends TaskRouteDeps {
@@ -14,26 +15,18 @@ export interface ThreadRouteDeps extends TaskRouteDeps {
 
 const idParams = z.object({ id: z.string().min(1).max(128) });
 const createBody = z.strictObject({ metadata: z.record(z.string(), z.unknown()).optional() });
-const listQuery = z.object({
-  limit: z.coerce.number().int().min(1).max(200).optional(),
-  cursor: z.string().min(1).max(1024).optional(),
-});
+const listQuery = z.object(pageQuery);
 export const MAX_MESSAGE_CHARS = 1_000_000;
 const runBody = z.strictObject({
   content: z.string().min(1, 'must not be empty').max(MAX_MESSAGE_CHARS),
   model: z.string().min(1).max(200).optional(),
   multitask: z.enum(MULTITASK_STRATEGIES).optional(),
   system: z.string().max(100_000).optional(),
-  deadline_ms: z
-    .number()
-    .int()
-    .positive()
-    .max(7 * 24 * 3600 * 1000)
-    .optional(),
+  deadline_ms: deadlineMsField.optional(),
   max_tokens: z.number().int().positive().max(1_000_000).optional(),
   temperature: z.number().min(0).max(2).optional(),
   stream: z.boolean().optional(),
-  on_disconnect: z.enum(['cancel', 'continue']).optional(),
+  on_disconnect: onDisconnectField.optional(),
 });
 
 function threadId(request: FastifyRequest): string {
