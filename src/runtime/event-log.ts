@@ -11,8 +11,12 @@ import { LeashError } from './errors.ts';
 import type { TaskEvent, TaskEventData } from './types.ts';
 import { nowIso } from './types.ts';
 
-/** `null` means "something changed, re-read the store" (events written by another node or by the store itself). */
-export type BusListener = (event: TaskEvent | null) => void;
+/**
+ * An event appended on this node, or a poke about events written elsewhere (by another
+ * node or by the store itself): a number n means "the store has the events up to seq n",
+ * `null` means "something changed, re-read the store".
+ */
+export type BusListener = (event: TaskEvent | number | null) => void;
 
 export interface EventLogOptions {
   /**
@@ -52,9 +56,9 @@ export class EventLog {
     return event;
   }
 
-  /** Tells this node's subscribers of `taskId` to re-read the store. */
-  poke(taskId: string): void {
-    this.#emit(taskId, null);
+  /** Tells this node's subscribers of `taskId` to re-read the store (up to `seq`, when known). */
+  poke(taskId: string, seq?: number): void {
+    this.#emit(taskId, seq ?? null);
   }
 
   /** Drops every not-yet-written event of `taskId` (a task this node no longer owns). */
@@ -99,7 +103,7 @@ export class EventLog {
     return this.#pending.length + this.#inflight.length;
   }
 
-  #emit(taskId: string, event: TaskEvent | null): void {
+  #emit(taskId: string, event: TaskEvent | number | null): void {
     const set = this.#listeners.get(taskId);
     if (!set) return;
     for (const fn of [...set]) {

@@ -2,7 +2,8 @@
 // live until the terminal event. Every subscriber (SSE, WebSocket, OpenAI streams,
 // wait) goes through here, so "no duplicates, no gaps, resumable by seq" is one
 // piece of code. Live events come from this node's bus; events written elsewhere
-// (the store, another node) arrive as pokes, and a slow poll is the backstop.
+// (the store, another node) arrive as pokes on the same bus (the runtime listens to
+// the store's notifications once for all readers), and a slow poll is the backstop.
 
 import type { Store } from '../store/store.ts';
 import type { EventLog } from './event-log.ts';
@@ -32,17 +33,15 @@ export async function* followEvents(
     w?.();
   };
   const unlisten = log.listen(taskId, (e) => {
+    // "Stored up to seq n": nothing to do when this reader is already past it.
+    if (typeof e === 'number') {
+      if (e <= last) return;
+      e = null;
+    }
     // A slow reader must not grow memory: past a bound, drop the copies and re-read the store.
     if (live.length >= 1024) live.splice(0, live.length, null);
     else live.push(e);
     notify();
-  });
-  const unsubscribe = store.notifier.subscribe('events', (payload) => {
-    const [id, seq] = payload.split(':');
-    if (id === taskId && (seq === undefined || Number(seq) > last)) {
-      live.push(null);
-      notify();
-    }
   });
   signal?.addEventListener('abort', notify);
 
@@ -107,7 +106,6 @@ export async function* followEvents(
     }
   } finally {
     unlisten();
-    unsubscribe();
     signal?.removeEventListener('abort', notify);
   }
 }

@@ -189,6 +189,11 @@ export class Runtime {
     this.#unsubscribe.push(
       this.store.notifier.subscribe('wakeup', () => this.#schedulePump()),
       this.store.notifier.subscribe('cancel', (payload) => this.#onRemoteCancel(payload)),
+      // Events written elsewhere: one subscription for all readers, who hear it on the bus.
+      this.store.notifier.subscribe('events', (payload) => {
+        const [id, seq] = payload.split(':');
+        if (id) this.#events.poke(id, seq === undefined ? undefined : Number(seq));
+      }),
     );
     this.#accepting = true;
     this.#stopped = false;

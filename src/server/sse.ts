@@ -58,16 +58,53 @@ export interface FrameStreamOptions {
   onError?: (err: unknown) => void;
 }
 
+// Keepalive comments: one timer per interval for all open streams, not one per
+// stream (10,000 idle streams would otherwise hold 10,000 timers and closures).
+const keepalives = new Map<number, { timer: NodeJS.Timeout; streams: Set<ServerResponse> }>();
+
+function keepAlive(res: ServerResponse, ms: number): () => void {
+  let k = keepalives.get(ms);
+  if (!k) {
+    const streams = new Set<ServerResponse>();
+    const timer = setInterval(() => {
+      // Skip a beat rather than queue comments behind a full buffer.
+      for (const r of streams) if (!r.writableNeedDrain && !r.writableEnded) r.write(': keepalive\n\n');
+    }, ms);
+    timer.unref();
+    keepalives.set(ms, (k = { timer, streams }));
+  }
+  const entry = k;
+  entry.streams.add(res);
+  return () => {
+    entry.streams.delete(res);
+    if (entry.streams.size === 0 && keepalives.get(ms) === entry) {
+      clearInterval(entry.timer);
+      keepalives.delete(ms);
+    }
+  };
+}
+
 /**
- * Streams the frames `source(signal)` yields until it ends ('done'), the client
- * leaves ('client_gone'), the server closes ('aborted') or the source throws
- * ('failed'). `signal` aborts in every case but 'done', so the reader stops at once.
- * Never throws.
+ * Streams what `source(signal)` yields, each item turned into frames by `format`
+ * (and ending the stream after an item for which `last` is true), until the source
+ * ends ('done'), the client leaves ('client_gone'), the server closes ('aborted') or
+ * the source throws ('failed'). `signal` aborts in every case but 'done', so the
+ * reader stops at once. Never throws.
  */
-export async function writeFrames(
+export function writeFrames(
   res: ServerResponse,
   source: (signal: AbortSignal) => AsyncIterable<string>,
-  opts: FrameStreamOptions = {},
+  opts?: FrameStreamOptions,
+): Promise<FrameStreamEnd>;
+export function writeFrames<T>(
+  res: ServerResponse,
+  source: (signal: AbortSignal) => AsyncIterable<T>,
+  opts: FrameStreamOptions & { format: (item: T) => string; last?: (item: T) => boolean },
+): Promise<FrameStreamEnd>;
+export async function writeFrames<T>(
+  res: ServerResponse,
+  source: (signal: AbortSignal) => AsyncIterable<T>,
+  opts: FrameStreamOptions & { format?: (item: T) => string; last?: (item: T) => boolean } = {},
 ): Promise<FrameStreamEnd> {
   const ac = new AbortController();
   let end: FrameStreamEnd | null = null;
@@ -82,32 +119,30 @@ export async function writeFrames(
   const onServerAbort = (): void => stop('aborted');
   if (opts.signal?.aborted) stop('aborted');
   else opts.signal?.addEventListener('abort', onServerAbort, { once: true });
+  const format = opts.format ?? ((item: T): string => item as string);
 
-  // Resolves false when the stream is gone (no point writing further).
-  const write = async (chunk: string): Promise<boolean> => {
-    if (ac.signal.aborted || res.destroyed || res.writableEnded) return false;
-    if (res.write(chunk)) return true;
-    try {
-      await once(res, 'drain', { signal: ac.signal });
-      return true;
-    } catch {
-      return false;
-    }
-  };
-
-  let timer: NodeJS.Timeout | null = null;
+  let unkeep: (() => void) | null = null;
   try {
     res.writeHead(200, { ...SSE_HEADERS, ...opts.headers });
     res.flushHeaders();
-    timer = setInterval(() => {
-      // Skip a beat rather than queue comments behind a full buffer.
-      if (!res.writableNeedDrain && !res.writableEnded) res.write(': keepalive\n\n');
-    }, opts.keepaliveMs ?? DEFAULT_KEEPALIVE_MS);
-    timer.unref();
+    unkeep = keepAlive(res, opts.keepaliveMs ?? DEFAULT_KEEPALIVE_MS);
     if (!ac.signal.aborted) {
       let written = true;
-      for await (const frame of source(ac.signal)) {
-        if (!(written = await write(frame))) break;
+      for await (const item of source(ac.signal)) {
+        // Gone, or a full buffer that never drained: stop reading.
+        if (ac.signal.aborted || res.destroyed || res.writableEnded) {
+          written = false;
+          break;
+        }
+        if (!res.write(format(item))) {
+          try {
+            await once(res, 'drain', { signal: ac.signal });
+          } catch {
+            written = false;
+            break;
+          }
+        }
+        if (opts.last?.(item)) break;
       }
       // A write that failed without an abort: the socket died before 'close' fired.
       if (!ac.signal.aborted) end ??= written ? 'done' : 'client_gone';
@@ -120,7 +155,7 @@ export async function writeFrames(
       opts.onError?.(err);
     }
   } finally {
-    if (timer !== null) clearInterval(timer);
+    unkeep?.();
     opts.signal?.removeEventListener('abort', onServerAbort);
     res.off('close', onClose);
     end ??= 'aborted';
@@ -135,27 +170,17 @@ export type SseOptions = FrameStreamOptions;
 
 /**
  * Streams a task's events until its terminal event, the client leaving, or
- * `opts.signal` (server closing). Never throws: a failing source ends the stream.
+ * `opts.signal` (server closing). Never rejects: a failing source ends the stream.
  */
-export async function streamSse(
+export function streamSse(
   res: ServerResponse,
   source: (signal: AbortSignal) => AsyncIterable<TaskEvent>,
   opts: SseOptions = {},
 ): Promise<SseEnd> {
   let sawTerminal = false;
-  const end = await writeFrames(
-    res,
-    async function* (signal) {
-      for await (const e of source(signal)) {
-        yield formatSseEvent(e);
-        if (isTerminalEvent(e)) {
-          sawTerminal = true;
-          return;
-        }
-      }
-    },
-    opts,
-  );
-  if (end === 'done') return sawTerminal ? 'terminal' : 'source_ended';
-  return end === 'failed' ? 'source_ended' : end;
+  const last = (e: TaskEvent): boolean => (sawTerminal = isTerminalEvent(e));
+  return writeFrames(res, source, { ...opts, format: formatSseEvent, last }).then((end) => {
+    if (end === 'done') return sawTerminal ? 'terminal' : 'source_ended';
+    return end === 'failed' ? 'source_ended' : end;
+  });
 }

@@ -128,7 +128,7 @@ async function cancelForDisconnect(runtime: Runtime, request: FastifyRequest, id
  * client goes away first and `onDisconnect` is `cancel`, cancels the task with
  * reason `disconnect`. The caller has checked that `request.owner` owns the task.
  */
-export async function streamTaskEvents(
+export function streamTaskEvents(
   deps: TaskRouteDeps,
   request: FastifyRequest,
   reply: FastifyReply,
@@ -138,17 +138,15 @@ export async function streamTaskEvents(
   headers: Record<string, string> = {},
 ): Promise<void> {
   reply.hijack();
-  const end = await streamSse(
-    reply.raw,
-    (signal): AsyncIterable<TaskEvent> => deps.runtime.events(taskId, { after, signal }),
-    {
-      keepaliveMs: deps.keepaliveMs,
-      signal: deps.closing,
-      headers,
-      onError: (err) => request.log.error({ err, task_id: taskId }, 'event stream failed'),
-    },
+  // Chained, not awaited: an open stream should hold as little as possible (no suspended frame).
+  return streamSse(reply.raw, (signal): AsyncIterable<TaskEvent> => deps.runtime.events(taskId, { after, signal }), {
+    keepaliveMs: deps.keepaliveMs,
+    signal: deps.closing,
+    headers,
+    onError: (err) => request.log.error({ err, task_id: taskId }, 'event stream failed'),
+  }).then((end) =>
+    end === 'client_gone' && onDisconnect === 'cancel' ? cancelForDisconnect(deps.runtime, request, taskId) : undefined,
   );
-  if (end === 'client_gone' && onDisconnect === 'cancel') await cancelForDisconnect(deps.runtime, request, taskId);
 }
 
 export function registerTaskRoutes(app: FastifyInstance, deps: TaskRouteDeps): void {
