@@ -153,10 +153,15 @@ describe('unexpected errors', () => {
   it('toErrorResponse maps codes and hides unknown ones', () => {
     assert.equal(toErrorResponse(new LeashError('queue_full', 'full')).status, 429);
     assert.equal(toErrorResponse(new LeashError('task_active', 'x')).status, 409);
-    const weird = toErrorResponse(new LeashError('store_unavailable', 'db at /secret/path is gone'));
+    const weird = toErrorResponse(new LeashError('disk_on_fire', 'db at /secret/path is gone'));
     assert.equal(weird.status, 500);
     assert.equal(weird.body.error.code, 'internal_error');
     assert.equal(weird.internal, true);
+    // A store outage is a 503 the client may retry, with its (path-naming) message replaced.
+    const down = toErrorResponse(new LeashError('store_unavailable', 'db at /secret/path is gone'));
+    assert.equal(down.status, 503);
+    assert.equal(down.body.error.code, 'store_unavailable');
+    assert.doesNotMatch(down.body.error.message, /secret/);
     const plain = toErrorResponse(new TypeError('x is undefined'));
     assert.equal(plain.status, 500);
     assert.doesNotMatch(JSON.stringify(plain.body), /undefined/);

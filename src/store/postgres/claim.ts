@@ -3,7 +3,6 @@
 // transaction, so its row and advisory locks last exactly as long as the claim.
 
 import type pg from 'pg';
-import type { Task } from '../../runtime/types.ts';
 import type { ClaimOptions, ClaimedTask, TaskRunOptions } from '../store.ts';
 import { toTask, type PgTaskRow } from './rows.ts';
 

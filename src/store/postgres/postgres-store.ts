@@ -19,7 +19,20 @@ import type {
   TaskStatus,
 } from '../../runtime/types.ts';
 import { clampLimit, pageOf, pageStart } from '../paging.ts';
-import type { ClaimOptions, CreateTaskOptions, CreateTaskResult, EventWrite, LeaseRenewal, Message, MessageStatus, NewMessage, NewTask, Store, Thread, ClaimedTask, TaskRunOptions } from '../store.ts';
+import type {
+  ClaimOptions,
+  CreateTaskOptions,
+  CreateTaskResult,
+  EventWrite,
+  LeaseRenewal,
+  Message,
+  MessageStatus,
+  NewMessage,
+  NewTask,
+  Store,
+  Thread,
+  ClaimedTask,
+} from '../store.ts';
 import { claimWith } from './claim.ts';
 import { migrate } from './migrations.ts';
 import { PG_CHANNELS, PgNotifier } from './notifier.ts';
@@ -124,11 +137,23 @@ export class PostgresStore implements Store {
     name?: string,
   ): Promise<pg.QueryResult<R>> {
     const pool = this.#live();
-    return pool.query<R>(name === undefined ? { text, values } : { name, text, values });
+    try {
+      return await pool.query<R>(name === undefined ? { text, values } : { name, text, values });
+    } catch (e) {
+      throw unavailable(e);
+    }
   }
 
   /** A transaction on one pooled connection. */
   async #tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    try {
+      return await this.#txOn(fn);
+    } catch (e) {
+      throw unavailable(e);
+    }
+  }
+
+  async #txOn<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
     const c = await this.#live().connect();
     try {
       await c.query('BEGIN');
@@ -333,7 +358,9 @@ export class PostgresStore implements Store {
 
   async claimTasks(opts: ClaimOptions): Promise<ClaimedTask[]> {
     if (opts.max <= 0 || opts.maxRunningPerOwner <= 0) return [];
-    return claimWith(this.#live(), opts, addMs(opts.now, opts.leaseMs));
+    return claimWith(this.#live(), opts, addMs(opts.now, opts.leaseMs)).catch((e: unknown) => {
+      throw unavailable(e);
+    });
   }
 
   async renewLeases(nodeId: string, leaseMs: number, now: string, held: readonly string[] = []): Promise<LeaseRenewal> {
@@ -350,7 +377,9 @@ export class PostgresStore implements Store {
 
   async writeEvents(writes: EventWrite[]): Promise<void> {
     if (writes.length === 0) return;
-    await writeEventsWith(this.#live(), writes, this.notifier.origin);
+    await writeEventsWith(this.#live(), writes, this.notifier.origin).catch((e: unknown) => {
+      throw unavailable(e);
+    });
   }
 
   async listEvents(taskId: string, afterSeq: number, limit?: number): Promise<TaskEvent[]> {
@@ -608,6 +637,42 @@ export class PostgresStore implements Store {
       (await this.#q('DELETE FROM messages WHERE thread_id = $1 AND task_id = $2', [threadId, taskId])).rowCount ?? 0
     );
   }
+}
+
+/**
+ * A failure to reach PostgreSQL (down, restarting, network) as `store_unavailable`
+ * (HTTP 503: try again), so a restart is not reported as an internal error. The pool
+ * replaces broken connections by itself; the caller's retry or next poll succeeds
+ * once the server is back. Any other error (a bad statement, a constraint) is as it was.
+ */
+function unavailable(e: unknown): unknown {
+  if (e instanceof LeashError || !isConnectionError(e)) return e;
+  return new LeashError('store_unavailable', `PostgreSQL is unavailable: ${(e as Error).message}`, { cause: e });
+}
+
+// SQLSTATE class 08 (connection exception) is matched by prefix; then admin / crash
+// shutdown, "starting up", too many connections; then socket errors.
+const UNAVAILABLE_CODES = new Set(['57P01', '57P02', '57P03', '53300']);
+const SOCKET_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
+// node-postgres's own connection errors carry no code.
+const CLIENT_MESSAGES =
+  /^Connection terminated|is not queryable|timeout exceeded when trying to connect|^Query read timeout/;
+
+function isConnectionError(e: unknown): boolean {
+  const code = (e as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && (code.startsWith('08') || UNAVAILABLE_CODES.has(code) || SOCKET_CODES.has(code))) {
+    return true;
+  }
+  return e instanceof Error && CLIENT_MESSAGES.test(e.message);
 }
 
 /** The URL without its password, for messages. */
