@@ -27,3 +27,13 @@ export function row(label: string, value: string, goal?: string, ok?: boolean): 
 export function header(title: string): void {
   console.log(`\n== ${title} (node ${process.version}, ${new Date().toISOString()})`);
 }
+
+// One clock for several processes: CLOCK_MONOTONIC (process.hrtime) is system-wide,
+// unlike performance.timeOrigin, which each process sets from the wall clock at start.
+const MONO_OFFSET = Number(process.hrtime.bigint()) / 1e6 - performance.now();
+
+/** Milliseconds on the system's monotonic clock, comparable across processes. */
+export const nowMono = (): number => Number(process.hrtime.bigint()) / 1e6;
+
+/** A `performance.now()` reading of this process on the system's monotonic clock. */
+export const toMono = (perfNow: number): number => perfNow + MONO_OFFSET;

@@ -3,8 +3,9 @@
 // The model name sets the pace: `relay-<tps>-<tokens>`; tps 0 = as fast as the
 // socket takes them (backpressure respected).
 import { createServer } from 'node:http';
+import { nowMono } from './lib.ts';
 
-const abs = (): number => performance.timeOrigin + performance.now();
+const abs = nowMono; // comparable with the client's clock (bench/lib.ts)
 const server = createServer((req, res) => {
   let raw = '';
   req.on('data', (c) => (raw += c));

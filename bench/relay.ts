@@ -15,11 +15,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
-import { fmt, header, row, summarize } from './lib.ts';
+import { fmt, header, nowMono, row, summarize } from './lib.ts';
 
 const STREAMS = Number(process.argv[2] ?? 1000);
 const BURST = Number(process.argv[3] ?? 20000);
-const abs = (): number => performance.timeOrigin + performance.now();
+const abs = nowMono; // comparable with the client's clock (bench/lib.ts)
 const dir = mkdtempSync(join(tmpdir(), 'leash-bench-relay-'));
 
 const upstreamProc = fork(fileURLToPath(new URL('./relay-upstream.ts', import.meta.url)), [], { stdio: 'inherit' });

@@ -1,110 +1,175 @@
 // Benchmark of upstream abort (issue 3): over many cancels mid-stream, the time from
-// the cancel request (POST /api/tasks/:id/cancel) to the upstream model server seeing
-// its socket close, next to the same figure for a plain `fetch` abort straight to the
-// upstream (the limit), and the tokens the upstream wrote after the cancel.
-// The upstream is the fake OpenAI-compatible server of the tests, run in its own
-// process like a real model server; times are compared on the absolute clock.
-// Run: npm run bench:upstream-abort   (or: npx node bench/upstream-abort.ts [trials])
+// the cancel request to the upstream model server seeing its socket close, next to
+// the same figure for a plain `fetch` abort straight to the upstream (the limit), and
+// the tokens the upstream wrote after the cancel.
+//
+// Three processes, as in production: the fake OpenAI-compatible upstream of the tests
+// (like a real model server), `leash serve` (SQLite file, `openai:` model pointed at
+// the upstream) and this client. Times are compared on the absolute clock. The cancel
+// is sent two ways, alternating: `POST /api/tasks/:id/cancel` over a kept-alive HTTP
+// connection, and a `cancel` frame over an open WebSocket. Every leash stream is read
+// as SSE, counting `output.delta` frames after `task.cancelling` (must be 0).
+//
+// Run: npm run bench:upstream-abort   (or: npx node bench/upstream-abort.ts [trials per path])
 
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { Agent, request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pino from 'pino';
-import { startServer } from '../src/cli/serve.ts';
-import { createModelRegistry } from '../src/models/registry.ts';
-import { nowAbs, startRemoteUpstream } from './upstream-client.ts';
+import WebSocket from 'ws';
 import { fmt, header, row, summarize } from './lib.ts';
+import { nowAbs, startRemoteUpstream } from './upstream-client.ts';
 
 const TRIALS = Number(process.argv[2] ?? 200);
+if (!Number.isInteger(TRIALS) || TRIALS < 1)
+  throw new Error(`trials must be a positive integer, got ${process.argv[2]}`);
 const dir = mkdtempSync(join(tmpdir(), 'leash-bench-ua-'));
 const upstream = await startRemoteUpstream({ UPSTREAM_INTERVAL_MS: '5' });
-let requests = 0;
-const server = await startServer({
-  host: '127.0.0.1',
-  port: 0,
-  db: join(dir, 'bench.db'),
-  logger: pino({ level: 'silent' }),
-  models: createModelRegistry({
-    defaultModel: 'simulated',
-    env: { OPENAI_BASE_URL: upstream.baseURL, OPENAI_API_KEY: 'bench' },
-  }),
-  runtime: { maxRunningPerOwner: 16 },
+
+const server = spawn(process.execPath, ['src/cli/main.ts', 'serve', '--port', '0', '--db', join(dir, 'bench.db')], {
+  env: {
+    ...process.env,
+    OPENAI_BASE_URL: upstream.baseURL,
+    OPENAI_API_KEY: 'bench',
+    LEASH_LOG_LEVEL: 'warn',
+    LEASH_API_KEYS: '',
+    LEASH_MAX_RUNNING_PER_OWNER: '16',
+  },
+  stdio: ['ignore', 'pipe', 'inherit'],
+});
+const url = await new Promise<string>((resolve, reject) => {
+  let out = '';
+  server.stdout.on('data', (b: Buffer) => {
+    out += b.toString();
+    const m = /listening on (http:\/\/\S+)/.exec(out);
+    if (m) resolve(m[1]!);
+  });
+  server.once('exit', (code) => reject(new Error(`leash serve exited (${code}) before listening`)));
 });
 
-header(`leash upstream-abort benchmark, ${TRIALS} cancels mid-stream`);
-const viaLeash: number[] = [];
+// The cancel's own connection is open before the clock starts: what is measured is
+// leash, not a TCP handshake.
+const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+const postCancel = (id: string): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const r = httpRequest(`${url}/api/tasks/${id}/cancel`, { method: 'POST', agent }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    r.on('error', reject);
+    r.end();
+  });
+const ws = new WebSocket(`${url.replace('http', 'ws')}/api/ws`);
+await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+const acks = new Map<string, (status: string) => void>();
+ws.on('message', (raw) => {
+  const f = JSON.parse(String(raw)) as { type: string; request_id?: string; status?: string; message?: string };
+  if (f.type === 'cancel_ack' && f.request_id) acks.get(f.request_id)?.(f.status ?? '');
+  if (f.type === 'error') console.error('ws error frame:', f);
+});
+
+type Path = 'http' | 'ws';
+const times: Record<Path, number[]> = { http: [], ws: [] };
 const direct: number[] = [];
+let requests = 0;
 let tokensAfter = 0;
 let deltasAfterCancelling = 0;
-try {
-  for (let i = 0; i < TRIALS; i++) {
-    // Through leash: a streamed generate against the upstream, read as SSE.
-    const res = await fetch(`${server.url}/api/tasks`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({
-        type: 'generate',
-        input: { prompt: 'go', model: 'openai:bench' },
-        stream: true,
-        on_disconnect: 'continue',
-      }),
-    });
-    const id = res.headers.get('x-task-id')!;
-    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
-    let buf = '';
-    let deltas = 0;
-    let cancelling = false;
-    const readAll = (async () => {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) return;
-        buf += value;
-        let sep: number;
-        while ((sep = buf.indexOf('\n\n')) >= 0) {
-          const frame = buf.slice(0, sep);
-          buf = buf.slice(sep + 2);
-          if (frame.includes('event: task.cancelling')) cancelling = true;
-          else if (frame.includes('event: output.delta')) {
-            deltas++;
-            if (cancelling) deltasAfterCancelling++;
-          }
+
+/** A streamed generate through leash, cancelled after 3 deltas by `path`; returns ms to upstream close. */
+async function throughLeash(path: Path): Promise<number> {
+  const res = await fetch(`${url}/api/tasks`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      type: 'generate',
+      input: { prompt: 'go', model: 'openai:bench' },
+      stream: true,
+      on_disconnect: 'continue',
+    }),
+  });
+  const id = res.headers.get('x-task-id')!;
+  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = '';
+  let deltas = 0;
+  let cancelling = false;
+  const readAll = (async () => {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buf += value;
+      let sep: number;
+      while ((sep = buf.indexOf('\n\n')) >= 0) {
+        const frame = buf.slice(0, sep);
+        buf = buf.slice(sep + 2);
+        if (frame.includes('event: task.cancelling')) cancelling = true;
+        else if (frame.includes('event: output.delta')) {
+          deltas++;
+          if (cancelling) deltasAfterCancelling++;
         }
       }
-    })();
-    const index = requests++;
-    await upstream.waitForRequests(requests);
-    while (deltas < 3) await new Promise((r) => setTimeout(r, 1));
-    const t0 = nowAbs();
-    await fetch(`${server.url}/api/tasks/${id}/cancel`, { method: 'POST' });
-    const closed = await upstream.waitForSocketClose(index);
-    viaLeash.push(closed.closedAt - t0);
-    tokensAfter += closed.tokensAfter;
-    await readAll;
-
-    // Reference: the same stream fetched straight from the upstream and aborted.
-    const ac = new AbortController();
-    const r2 = await fetch(`${upstream.baseURL}/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'x', stream: true, messages: [{ role: 'user', content: 'go' }] }),
-      signal: ac.signal,
-    });
-    const rd = r2.body!.getReader();
-    for (let k = 0; k < 3; k++) await rd.read();
-    const index2 = requests++;
-    await upstream.waitForRequests(requests);
-    const t1 = nowAbs();
-    ac.abort();
-    direct.push((await upstream.waitForSocketClose(index2)).closedAt - t1);
-    await rd.read().catch(() => {});
+    }
+  })();
+  const index = requests++;
+  await upstream.waitForRequests(requests);
+  while (deltas < 3) await new Promise((r) => setTimeout(r, 1));
+  let acked: Promise<unknown>;
+  const t0 = nowAbs();
+  if (path === 'http') acked = postCancel(id);
+  else {
+    const rid = `c${index}`;
+    acked = new Promise((resolve) => acks.set(rid, resolve));
+    ws.send(JSON.stringify({ type: 'cancel', request_id: rid, task_id: id }));
   }
-  const a = summarize(viaLeash);
+  const closed = await upstream.waitForSocketClose(index);
+  await acked;
+  tokensAfter += closed.tokensAfter;
+  await readAll;
+  return closed.closedAt - t0;
+}
+
+/** The reference: the same stream fetched straight from the upstream and aborted. */
+async function straight(): Promise<number> {
+  const ac = new AbortController();
+  const r = await fetch(`${upstream.baseURL}/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'x', stream: true, messages: [{ role: 'user', content: 'go' }] }),
+    signal: ac.signal,
+  });
+  const rd = r.body!.getReader();
+  for (let k = 0; k < 3; k++) await rd.read();
+  const index = requests++;
+  await upstream.waitForRequests(requests);
+  const t0 = nowAbs();
+  ac.abort();
+  const closed = await upstream.waitForSocketClose(index);
+  await rd.read().catch(() => {});
+  return closed.closedAt - t0;
+}
+
+header(`leash upstream-abort benchmark, ${TRIALS} cancels mid-stream per path (leash serve in its own process)`);
+try {
+  for (let i = 0; i < TRIALS; i++) {
+    times.http.push(await throughLeash('http'));
+    times.ws.push(await throughLeash('ws'));
+    direct.push(await straight());
+  }
   const d = summarize(direct);
-  row('reference: direct fetch abort → upstream socket closed p50', fmt(d.p50));
-  row('reference: direct fetch abort → upstream socket closed p99', fmt(d.p99));
-  row('leash cancel request → upstream socket closed p50', fmt(a.p50));
-  row('leash cancel request → upstream socket closed p99', fmt(a.p99), '≤ 10 ms', a.p99 <= 10);
-  row('  ratio to direct abort (p99)', `${(a.p99 / d.p99).toFixed(2)}×`, '≤ 1.5×', a.p99 / d.p99 <= 1.5);
+  row('reference: direct fetch abort → upstream socket closed', `p50 ${fmt(d.p50)} · p99 ${fmt(d.p99)}`);
+  for (const [path, label] of [
+    ['http', 'POST /api/tasks/:id/cancel'],
+    ['ws', 'WebSocket cancel frame'],
+  ] as const) {
+    const a = summarize(times[path]);
+    row(`leash ${label} → upstream socket closed`, `p50 ${fmt(a.p50)} · p99 ${fmt(a.p99)}`, 'p99 ≤ 10 ms', a.p99 <= 10);
+    row(
+      `  ratio to the direct abort (p50 · p99)`,
+      `${(a.p50 / d.p50).toFixed(2)}× · ${(a.p99 / d.p99).toFixed(2)}×`,
+      '≤ 1.5×',
+      a.p99 / d.p99 <= 1.5 && a.p50 / d.p50 <= 1.5,
+    );
+  }
   row('tokens the upstream wrote after a cancel (total)', String(tokensAfter), '0', tokensAfter === 0);
   row(
     'output.delta frames delivered after task.cancelling',
@@ -113,7 +178,10 @@ try {
     deltasAfterCancelling === 0,
   );
 } finally {
-  await server.close({ graceMs: 0 });
+  ws.close();
+  agent.destroy();
+  server.kill('SIGTERM');
+  await new Promise((r) => server.once('exit', r));
   await upstream.close();
   rmSync(dir, { recursive: true, force: true });
 }

@@ -6,12 +6,12 @@ export interface RemoteUpstream {
   baseURL: string;
   /** Resolves once n requests have arrived in total. */
   waitForRequests(n: number): Promise<void>;
-  /** Absolute time (ms, performance.timeOrigin-based) the request's socket closed, and tokens written after the client left. */
+  /** When the request's socket closed (ms, system monotonic clock: see nowMono), and tokens written after the client left. */
   waitForSocketClose(index: number): Promise<{ closedAt: number; tokensAfter: number }>;
   close(): Promise<void>;
 }
 
-export const nowAbs = (): number => performance.timeOrigin + performance.now();
+export { nowMono as nowAbs } from './lib.ts';
 
 export async function startRemoteUpstream(env: Record<string, string> = {}): Promise<RemoteUpstream> {
   const child = fork(fileURLToPath(new URL('./upstream-process.ts', import.meta.url)), [], {

@@ -1,14 +1,15 @@
 // The fake OpenAI-compatible upstream of the tests, run as its own process (as a real
-// model server is), driven over IPC by bench scripts. Times are absolute
-// (performance.timeOrigin + performance.now()) so the parent can compare them.
+// model server is), driven over IPC by bench scripts. Times are on the system's
+// monotonic clock (bench/lib.ts nowMono) so the parent can compare them.
 import { startFakeUpstream } from '../test/helpers/fake-upstream.ts';
+import { toMono } from './lib.ts';
 
 const upstream = await startFakeUpstream({
   behaviour: 'stream',
   intervalMs: Number(process.env.UPSTREAM_INTERVAL_MS ?? 5),
   tokens: Array.from({ length: Number(process.env.UPSTREAM_TOKENS ?? 2000) }, (_, i) => ` tok${i}`),
 });
-const abs = (t: number): number => performance.timeOrigin + t;
+const abs = toMono;
 
 type Cmd =
   | { id: number; cmd: 'wait-request'; n: number }
