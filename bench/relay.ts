@@ -58,6 +58,11 @@ const url = await new Promise<string>((resolve) => {
     if (m) resolve(m[1]!);
   });
 });
+/** CPU seconds (user + system) the server process has used so far. */
+const serverCpu = (): number => {
+  const f = readFileSync(`/proc/${server.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+};
 const rssKb = (): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${server.pid}/status`, 'utf8'))![1]);
 
 interface Sample {
@@ -174,6 +179,7 @@ try {
     const samples = Array.from({ length: STREAMS }, newSample);
     let peakRss = 0;
     const sampler = setInterval(() => (peakRss = Math.max(peakRss, rssKb())), 250);
+    const cpu0 = { server: serverCpu(), client: process.cpuUsage(), at: performance.now() };
     // Stagger the starts over one token interval so the ticks don't all coincide.
     await Promise.all(
       samples.map(async (s, i) => {
@@ -182,6 +188,12 @@ try {
       }),
     );
     clearInterval(sampler);
+    const wall = (performance.now() - cpu0.at) / 1000;
+    const client = process.cpuUsage(cpu0.client);
+    row(
+      `${name}: CPU busy, server · this client (${STREAMS} streams)`,
+      `${name === 'direct' ? '—' : `${Math.round(((serverCpu() - cpu0.server) / wall) * 100)} %`} · ${Math.round(((client.user + client.system) / 1e6 / wall) * 100)} %`,
+    );
     const lat = summarize(samples.flatMap((s) => s.latencies));
     const got = samples.reduce((n, s) => n + s.count, 0);
     row(`${name}: per-delta latency p50 (${STREAMS} streams)`, fmt(lat.p50));

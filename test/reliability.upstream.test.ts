@@ -7,7 +7,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { aiSdkProviders } from '../src/models/ai-sdk.ts';
+import { remoteProviders } from '../src/models/providers.ts';
 import { createModelRegistry } from '../src/models/registry.ts';
 import type { Task } from '../src/runtime/types.ts';
 import { startFakeUpstream, type FakeUpstream, type FakeUpstreamOptions } from './helpers/fake-upstream.ts';
@@ -29,7 +29,7 @@ describe('upstream faults end tasks cleanly', () => {
       models: createModelRegistry({
         defaultModel: 'openai:fake',
         env,
-        providers: aiSdkProviders({ env, maxRetries: 1 }),
+        providers: remoteProviders({ env, maxRetries: 1 }),
       }),
       runtime: { maxRunningPerOwner: 8 },
     });

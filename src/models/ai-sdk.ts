@@ -1,7 +1,5 @@
-// Real providers behind the Model seam, through the AI SDK's `streamText`:
-//   openai:<model>     OPENAI_BASE_URL (default https://api.openai.com/v1), OPENAI_API_KEY
-//   ollama:<model>     OLLAMA_HOST (default http://127.0.0.1:11434), via its /v1 OpenAI-compatible API
-//   anthropic:<model>  ANTHROPIC_API_KEY (ANTHROPIC_BASE_URL optional)
+// Providers behind the Model seam through the AI SDK's `streamText` (anthropic:; the
+// OpenAI-compatible ones have a leaner path, openai-compatible.ts; see providers.ts).
 //
 // The caller's abortSignal reaches fetch through streamText (joined with one that fires
 // when the consumer stops reading): an abort closes the upstream socket at once. As with the simulated model, an aborted
@@ -17,7 +15,6 @@
 import type { LanguageModel } from 'ai';
 import { LeashError } from '../runtime/errors.ts';
 import type { Model, ModelCallOptions, ModelStreamPart } from './model.ts';
-import type { ModelProvider } from './registry.ts';
 
 export interface AiSdkModelConfig {
   /** The spec, e.g. `openai:gpt-4o-mini`. */
@@ -218,80 +215,4 @@ export function toUpstreamError(
   }
   const message = e instanceof Error ? e.message || e.name : String(e);
   return new LeashError('upstream_error', clip(`${where} failed: ${message}`), { details: details(), cause: e });
-}
-
-// ---- providers, configured from the environment ----
-
-export interface AiSdkProvidersOptions {
-  env?: NodeJS.ProcessEnv;
-  /** AI SDK retries before the first token (default 2). */
-  maxRetries?: number;
-}
-
-const trimSlash = (u: string): string => u.replace(/\/+$/, '');
-
-/** `OLLAMA_HOST` as Ollama accepts it (`host`, `host:port`, `0.0.0.0`, with or without scheme) → a base URL. */
-export function ollamaOrigin(host: string | undefined): string {
-  const raw = (host ?? '').trim() || '127.0.0.1:11434';
-  const hasScheme = /^https?:\/\//i.test(raw);
-  const url = new URL(hasScheme ? raw : `http://${raw}`);
-  if (url.hostname === '0.0.0.0') url.hostname = '127.0.0.1';
-  // Without a scheme Ollama means its own port; with one, the scheme's default.
-  if (!hasScheme && url.port === '') url.port = '11434';
-  return trimSlash(url.origin + url.pathname);
-}
-
-/** The `openai`, `ollama` and `anthropic` providers for the model registry. */
-export function aiSdkProviders(options: AiSdkProvidersOptions = {}): Record<string, ModelProvider> {
-  const env = options.env ?? process.env;
-  const maxRetries = options.maxRetries;
-
-  const openaiBase = trimSlash(env.OPENAI_BASE_URL?.trim() || 'https://api.openai.com/v1');
-  const openaiKey = env.OPENAI_API_KEY?.trim() || undefined;
-  const ollamaBase = `${ollamaOrigin(env.OLLAMA_HOST)}/v1`;
-  const anthropicBase = trimSlash(env.ANTHROPIC_BASE_URL?.trim() || 'https://api.anthropic.com/v1');
-  const anthropicKey = env.ANTHROPIC_API_KEY?.trim() || undefined;
-
-  const openaiCompatible =
-    (name: string, baseURL: string, apiKey: string | undefined) => (modelId: string) => async () => {
-      const { createOpenAICompatible } = await import('@ai-sdk/openai-compatible');
-      return createOpenAICompatible({ name, baseURL, apiKey, includeUsage: true }).chatModel(modelId);
-    };
-
-  return {
-    openai: {
-      description: `OpenAI-compatible API at ${openaiBase}`,
-      resolve(name, spec) {
-        // A custom base URL may be a keyless local server (vLLM, llama.cpp); api.openai.com never is.
-        if (!openaiKey && !env.OPENAI_BASE_URL?.trim()) {
-          throw new LeashError(
-            'model_unavailable',
-            `Model "${spec}" needs OPENAI_API_KEY (or OPENAI_BASE_URL for a keyless server), which is not set`,
-          );
-        }
-        const create = openaiCompatible('openai', openaiBase, openaiKey)(name);
-        return createAiSdkModel({ id: spec, provider: 'openai', endpoint: openaiBase, create, maxRetries });
-      },
-    },
-    ollama: {
-      description: `Ollama at ${ollamaBase}`,
-      resolve(name, spec) {
-        const create = openaiCompatible('ollama', ollamaBase, undefined)(name);
-        return createAiSdkModel({ id: spec, provider: 'ollama', endpoint: ollamaBase, create, maxRetries });
-      },
-    },
-    anthropic: {
-      description: `Anthropic API at ${anthropicBase}`,
-      resolve(name, spec) {
-        if (!anthropicKey) {
-          throw new LeashError('model_unavailable', `Model "${spec}" needs ANTHROPIC_API_KEY, which is not set`);
-        }
-        const create = async (): Promise<LanguageModel> => {
-          const { createAnthropic } = await import('@ai-sdk/anthropic');
-          return createAnthropic({ apiKey: anthropicKey, baseURL: anthropicBase })(name);
-        };
-        return createAiSdkModel({ id: spec, provider: 'anthropic', endpoint: anthropicBase, create, maxRetries });
-      },
-    },
-  };
 }

@@ -6,7 +6,7 @@
 import { LeashError } from '../runtime/errors.ts';
 import type { Model, ModelInfo, ModelRegistry } from './model.ts';
 import { SIMULATED_MODELS, createSimulatedModel, isSimulatedSpec } from './simulated.ts';
-import { aiSdkProviders } from './ai-sdk.ts';
+import { remoteProviders } from './providers.ts';
 import { ggufProvider } from './gguf.ts';
 
 export interface ModelProvider {
@@ -34,7 +34,7 @@ export interface ModelRegistryOptions {
 export function createModelRegistry(options: ModelRegistryOptions): ModelRegistry {
   const env = options.env ?? process.env;
   const providers = new Map(
-    Object.entries(options.providers ?? { ...aiSdkProviders({ env }), gguf: ggufProvider({ env }) }),
+    Object.entries(options.providers ?? { ...remoteProviders({ env }), gguf: ggufProvider({ env }) }),
   );
   for (const prefix of providers.keys()) {
     if (!/^[a-z][a-z0-9_-]*$/.test(prefix) || prefix === 'simulated') {

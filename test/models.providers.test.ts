@@ -1,6 +1,8 @@
+import { createServer, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { aiSdkProviders, ollamaOrigin } from '../src/models/ai-sdk.ts';
+import { ollamaOrigin, remoteProviders } from '../src/models/providers.ts';
 import { createModelRegistry } from '../src/models/registry.ts';
 import type { Model, ModelCallOptions, ModelStreamPart } from '../src/models/model.ts';
 import { CancelledError } from '../src/runtime/cancel.ts';
@@ -25,7 +27,7 @@ function openai(name = 'gpt-fake', maxRetries = 0): Model {
   return createModelRegistry({
     defaultModel: 'simulated',
     env: env(),
-    providers: aiSdkProviders({ env: env(), maxRetries }),
+    providers: remoteProviders({ env: env(), maxRetries }),
   }).resolve(`openai:${name}`);
 }
 
@@ -175,7 +177,7 @@ describe('AI SDK adapter: upstream failures', () => {
   it('answers upstream_unreachable when nothing listens', async () => {
     const port = await unusedPort();
     const e = { OPENAI_BASE_URL: `http://127.0.0.1:${port}/v1`, OPENAI_API_KEY: 'k' } as NodeJS.ProcessEnv;
-    const model = aiSdkProviders({ env: e, maxRetries: 0 }).openai!.resolve('m', 'openai:m');
+    const model = remoteProviders({ env: e, maxRetries: 0 }).openai!.resolve('m', 'openai:m');
     const err = await streamError(model, { messages: msgs });
     assert.ok(LeashError.is(err, 'upstream_unreachable'), String(err));
     assert.match(err.message, new RegExp(`Cannot reach openai at http://127.0.0.1:${port}/v1: .*ECONNREFUSED`));
@@ -231,7 +233,7 @@ describe('AI SDK providers', () => {
     );
     up.options = { behaviour: 'error', status: 529, errorMessage: 'Overloaded' };
     const n = up.requests.length;
-    const model = aiSdkProviders({
+    const model = remoteProviders({
       env: { ANTHROPIC_API_KEY: 'ak', ANTHROPIC_BASE_URL: up.baseURL } as NodeJS.ProcessEnv,
       maxRetries: 0,
     }).anthropic!.resolve('claude-x', 'anthropic:claude-x');
@@ -289,7 +291,7 @@ describe('generate task over a real provider', () => {
     const models = createModelRegistry({
       defaultModel: 'openai:gpt-fake',
       env: env(),
-      providers: aiSdkProviders({ env: env(), maxRetries: 0 }),
+      providers: remoteProviders({ env: env(), maxRetries: 0 }),
     });
     let cancelAt = 0;
     const f = createFakeContext({
@@ -307,5 +309,68 @@ describe('generate task over a real provider', () => {
     assert.ok(closedAt - cancelAt < 50, `upstream socket closed ${closedAt - cancelAt} ms after the cancel`);
     assert.equal(f.emitted.length, 2);
     assert.equal(req.completed, false);
+  });
+});
+
+describe('OpenAI-compatible stream: answers that are not what they should be', () => {
+  // A server of our own, answering each request with `reply`.
+  let reply: (res: ServerResponse) => void = () => {};
+  let base = '';
+  let server: Server;
+  before(async () => {
+    server = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => reply(res));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+  });
+  after(() => new Promise<void>((r) => server.close(() => r())));
+  const model = (): Model =>
+    remoteProviders({ env: { OPENAI_BASE_URL: base } as NodeJS.ProcessEnv, maxRetries: 0 }).openai!.resolve(
+      'm',
+      'openai:m',
+    );
+  const sse = (res: ServerResponse, ...events: string[]): void => {
+    res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8' });
+    res.end(events.map((e) => `data: ${e}\n\n`).join(''));
+  };
+  const chunk = (content: string): string => JSON.stringify({ choices: [{ index: 0, delta: { content } }] });
+
+  it('an error event mid-stream is upstream_error with its message, after the text before it', async () => {
+    reply = (res) => sse(res, chunk('Hel'), chunk('lo'), JSON.stringify({ error: { message: 'the model crashed' } }));
+    const seen: string[] = [];
+    const err = await streamError(model(), { messages: msgs }, seen);
+    assert.ok(LeashError.is(err, 'upstream_error'), String(err));
+    assert.match(err.message, /openai at http:\/\/127\.0\.0\.1:\d+\/v1 failed mid-answer: the model crashed/);
+    assert.equal(seen.join(''), 'Hello');
+  });
+
+  it('a 200 that is not an event stream (a web page) is upstream_bad_response, not an empty answer', async () => {
+    reply = (res) => {
+      res.writeHead(200, { 'content-type': 'text/html' });
+      res.end('<html>hello</html>');
+    };
+    const err = await streamError(model(), { messages: msgs });
+    assert.ok(LeashError.is(err, 'upstream_bad_response'), String(err));
+    assert.match(err.message, /expected an event stream, got text\/html \(HTTP 200\)/);
+  });
+
+  it('an event stream without a single chunk is upstream_bad_response', async () => {
+    reply = (res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.end(': keepalive\n\n');
+    };
+    const err = await streamError(model(), { messages: msgs });
+    assert.ok(LeashError.is(err, 'upstream_bad_response'), String(err));
+    assert.match(err.message, /no chat completion chunk in the answer/);
+  });
+
+  it('a complete stream without [DONE] is still an answer; usage falls back to counted tokens', async () => {
+    reply = (res) =>
+      sse(res, chunk('a'), chunk('b'), JSON.stringify({ choices: [{ delta: {}, finish_reason: 'length' }] }));
+    const { deltas, finish } = await drain(model(), { messages: msgs });
+    assert.equal(deltas.join(''), 'ab');
+    assert.deepEqual(finish, { type: 'finish', finishReason: 'length', usage: { input_tokens: 0, output_tokens: 2 } });
   });
 });
