@@ -1,4 +1,4 @@
-import { createServer, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -372,5 +372,198 @@ describe('OpenAI-compatible stream: answers that are not what they should be', (
     const { deltas, finish } = await drain(model(), { messages: msgs });
     assert.equal(deltas.join(''), 'ab');
     assert.deepEqual(finish, { type: 'finish', finishReason: 'length', usage: { input_tokens: 0, output_tokens: 2 } });
+  });
+});
+
+describe('anthropic: against a fake Anthropic Messages API', () => {
+  // Speaks Anthropic's streaming format: named SSE events (message_start, content_block_*,
+  // ping, message_delta, message_stop, error), one text delta every `intervalMs`.
+  interface Script {
+    tokens: string[];
+    intervalMs: number;
+    inputTokens: number;
+    outputTokens: number;
+    stopReason: string;
+    /** Send an `error` event (overloaded) after this many deltas, then end the response. */
+    errorAfter?: number;
+  }
+  interface Seen {
+    url: string;
+    headers: IncomingHttpHeaders;
+    body: unknown;
+    deltasWritten: number;
+    completed: boolean;
+    /** Resolves with performance.now() when the response's socket closed. */
+    socketClosed: Promise<number>;
+  }
+  let script: Script;
+  const seen: Seen[] = [];
+  let base = '';
+  let server: Server;
+
+  const event = (type: string, data: object): string =>
+    `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`;
+
+  before(async () => {
+    server = createServer((req, res) => {
+      let raw = '';
+      req.setEncoding('utf8');
+      req.on('data', (c: string) => (raw += c));
+      req.on('end', () => {
+        const s = script;
+        let onClose: (t: number) => void = () => {};
+        const rec: Seen = {
+          url: req.url ?? '',
+          headers: req.headers,
+          body: JSON.parse(raw) as unknown,
+          deltasWritten: 0,
+          completed: false,
+          socketClosed: new Promise<number>((r) => (onClose = r)),
+        };
+        seen.push(rec);
+        req.socket.once('close', () => onClose(performance.now()));
+        const model = (rec.body as { model?: string }).model ?? 'claude-fake';
+        res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' });
+        res.write(
+          event('message_start', {
+            message: {
+              id: 'msg_fake01',
+              type: 'message',
+              role: 'assistant',
+              model,
+              content: [],
+              stop_reason: null,
+              stop_sequence: null,
+              usage: { input_tokens: s.inputTokens, output_tokens: 1 },
+            },
+          }),
+        );
+        res.write(event('content_block_start', { index: 0, content_block: { type: 'text', text: '' } }));
+        res.write(event('ping', {}));
+        let i = 0;
+        const tick = (): void => {
+          if (res.destroyed) return; // a real server stops generating when the client leaves
+          if (s.errorAfter !== undefined && i >= s.errorAfter) {
+            res.end(event('error', { error: { type: 'overloaded_error', message: 'Overloaded' } }));
+            return;
+          }
+          if (i < s.tokens.length) {
+            res.write(event('content_block_delta', { index: 0, delta: { type: 'text_delta', text: s.tokens[i] } }));
+            rec.deltasWritten = ++i;
+            timer = setTimeout(tick, s.intervalMs);
+            return;
+          }
+          res.write(event('content_block_stop', { index: 0 }));
+          res.write(
+            event('message_delta', {
+              delta: { stop_reason: s.stopReason, stop_sequence: null },
+              usage: { output_tokens: s.outputTokens },
+            }),
+          );
+          res.end(event('message_stop', {}));
+          rec.completed = true;
+        };
+        let timer = setTimeout(tick, s.intervalMs);
+        res.on('close', () => clearTimeout(timer));
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+  });
+  after(async () => {
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+  });
+
+  const claude = (): Model =>
+    remoteProviders({
+      env: { ANTHROPIC_API_KEY: 'ak-test', ANTHROPIC_BASE_URL: base } as NodeJS.ProcessEnv,
+      maxRetries: 0,
+    }).anthropic!.resolve('claude-fake', 'anthropic:claude-fake');
+
+  it("streams the tokens and reports Anthropic's usage and stop reason", async () => {
+    const tokens = ['Hel', 'lo', ' from', ' the', ' fake', ' Claude', '.'];
+    script = { tokens, intervalMs: 2, inputTokens: 23, outputTokens: 11, stopReason: 'end_turn' };
+    const n = seen.length;
+    const { deltas, finish } = await drain(claude(), { messages: msgs, maxTokens: 50 });
+    assert.equal(deltas.join(''), tokens.join(''));
+    assert.deepEqual(finish, {
+      type: 'finish',
+      finishReason: 'stop',
+      usage: { input_tokens: 23, output_tokens: 11 },
+    });
+
+    const req = seen[n]!;
+    assert.equal(req.url, '/v1/messages');
+    assert.equal(req.headers['x-api-key'], 'ak-test');
+    assert.equal(req.headers.authorization, undefined);
+    assert.ok(req.headers['anthropic-version'], 'sends an anthropic-version header');
+    const body = req.body as { model: string; stream: boolean; max_tokens: number; system: unknown; messages: unknown };
+    assert.equal(body.model, 'claude-fake');
+    assert.equal(body.stream, true);
+    assert.equal(body.max_tokens, 50);
+    // Anthropic has no system role: the system message goes to the top-level `system` field.
+    assert.deepEqual(body.system, [{ type: 'text', text: 'Be brief.' }]);
+    assert.deepEqual(body.messages, [{ role: 'user', content: [{ type: 'text', text: 'Say hello.' }] }]);
+
+    script = { tokens: ['a', 'b'], intervalMs: 1, inputTokens: 5, outputTokens: 2, stopReason: 'max_tokens' };
+    const cut = await drain(claude(), { messages: msgs, maxTokens: 2 });
+    assert.equal(cut.deltas.join(''), 'ab');
+    assert.deepEqual(cut.finish, {
+      type: 'finish',
+      finishReason: 'length',
+      usage: { input_tokens: 5, output_tokens: 2 },
+    });
+  });
+
+  it('closes the upstream socket within a few ms of an abort, mid-stream', async () => {
+    const tokens = Array.from({ length: 200 }, (_, i) => ` c${i}`);
+    script = { tokens, intervalMs: 40, inputTokens: 3, outputTokens: 200, stopReason: 'end_turn' };
+    const n = seen.length;
+    const ac = new AbortController();
+    const reason = new CancelledError('user');
+    let abortAt = 0;
+    const got: string[] = [];
+    let err: unknown;
+    try {
+      for await (const p of claude().stream({ messages: msgs, abortSignal: ac.signal })) {
+        if (p.type !== 'text-delta') continue;
+        got.push(p.text);
+        // Abort from a timer while the stream waits for the next upstream delta.
+        if (got.length === 3) {
+          setTimeout(() => {
+            abortAt = performance.now();
+            ac.abort(reason);
+          }, 5);
+        }
+      }
+    } catch (e) {
+      err = e;
+    }
+    const thrownAt = performance.now();
+    assert.equal(err, reason, 'the stream throws the signal reason');
+    assert.ok(thrownAt - abortAt < 50, `stream ended ${thrownAt - abortAt} ms after the abort`);
+    const req = seen[n]!;
+    const closedAt = await req.socketClosed;
+    assert.ok(closedAt - abortAt < 50, `upstream socket closed ${closedAt - abortAt} ms after the abort`);
+    assert.equal(req.completed, false);
+    assert.ok(req.deltasWritten < 10, `upstream wrote ${req.deltasWritten} deltas`);
+    assert.deepEqual(got, tokens.slice(0, 3));
+  });
+
+  it('an error event mid-stream is an upstream_* LeashError with its message, after the text before it', async () => {
+    script = {
+      tokens: ['Hel', 'lo', ' never'],
+      intervalMs: 2,
+      inputTokens: 3,
+      outputTokens: 3,
+      stopReason: 'end_turn',
+      errorAfter: 2,
+    };
+    const got: string[] = [];
+    const err = await streamError(claude(), { messages: msgs }, got);
+    assert.ok(err instanceof LeashError && err.code.startsWith('upstream_'), String(err));
+    assert.match(err.message, /^anthropic at http:\/\/127\.0\.0\.1:\d+\/v1 failed: Overloaded \(overloaded_error\)$/);
+    assert.equal(got.join(''), 'Hello');
   });
 });

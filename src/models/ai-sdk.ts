@@ -213,6 +213,17 @@ export function toUpstreamError(
       cause: e,
     });
   }
-  const message = e instanceof Error ? e.message || e.name : String(e);
+  const message = e instanceof Error ? e.message || e.name : (errorBodyMessage(e) ?? String(e));
   return new LeashError('upstream_error', clip(`${where} failed: ${message}`), { details: details(), cause: e });
+}
+
+/**
+ * The message of a provider's error object that the AI SDK hands on as it came (Anthropic's
+ * mid-stream `error` event is `{type: 'overloaded_error', message: 'Overloaded'}`, not an Error).
+ */
+function errorBodyMessage(e: unknown): string | null {
+  if (typeof e !== 'object' || e === null) return null;
+  const { message, type } = e as { message?: unknown; type?: unknown };
+  if (typeof message !== 'string' || message === '') return null;
+  return typeof type === 'string' && type !== '' ? `${message} (${type})` : message;
 }
