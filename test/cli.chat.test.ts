@@ -195,7 +195,13 @@ describe('leash chat (Ink)', () => {
     assert.match(frame(), /server default · thread new/);
     await send('hi');
     await send('\r');
-    await until(() => session.getSnapshot().threadId !== null && session.getSnapshot().live === null, 'the answer');
+    // The answer is in: an answer entry, nothing live or pending (a thread id alone comes first).
+    await until(() => {
+      const s = session.getSnapshot();
+      return (
+        s.threadId !== null && s.live === null && s.pendingUser === null && s.entries.some((e) => e.kind === 'answer')
+      );
+    }, 'the answer');
     const [task] = (await client.tasks.list({ thread_id: session.getSnapshot().threadId! })).data;
     assert.equal(task?.status, 'completed');
     const result = task.result as { text: string; model: string };

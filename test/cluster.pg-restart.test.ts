@@ -131,7 +131,9 @@ function follow(node: LeashNode, id: string, after = 0): { frames: SseFrame[]; e
 async function quick<T>(what: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
   const t0 = Date.now();
   const out = await fn(AbortSignal.timeout(5000)).catch((err: unknown) => {
-    throw new Error(`${what}: no answer (${(err as Error).message})`);
+    // A node that died says why on its stderr.
+    const dead = nodes.filter((n) => !alive(n)).map((n) => `\n${n.name} is gone:\n${n.stderr()}`);
+    throw new Error(`${what}: no answer (${(err as Error).message})${dead.join('')}`);
   });
   assert.ok(Date.now() - t0 < 3000, `${what} took ${Date.now() - t0} ms`);
   return out;

@@ -134,7 +134,12 @@ describe('unexpected errors', () => {
   it('a failing store answers 500 internal_error without its message; /readyz 503', async () => {
     const s = await startTestServer();
     try {
-      await s.store.close(); // every store call now throws
+      // Every store call now throws something unexpected, naming internals.
+      const boom = async (): Promise<never> => {
+        throw new Error('SQLITE_IOERR: disk I/O error at /var/secret/leash.db (closed)');
+      };
+      s.store.listTasks = boom;
+      s.store.ping = boom;
       const r = await api(s.url, 'GET', '/api/tasks');
       assert.equal(r.status, 500);
       assertErrorShape(r.body, 'internal_error');

@@ -8,6 +8,7 @@ import { LeashError } from '../src/runtime/errors.ts';
 import { MIGRATIONS, migrate } from '../src/store/sqlite/migrations.ts';
 import { LocalNotifier } from '../src/store/sqlite/notifier.ts';
 import { SqliteStore } from '../src/store/sqlite/sqlite-store.ts';
+import { SqliteWorkerStore } from '../src/store/sqlite/worker-store.ts';
 import { newTask, runStoreConformance } from './store.conformance.ts';
 
 let root = '';
@@ -28,7 +29,11 @@ async function openMigrated(path = freshPath()): Promise<SqliteStore> {
 }
 
 runStoreConformance('sqlite', () => openMigrated());
-
+runStoreConformance('sqlite on its own thread', async () => {
+  const s = await SqliteWorkerStore.open(freshPath());
+  await s.migrate();
+  return s;
+});
 
 describe('SqliteStore specifics', () => {
   it('uses WAL journal mode and the configured pragmas on a file', async () => {

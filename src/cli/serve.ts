@@ -99,7 +99,10 @@ function defaultModels(spec: string): ModelRegistry {
 /** A file path / `sqlite:` URL, or `postgres://…` for several nodes over one PostgreSQL. */
 async function openDb(db: string, logger: Logger): Promise<Store> {
   try {
-    return await openStore(db, { onError: (err, what) => logger.warn({ err }, what) });
+    return await openStore(db, {
+      onError: (err, what) => logger.warn({ err }, what),
+      sqliteThread: process.env.LEASH_SQLITE_THREAD !== '0',
+    });
   } catch (err) {
     if (LeashError.is(err, 'invalid_request')) throw new UsageError(`Invalid --db / LEASH_DB: ${err.message}`);
     throw err;
@@ -198,7 +201,8 @@ Also: LEASH_API_KEYS="key:owner,key2:owner2" (required for a non-loopback host),
       LEASH_LEASE_MS (PostgreSQL: a stopped node's tasks are recovered this long after its
       last heartbeat, default 30000), LEASH_NODE_ID (this node's name in the database and
       logs, default random), LEASH_RATE_LIMIT (requests per minute per API key, answered
-      429 with Retry-After past it; default off).`;
+      429 with Retry-After past it; default off), LEASH_SQLITE_THREAD=0 (run SQLite on the
+      main thread instead of its own).`;
 
 const RUNTIME_ENV = {
   LEASH_CONCURRENCY: 'concurrency',

@@ -130,6 +130,8 @@ export class Runtime {
   #unsubscribe: Array<() => void> = [];
   /** Cancels heard for tasks this node had claimed but not yet registered. */
   #earlyCancels = new Map<string, CancelReason>();
+  /** Settles when the claim pump last scheduled has finished. */
+  #pumpDone: Promise<void> = Promise.resolve();
   /** Lease renewals fail (the store is unreachable); and when they last started working again (Date.now()). */
   #renewFailing = false;
   #storeBackAt = 0;
@@ -236,6 +238,10 @@ export class Runtime {
     this.#stopped = true;
     for (const t of this.#timers) clearInterval(t);
     this.#timers = [];
+    // A claim under way (the store is async: another thread, another server) would
+    // start its tasks after this stop had looked: let it land first, so they are
+    // stopped below like the others.
+    await this.#pumpDone;
     const grace = opts.graceMs ?? this.#opts.shutdownGraceMs;
     const allDone = (): Promise<unknown> => Promise.all([...this.#active.values()].map((a) => a.done));
     if (this.#active.size > 0 && grace > 0) await raceTimeout(allDone(), grace);
@@ -500,22 +506,25 @@ export class Runtime {
       return;
     }
     this.#pumping = true;
-    setImmediate(() => {
-      void (async () => {
-        try {
-          do {
-            this.#pumpAgain = false;
+    this.#pumpDone = new Promise<void>((resolve) =>
+      setImmediate(() => {
+        void (async () => {
+          try {
+            do {
+              this.#pumpAgain = false;
+              this.#claimStarted = false;
+              await this.#pumpOnce();
+            } while (this.#pumpAgain && this.#accepting);
+          } catch (err) {
+            this.#log.error({ err }, 'claiming tasks failed');
+          } finally {
+            this.#pumping = false;
             this.#claimStarted = false;
-            await this.#pumpOnce();
-          } while (this.#pumpAgain && this.#accepting);
-        } catch (err) {
-          this.#log.error({ err }, 'claiming tasks failed');
-        } finally {
-          this.#pumping = false;
-          this.#claimStarted = false;
-        }
-      })();
-    });
+            resolve();
+          }
+        })();
+      }),
+    );
   }
 
   async #pumpOnce(): Promise<void> {

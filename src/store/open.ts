@@ -5,6 +5,7 @@
 import { LeashError } from '../runtime/errors.ts';
 import { PostgresStore, type PostgresStoreOptions } from './postgres/postgres-store.ts';
 import { SqliteStore } from './sqlite/sqlite-store.ts';
+import { SqliteWorkerStore } from './sqlite/worker-store.ts';
 import type { Store } from './store.ts';
 
 export type StoreKind = 'sqlite' | 'postgres';
@@ -29,8 +30,17 @@ export function parseStoreUrl(url: string): { kind: StoreKind; target: string } 
   return { kind: 'sqlite', target: v };
 }
 
+export interface OpenStoreOptions extends PostgresStoreOptions {
+  /**
+   * SQLite on a thread of its own (default), so its synchronous writes never hold up
+   * the event loop; false runs it on the caller's thread (LEASH_SQLITE_THREAD=0).
+   */
+  sqliteThread?: boolean;
+}
+
 /** Opens (does not migrate) the store `url` names. */
-export async function openStore(url: string, opts: PostgresStoreOptions = {}): Promise<Store> {
+export async function openStore(url: string, opts: OpenStoreOptions = {}): Promise<Store> {
   const { kind, target } = parseStoreUrl(url);
-  return kind === 'postgres' ? PostgresStore.open(target, opts) : SqliteStore.open(target);
+  if (kind === 'postgres') return PostgresStore.open(target, opts);
+  return opts.sqliteThread === false ? SqliteStore.open(target) : SqliteWorkerStore.open(target);
 }
