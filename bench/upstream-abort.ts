@@ -5,8 +5,9 @@
 //
 // Three processes, as in production: the fake OpenAI-compatible upstream of the tests
 // (like a real model server), `leash serve` (SQLite file, `openai:` model pointed at
-// the upstream) and this client. Times are compared on the absolute clock. The cancel
-// is sent two ways, alternating: `POST /api/tasks/:id/cancel` over a kept-alive HTTP
+// the upstream) and this client. Times are compared on the system's monotonic clock.
+// The cancel is sent three ways, in turn: `POST /api/tasks/:id/cancel` with node:http
+// over a kept-alive connection, the same request written by hand on an open
 // connection, and a `cancel` frame over an open WebSocket. Every leash stream is read
 // as SSE, counting `output.delta` frames after `task.cancelling` (must be 0).
 //
@@ -15,6 +16,7 @@
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { Agent, request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
@@ -60,6 +62,29 @@ const postCancel = (id: string): Promise<number> =>
     r.on('error', reject);
     r.end();
   });
+// The same request written by hand on an open connection: the clock then starts when
+// the bytes go out, so what is measured is leash, not the HTTP client's own overhead
+// (node:http builds a request object and writes on a later tick: ≈0.5 ms here).
+const raw = connect(Number(new URL(url).port), '127.0.0.1');
+raw.setNoDelay(true);
+await new Promise((resolve, reject) => raw.once('connect', resolve).once('error', reject));
+let rawAnswer = '';
+let rawAnswered: ((status: number) => void) | null = null;
+raw.setEncoding('utf8');
+raw.on('data', (d: string) => {
+  rawAnswer += d;
+  // One JSON answer per request (Content-Length framed): complete once the body is in.
+  const m = /^HTTP\/1\.1 (\d+)[^]*?content-length: (\d+)\r\n[^]*?\r\n\r\n/i.exec(rawAnswer);
+  if (m && Buffer.byteLength(rawAnswer) - Buffer.byteLength(m[0]) >= Number(m[2])) {
+    rawAnswer = '';
+    rawAnswered?.(Number(m[1]));
+  }
+});
+const rawCancel = (id: string): Promise<number> =>
+  new Promise((resolve) => {
+    rawAnswered = resolve;
+    raw.write(`POST /api/tasks/${id}/cancel HTTP/1.1\r\nHost: bench\r\nContent-Length: 0\r\n\r\n`);
+  });
 const ws = new WebSocket(`${url.replace('http', 'ws')}/api/ws`);
 await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
 const acks = new Map<string, (status: string) => void>();
@@ -69,8 +94,8 @@ ws.on('message', (raw) => {
   if (f.type === 'error') console.error('ws error frame:', f);
 });
 
-type Path = 'http' | 'ws';
-const times: Record<Path, number[]> = { http: [], ws: [] };
+type Path = 'http' | 'raw' | 'ws';
+const times: Record<Path, number[]> = { http: [], raw: [], ws: [] };
 const direct: number[] = [];
 let requests = 0;
 let tokensAfter = 0;
@@ -116,6 +141,7 @@ async function throughLeash(path: Path): Promise<number> {
   let acked: Promise<unknown>;
   const t0 = nowAbs();
   if (path === 'http') acked = postCancel(id);
+  else if (path === 'raw') acked = rawCancel(id);
   else {
     const rid = `c${index}`;
     acked = new Promise((resolve) => acks.set(rid, resolve));
@@ -152,13 +178,15 @@ header(`leash upstream-abort benchmark, ${TRIALS} cancels mid-stream per path (l
 try {
   for (let i = 0; i < TRIALS; i++) {
     times.http.push(await throughLeash('http'));
+    times.raw.push(await throughLeash('raw'));
     times.ws.push(await throughLeash('ws'));
     direct.push(await straight());
   }
   const d = summarize(direct);
   row('reference: direct fetch abort → upstream socket closed', `p50 ${fmt(d.p50)} · p99 ${fmt(d.p99)}`);
   for (const [path, label] of [
-    ['http', 'POST /api/tasks/:id/cancel'],
+    ['http', 'POST …/cancel (node:http client)'],
+    ['raw', 'POST …/cancel (written on an open connection)'],
     ['ws', 'WebSocket cancel frame'],
   ] as const) {
     const a = summarize(times[path]);
@@ -179,6 +207,7 @@ try {
   );
 } finally {
   ws.close();
+  raw.destroy();
   agent.destroy();
   server.kill('SIGTERM');
   await new Promise((r) => server.once('exit', r));
