@@ -148,10 +148,11 @@ describe('crash: SIGKILL with 100 running and 100 queued, then restart', () => {
         // the connection dies with the server
       }
     });
-    // Let output flow and at least one analyze chunk be checkpointed.
+    // Let output flow (every follower has seen some) and at least one analyze chunk be checkpointed.
     await eventually(async () => {
+      const flowing = [...seen.values()].every((frames) => frames.some((f) => f.event === 'output.delta'));
       const t = await api(url1, 'GET', `/api/tasks/${analyze[0]}`);
-      return (t.body.progress ?? 0) >= 30;
+      return flowing && (t.body.progress ?? 0) >= 30;
     }, 20_000);
 
     first.child.kill('SIGKILL');
