@@ -5,34 +5,22 @@
 // HTTP ceiling of this machine for this client.
 // Run: npm run bench:http   (or: npx node bench/http.ts [tasks])
 
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { header, row } from './lib.ts';
+import { startServeProcess } from '../test/helpers/serve-process.ts';
 
 const N = Number(process.argv[2] ?? 4000);
 const CONCURRENCY = 32;
 const dir = mkdtempSync(join(tmpdir(), 'leash-bench-http-'));
 
-const server = spawn(process.execPath, ['src/cli/main.ts', 'serve', '--port', '0', '--db', join(dir, 'bench.db')], {
-  env: {
-    ...process.env,
-    LEASH_LOG_LEVEL: 'warn',
-    LEASH_MAX_RUNNING_PER_OWNER: '32',
-    LEASH_MAX_QUEUED_PER_OWNER: '100000',
-  },
-  stdio: ['ignore', 'pipe', 'inherit'],
-});
-const url = await new Promise<string>((resolve, reject) => {
-  let out = '';
-  server.stdout.on('data', (b: Buffer) => {
-    out += b.toString();
-    const m = /listening on (http:\/\/\S+)/.exec(out);
-    if (m) resolve(m[1]!);
-  });
-  server.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
-});
+const server = await startServeProcess(
+  'leash serve',
+  { LEASH_MAX_RUNNING_PER_OWNER: '32', LEASH_MAX_QUEUED_PER_OWNER: '100000' },
+  { args: ['--db', join(dir, 'bench.db')] },
+);
+const url = server.url;
 
 async function pool(n: number, fn: (i: number) => Promise<void>): Promise<number> {
   let next = 0;
@@ -82,7 +70,7 @@ try {
   row('  HTTP requests per second in that run', `${Math.round((2 * N) / secs)} /s`);
   row('  tasks not completed', String(failed), '0', failed === 0);
 } finally {
-  server.kill('SIGTERM');
-  await new Promise((r) => server.once('exit', r));
+  server.proc.kill('SIGTERM');
+  await server.exited;
   rmSync(dir, { recursive: true, force: true });
 }

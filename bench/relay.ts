@@ -8,7 +8,7 @@
 //     leash SSE, the difference is what leash adds (goal p99 ≤ 10 ms), and server RSS per stream.
 // Run: npm run bench:relay   (or: npx node bench/relay.ts [streams] [burstTokens])
 
-import { fork, spawn } from 'node:child_process';
+import { fork } from 'node:child_process';
 import http from 'node:http';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { fmt, header, nowMono, row, summarize } from './lib.ts';
+import { startServeProcess } from '../test/helpers/serve-process.ts';
 
 const STREAMS = Number(process.argv[2] ?? 1000);
 const BURST = Number(process.argv[3] ?? 20000);
@@ -26,38 +27,22 @@ const upstreamProc = fork(fileURLToPath(new URL('./relay-upstream.ts', import.me
 const upstreamUrl = await new Promise<string>((r) =>
   upstreamProc.once('message', (m: { ready: string }) => r(m.ready)),
 );
-const server = spawn(
-  process.execPath,
-  [
-    ...(process.env.RELAY_PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof'] : []),
-    'src/cli/main.ts',
-    'serve',
-    '--port',
-    '0',
-    '--db',
-    join(dir, 'relay.db'),
-  ],
+const serve = await startServeProcess(
+  'leash serve',
   {
-    env: {
-      ...process.env,
-      OPENAI_BASE_URL: upstreamUrl,
-      OPENAI_API_KEY: 'bench',
-      LEASH_LOG_LEVEL: 'warn',
-      LEASH_CONCURRENCY: String(STREAMS + 10),
-      LEASH_MAX_RUNNING_PER_OWNER: String(STREAMS + 10),
-      LEASH_MAX_QUEUED_PER_OWNER: String(STREAMS * 2),
-    },
-    stdio: ['ignore', 'pipe', 'inherit'],
+    OPENAI_BASE_URL: upstreamUrl,
+    OPENAI_API_KEY: 'bench',
+    LEASH_CONCURRENCY: String(STREAMS + 10),
+    LEASH_MAX_RUNNING_PER_OWNER: String(STREAMS + 10),
+    LEASH_MAX_QUEUED_PER_OWNER: String(STREAMS * 2),
+  },
+  {
+    args: ['--db', join(dir, 'relay.db')],
+    nodeArgs: process.env.RELAY_PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof'] : [],
   },
 );
-const url = await new Promise<string>((resolve) => {
-  let out = '';
-  server.stdout.on('data', (b: Buffer) => {
-    out += b.toString();
-    const m = /listening on (http:\/\/\S+)/.exec(out);
-    if (m) resolve(m[1]!);
-  });
-});
+const server = serve.proc;
+const url = serve.url;
 /** CPU seconds (user + system) the server process has used so far. */
 const serverCpu = (): number => {
   const f = readFileSync(`/proc/${server.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');

@@ -13,7 +13,6 @@
 //
 // Run: npm run bench:upstream-abort   (or: npx node bench/upstream-abort.ts [trials per path])
 
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { Agent, request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
@@ -21,6 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import { fmt, header, row, summarize } from './lib.ts';
+import { startServeProcess } from '../test/helpers/serve-process.ts';
 import { nowAbs, startRemoteUpstream } from './upstream-client.ts';
 
 const TRIALS = Number(process.argv[2] ?? 200);
@@ -29,26 +29,12 @@ if (!Number.isInteger(TRIALS) || TRIALS < 1)
 const dir = mkdtempSync(join(tmpdir(), 'leash-bench-ua-'));
 const upstream = await startRemoteUpstream({ UPSTREAM_INTERVAL_MS: '5' });
 
-const server = spawn(process.execPath, ['src/cli/main.ts', 'serve', '--port', '0', '--db', join(dir, 'bench.db')], {
-  env: {
-    ...process.env,
-    OPENAI_BASE_URL: upstream.baseURL,
-    OPENAI_API_KEY: 'bench',
-    LEASH_LOG_LEVEL: 'warn',
-    LEASH_API_KEYS: '',
-    LEASH_MAX_RUNNING_PER_OWNER: '16',
-  },
-  stdio: ['ignore', 'pipe', 'inherit'],
-});
-const url = await new Promise<string>((resolve, reject) => {
-  let out = '';
-  server.stdout.on('data', (b: Buffer) => {
-    out += b.toString();
-    const m = /listening on (http:\/\/\S+)/.exec(out);
-    if (m) resolve(m[1]!);
-  });
-  server.once('exit', (code) => reject(new Error(`leash serve exited (${code}) before listening`)));
-});
+const server = await startServeProcess(
+  'leash serve',
+  { OPENAI_BASE_URL: upstream.baseURL, OPENAI_API_KEY: 'bench', LEASH_MAX_RUNNING_PER_OWNER: '16' },
+  { args: ['--db', join(dir, 'bench.db')] },
+);
+const url = server.url;
 
 // The cancel's own connection is open before the clock starts: what is measured is
 // leash, not a TCP handshake.
@@ -209,8 +195,8 @@ try {
   ws.close();
   raw.destroy();
   agent.destroy();
-  server.kill('SIGTERM');
-  await new Promise((r) => server.once('exit', r));
+  server.proc.kill('SIGTERM');
+  await server.exited;
   await upstream.close();
   rmSync(dir, { recursive: true, force: true });
 }

