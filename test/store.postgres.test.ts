@@ -52,6 +52,44 @@ describe('PostgresStore', { skip }, () => {
   });
 
   describe('PostgreSQL specifics', () => {
+    it('a connection that dies inside a transaction fails that call (store_unavailable), not the process', async () => {
+      // pg-pool hands out clients without an error listener; a checked-out client whose
+      // backend ends emits 'error', which unheard would end the process (a PostgreSQL
+      // restart during any transaction did, now and then).
+      await truncate();
+      const s = await openFresh();
+      const locker = new pg.Client({ connectionString: db.url });
+      await locker.connect();
+      try {
+        const lockerPid = (await locker.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+        await locker.query('BEGIN');
+        await locker.query('LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE');
+        // recoverLost runs a transaction; its first statement now waits for the lock.
+        const call = s.recoverLost({ expiredBefore: NOW, resumableTypes: [], now: NOW });
+        let victim: number | undefined;
+        for (let i = 0; victim === undefined; i++) {
+          if (i > 500) assert.fail('the transaction never waited for the lock');
+          const rows = await adminQuery<{ pid: number }>(
+            db.name,
+            `SELECT pid FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> $1`,
+            [lockerPid],
+          );
+          victim = rows[0]?.pid;
+          if (victim === undefined) await new Promise((r) => setTimeout(r, 10));
+        }
+        await adminQuery(db.name, 'SELECT pg_terminate_backend($1)', [victim]);
+        await assert.rejects(call, (e) => LeashError.is(e, 'store_unavailable'));
+        await new Promise((r) => setTimeout(r, 200)); // the client's 'error' event follows the rejection
+        await locker.query('ROLLBACK');
+        // Still here, and the store works on a fresh connection.
+        assert.deepEqual(await s.recoverLost({ expiredBefore: NOW, resumableTypes: [], now: NOW }), []);
+      } finally {
+        await locker.end().catch(() => {});
+        await s.close();
+      }
+    });
+
     it('SKIP LOCKED: stores claiming concurrently never claim one task twice', async () => {
       await truncate();
       const stores = await Promise.all([openFresh(), openFresh(), openFresh()]);

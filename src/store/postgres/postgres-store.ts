@@ -154,31 +154,55 @@ export class PostgresStore implements Store {
   }
 
   async #txOn<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-    const c = await this.#live().connect();
+    const c = await this.#checkout();
     try {
       await c.query('BEGIN');
       const out = await fn(c);
       await c.query('COMMIT');
-      c.release();
+      c.done();
       return out;
     } catch (e) {
       try {
         await c.query('ROLLBACK');
-        c.release();
+        c.done();
       } catch (rollbackError) {
-        c.release(rollbackError as Error); // a broken connection is destroyed, not reused
+        c.done(rollbackError as Error); // a broken connection is destroyed, not reused
       }
       throw e;
     }
   }
 
-  async migrate(): Promise<void> {
+  /**
+   * A pooled client for several statements. pg-pool takes its idle error listener off
+   * a client it hands out, and a checked-out client whose connection dies (PostgreSQL
+   * shutting down) emits 'error': unheard, that would end the process. This one is
+   * heard until the client goes back, and a client that failed is destroyed then.
+   */
+  async #checkout(): Promise<pg.PoolClient & { done(err?: Error | boolean): void }> {
     const c = await this.#live().connect();
+    let failed: Error | null = null;
+    const onError = (err: Error): void => {
+      failed ??= err;
+    };
+    c.on('error', onError);
+    return Object.assign(c, {
+      done: (err?: Error | boolean): void => {
+        const broken = err || failed;
+        // A broken client is thrown away, and its connection may still report its end:
+        // keep listening. A healthy one goes back to the pool, which listens again.
+        if (!broken) c.off('error', onError);
+        c.release(broken || undefined);
+      },
+    });
+  }
+
+  async migrate(): Promise<void> {
+    const c = await this.#checkout();
     try {
       await migrate(c);
-      c.release();
+      c.done();
     } catch (e) {
-      c.release(true);
+      c.done(true);
       throw e;
     }
   }
