@@ -343,6 +343,25 @@ describe('leash tasks / leash run (no terminal)', () => {
     assert.equal(r.stdout.trimEnd(), t.output_text.trimEnd());
   });
 
+  it('run: Ctrl+C while the task is still being created cancels it once the server has it', async () => {
+    const w = h();
+    const before = new Set((await client.tasks.list({ limit: 100 })).data.map((t) => t.id));
+    // Ctrl+C as soon as run listens for it, which is while its create request is out.
+    w.signals.once('newListener', (event) => {
+      if (event === 'SIGINT') setImmediate(() => w.signals.emit('SIGINT'));
+    });
+    const p = call(runRun, ['generate', '--input', JSON.stringify({ prompt: 'early', model: SLOW })], w);
+    const r = await p;
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /Cancelling as soon as the server has the task/);
+    const id = /Started (task_\w+)/.exec(r.stderr)?.[1];
+    assert.ok(id, r.stderr);
+    assert.ok(!before.has(id));
+    const t = await client.tasks.get(id);
+    assert.equal(t.status, 'cancelled');
+    assert.equal(t.cancel?.reason, 'user');
+  });
+
   it('the real binary: SIGINT to `leash run` cancels the server task', async () => {
     let child: ReturnType<typeof spawn> | undefined;
     let out = '';

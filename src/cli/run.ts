@@ -3,8 +3,9 @@
 import { readFile } from 'node:fs/promises';
 import { text } from 'node:stream/consumers';
 import { parseArgs } from 'node:util';
-import { CONNECTION_OPTIONS, EXIT, connect, parseFailure, processIo, usage, withErrors } from './common.ts';
+import { CONNECTION_OPTIONS, EXIT, connect, explain, parseFailure, processIo, usage, withErrors } from './common.ts';
 import type { Io } from './common.ts';
+import { ConflictError } from '../client/index.ts';
 import { followTask, outputMode } from './follow.ts';
 import { parseDuration } from './format.ts';
 import { RUN_USAGE } from './help.ts';
@@ -69,14 +70,47 @@ export async function runRun(argv: string[], io: Io = processIo()): Promise<numb
   const conn = connect(values, io.env);
   const json = values.json === true;
 
-  const task = await withErrors(conn, () =>
-    conn.client.tasks.create({
-      type,
-      input,
-      ...(priority !== undefined && { priority }),
-      ...(deadlineMs !== undefined && { deadline_ms: deadlineMs }),
-    }),
-  );
+  // Ctrl+C while the task is being created: the server may already have it, and
+  // exiting now would leave it running unseen. Let the create answer, then cancel it
+  // (below); a second Ctrl+C gives up waiting for the answer.
+  const giveUp = new AbortController();
+  let interrupted = false;
+  const onSigint = (): void => {
+    if (interrupted) return giveUp.abort();
+    interrupted = true;
+    io.stderr.write('Cancelling as soon as the server has the task… (Ctrl+C again to stop waiting)\n');
+  };
+  io.signals.on('SIGINT', onSigint);
+  let task;
+  try {
+    task = await withErrors(conn, () =>
+      conn.client.tasks.create(
+        {
+          type,
+          input,
+          ...(priority !== undefined && { priority }),
+          ...(deadlineMs !== undefined && { deadline_ms: deadlineMs }),
+        },
+        { signal: giveUp.signal },
+      ),
+    );
+  } catch (err) {
+    if (giveUp.signal.aborted) {
+      io.stderr.write('Stopped waiting; the task may have been created (check with: leash tasks list).\n');
+      return EXIT.interrupted;
+    }
+    throw err;
+  } finally {
+    io.signals.off('SIGINT', onSigint);
+  }
+  if (interrupted) {
+    io.stderr.write(`Started ${task.id} (${task.type}); cancelling it.\n`);
+    await conn.client.tasks.cancel(task.id, { reason: 'user' }).catch((err: unknown) => {
+      if (!(err instanceof ConflictError)) throw explain(err, conn); // a conflict: it ended meanwhile
+    });
+    // Follow it to its (cancelled) end, as a Ctrl+C while following does.
+    return followTask({ conn, io, task, mode: outputMode(io, json), onInterrupt: 'detach' });
+  }
   if (values.detach === true) {
     io.stdout.write(json ? JSON.stringify(task, null, 2) + '\n' : task.id + '\n');
     return EXIT.ok;
