@@ -41,6 +41,35 @@ async function drain(model: Model, opts: ModelCallOptions): Promise<{ deltas: st
   return { deltas, finish };
 }
 
+/**
+ * Streams until the third delta, then aborts from a timer (while the stream waits for
+ * the next upstream token); returns what was thrown, when, and the deltas seen.
+ */
+async function abortAfterThreeDeltas(
+  model: Model,
+): Promise<{ reason: CancelledError; err: unknown; abortAt: number; thrownAt: number; seen: string[] }> {
+  const ac = new AbortController();
+  const reason = new CancelledError('user');
+  let abortAt = 0;
+  const seen: string[] = [];
+  let err: unknown;
+  try {
+    for await (const p of model.stream({ messages: msgs, abortSignal: ac.signal })) {
+      if (p.type !== 'text-delta') continue;
+      seen.push(p.text);
+      if (seen.length === 3) {
+        setTimeout(() => {
+          abortAt = performance.now();
+          ac.abort(reason);
+        }, 5);
+      }
+    }
+  } catch (e) {
+    err = e;
+  }
+  return { reason, err, abortAt, thrownAt: performance.now(), seen };
+}
+
 /** Runs the stream to its end and returns what it threw (fails if it did not throw). */
 async function streamError(model: Model, opts: ModelCallOptions, seen: string[] = []): Promise<unknown> {
   try {
@@ -84,27 +113,7 @@ describe('AI SDK adapter: openai-compatible streaming', () => {
   it('closes the upstream socket within a few ms of an abort, mid-stream', async () => {
     up.options = { behaviour: 'stream', intervalMs: 40, tokens: Array.from({ length: 200 }, (_, i) => ` t${i}`) };
     const n = up.requests.length;
-    const ac = new AbortController();
-    const reason = new CancelledError('user');
-    let abortAt = 0;
-    const seen: string[] = [];
-    let err: unknown;
-    try {
-      for await (const p of openai().stream({ messages: msgs, abortSignal: ac.signal })) {
-        if (p.type !== 'text-delta') continue;
-        seen.push(p.text);
-        // Abort from a timer while the stream waits for the next upstream token.
-        if (seen.length === 3) {
-          setTimeout(() => {
-            abortAt = performance.now();
-            ac.abort(reason);
-          }, 5);
-        }
-      }
-    } catch (e) {
-      err = e;
-    }
-    const thrownAt = performance.now();
+    const { reason, err, abortAt, thrownAt, seen } = await abortAfterThreeDeltas(openai());
     assert.equal(err, reason, 'the stream throws the signal reason');
     assert.ok(thrownAt - abortAt < 50, `stream ended ${thrownAt - abortAt} ms after the abort`);
     const req = up.requests[n]!;
@@ -520,27 +529,7 @@ describe('anthropic: against a fake Anthropic Messages API', () => {
     const tokens = Array.from({ length: 200 }, (_, i) => ` c${i}`);
     script = { tokens, intervalMs: 40, inputTokens: 3, outputTokens: 200, stopReason: 'end_turn' };
     const n = seen.length;
-    const ac = new AbortController();
-    const reason = new CancelledError('user');
-    let abortAt = 0;
-    const got: string[] = [];
-    let err: unknown;
-    try {
-      for await (const p of claude().stream({ messages: msgs, abortSignal: ac.signal })) {
-        if (p.type !== 'text-delta') continue;
-        got.push(p.text);
-        // Abort from a timer while the stream waits for the next upstream delta.
-        if (got.length === 3) {
-          setTimeout(() => {
-            abortAt = performance.now();
-            ac.abort(reason);
-          }, 5);
-        }
-      }
-    } catch (e) {
-      err = e;
-    }
-    const thrownAt = performance.now();
+    const { reason, err, abortAt, thrownAt, seen: got } = await abortAfterThreeDeltas(claude());
     assert.equal(err, reason, 'the stream throws the signal reason');
     assert.ok(thrownAt - abortAt < 50, `stream ended ${thrownAt - abortAt} ms after the abort`);
     const req = seen[n]!;
