@@ -506,25 +506,20 @@ export class Runtime {
       return;
     }
     this.#pumping = true;
-    this.#pumpDone = new Promise<void>((resolve) =>
-      setImmediate(() => {
-        void (async () => {
-          try {
-            do {
-              this.#pumpAgain = false;
-              this.#claimStarted = false;
-              await this.#pumpOnce();
-            } while (this.#pumpAgain && this.#accepting);
-          } catch (err) {
-            this.#log.error({ err }, 'claiming tasks failed');
-          } finally {
-            this.#pumping = false;
-            this.#claimStarted = false;
-            resolve();
-          }
-        })();
-      }),
-    );
+    this.#pumpDone = new Promise((r) => setImmediate(r)).then(async () => {
+      try {
+        do {
+          this.#pumpAgain = false;
+          this.#claimStarted = false;
+          await this.#pumpOnce();
+        } while (this.#pumpAgain && this.#accepting);
+      } catch (err) {
+        this.#log.error({ err }, 'claiming tasks failed');
+      } finally {
+        this.#pumping = false;
+        this.#claimStarted = false;
+      }
+    });
   }
 
   async #pumpOnce(): Promise<void> {
