@@ -7,7 +7,16 @@
 // node_lost, recovery) is done by the store atomically with `last_seq + 1`.
 
 import type { Isolation } from '../runtime/isolation/protocol.ts';
-import type { CancelReason, Task, TaskError, TaskEvent, TaskStatus, ListTasksFilter, Page, BatchCancelFilter } from '../runtime/types.ts';
+import type {
+  CancelReason,
+  Task,
+  TaskError,
+  TaskEvent,
+  TaskStatus,
+  ListTasksFilter,
+  Page,
+  BatchCancelFilter,
+} from '../runtime/types.ts';
 
 export interface NewTask {
   id: string;
@@ -201,13 +210,23 @@ export interface Store {
    * ones end `cancelled`; ones whose type is in `resumableTypes` go back to
    * `queued` (checkpoint kept); the rest end `failed` with code `node_lost`.
    */
-  recoverLost(opts: { nodeId?: string; expiredBefore?: string; resumableTypes: string[]; now: string }): Promise<Task[]>;
+  recoverLost(opts: {
+    nodeId?: string;
+    expiredBefore?: string;
+    resumableTypes: string[];
+    now: string;
+  }): Promise<Task[]>;
 
   /** Deletes tasks (and their events) that ended before `endedBefore`. Returns how many. */
   purgeEnded(endedBefore: string): Promise<number>;
 
   // ── threads and messages ─────────────────────────────────────────────────
-  createThread(t: { id: string; owner: string; created_at: string; metadata: Record<string, unknown> }): Promise<Thread>;
+  createThread(t: {
+    id: string;
+    owner: string;
+    created_at: string;
+    metadata: Record<string, unknown>;
+  }): Promise<Thread>;
   getThread(id: string, owner?: string): Promise<Thread | null>;
   listThreads(owner: string, limit: number, cursor?: string): Promise<Page<Thread>>;
   deleteThread(id: string, owner: string): Promise<boolean>;

@@ -15,7 +15,23 @@ import type {
   TaskEvent,
   TaskStatus,
 } from '../../runtime/types.ts';
-import type { ClaimOptions, CreateTaskOptions, CreateTaskResult, EventWrite, LeaseRenewal, Message, MessageStatus, NewMessage, NewTask, Notifier, Store, TaskPatch, Thread, ClaimedTask, TaskRunOptions } from '../store.ts';
+import type {
+  ClaimOptions,
+  CreateTaskOptions,
+  CreateTaskResult,
+  EventWrite,
+  LeaseRenewal,
+  Message,
+  MessageStatus,
+  NewMessage,
+  NewTask,
+  Notifier,
+  Store,
+  TaskPatch,
+  Thread,
+  ClaimedTask,
+  TaskRunOptions,
+} from '../store.ts';
 import { addMs, leaseRenewalOf } from '../lease.ts';
 import { migrate } from './migrations.ts';
 import { LocalNotifier } from './notifier.ts';
