@@ -68,7 +68,6 @@ async function* streamChat(config: OpenAiCompatibleConfig, call: ModelCallOption
   // which destroys the request: the upstream socket closes.
   const onAbort = (): void => void req.destroy();
   signal?.addEventListener('abort', onAbort, { once: true });
-  let parsed: ModelStreamPart[] = [];
   let text = '';
   let tokens = 0;
   let usage: { input_tokens: number; output_tokens: number } | null = null;
@@ -117,11 +116,6 @@ async function* streamChat(config: OpenAiCompatibleConfig, call: ModelCallOption
       }
     },
   });
-  const take = (): void => {
-    // Everything one network read carried is one delta: as fast as it arrived, no faster.
-    if (text !== '') parsed.push({ type: 'text-delta', text });
-    text = '';
-  };
 
   let ended = false;
   try {
@@ -129,11 +123,11 @@ async function* streamChat(config: OpenAiCompatibleConfig, call: ModelCallOption
     try {
       for await (const piece of res) {
         parser.feed(piece as string);
-        take();
-        if (parsed.length > 0) {
-          const out = parsed;
-          parsed = [];
-          yield* out;
+        // Everything one network read carried is one delta: as fast as it arrived, no faster.
+        if (text !== '') {
+          const delta = text;
+          text = '';
+          yield { type: 'text-delta', text: delta };
         }
         if (bad) throw bad;
         if (done) break;
