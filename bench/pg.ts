@@ -12,6 +12,7 @@
 // pay the same: their client code and their round trips to the server.
 //
 // Run: npx node bench/pg.ts [--tasks 2000] [--cancels 300] [--pg postgres://postgres@127.0.0.1:5432/test]
+//      experiments: [--concurrency 16] [--leash-only] [--cancels 0]
 
 import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
@@ -29,11 +30,15 @@ const { values: args } = parseArgs({
     tasks: { type: 'string', default: '2000' },
     pg: { type: 'string', default: process.env.LEASH_BENCH_PG ?? 'postgres://postgres@127.0.0.1:5432/test' },
     cancels: { type: 'string', default: '300' },
+    // For experiments: one concurrency, or leash alone (the recorded figures use the defaults).
+    concurrency: { type: 'string', default: '1,16' },
+    'leash-only': { type: 'boolean', default: false },
   },
 });
 const N = Number(args.tasks);
 const CANCELS = Number(args.cancels);
-const CONCURRENCIES = [1, 16];
+const CONCURRENCIES = args.concurrency!.split(',').map(Number);
+const LEASH_ONLY = args['leash-only']!;
 const BULLMQ_VERSION = (createRequire(import.meta.url)('bullmq/package.json') as { version: string }).version;
 
 interface RunResult {
@@ -267,8 +272,22 @@ console.log(`BullMQ ${BULLMQ_VERSION} has a PostgreSQL backend (createPostgresBa
 try {
   for (const c of CONCURRENCIES) {
     const leash = await leashRun(c, N);
-    const bull = await bullRun(bullPg, c, N);
+    const bull = LEASH_ONLY ? null : await bullRun(bullPg, c, N);
     console.log(`\n-- concurrency ${c}`);
+    if (bull === null) {
+      row(`leash (PostgreSQL) tasks/s, c=${c}`, `${Math.round(leash.tasksPerSec)} /s`);
+      row(
+        `leash pickup p50 / p99, c=${c}`,
+        `${fmt(leash.pickup.p50)} / ${fmt(leash.pickup.p99)}`,
+        '≤ 5 ms',
+        leash.pickup.p50 <= 5,
+      );
+      row(
+        `  of which create (committed) · then claimed and running, p50`,
+        `${fmt(leash.parts!.create.p50)} · ${fmt(leash.parts!.claim.p50)}`,
+      );
+      continue;
+    }
     const ratio = leash.tasksPerSec / bull.tasksPerSec;
     row(`leash (PostgreSQL) tasks/s, c=${c}`, `${Math.round(leash.tasksPerSec)} /s`, `≥ 1.0× BullMQ`, ratio >= 1);
     row(`BullMQ ${BULLMQ_VERSION} (PostgreSQL backend) tasks/s, c=${c}`, `${Math.round(bull.tasksPerSec)} /s`);
@@ -283,10 +302,12 @@ try {
     }
     row(`BullMQ (PostgreSQL) pickup p50 / p99, c=${c}`, `${fmt(bull.pickup.p50)} / ${fmt(bull.pickup.p99)}`);
   }
-  const cancel = await leashCancel(CANCELS);
-  console.log(`\n-- cross-node cancel (cancel on node B → handler on node A aborted), ${cancel.n} samples`);
-  row('leash cross-node cancel p50', fmt(cancel.p50));
-  row('leash cross-node cancel p99', fmt(cancel.p99), '≤ 50 ms', cancel.p99 <= 50);
+  if (CANCELS > 0) {
+    const cancel = await leashCancel(CANCELS);
+    console.log(`\n-- cross-node cancel (cancel on node B → handler on node A aborted), ${cancel.n} samples`);
+    row('leash cross-node cancel p50', fmt(cancel.p50));
+    row('leash cross-node cancel p99', fmt(cancel.p99), '≤ 50 ms', cancel.p99 <= 50);
+  }
 } finally {
   await admin(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`).catch(() => {});
 }

@@ -5,8 +5,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
+import pino from 'pino';
 import { LeashError } from '../src/runtime/errors.ts';
+import { EventLog } from '../src/runtime/event-log.ts';
 import { MIGRATIONS, migrate } from '../src/store/postgres/migrations.ts';
+import { PgNotifier } from '../src/store/postgres/notifier.ts';
 import { PostgresStore } from '../src/store/postgres/postgres-store.ts';
 import { openStore, parseStoreUrl } from '../src/store/open.ts';
 import { adminQuery, createTestDatabase, postgresSkip, type TestDatabase } from './helpers/postgres.ts';
@@ -188,12 +191,13 @@ describe('PostgresStore', { skip }, () => {
       }
     });
 
-    it('createTask and writeEvents announce themselves to the other stores, in their own commit', async () => {
+    it('writes send no NOTIFY; the event log announces each batch after its commit, once per task', async () => {
+      // A transaction that notifies holds PostgreSQL's notify-queue lock through its
+      // commit: creates and event writes that notified committed one at a time.
       await truncate();
       const a = await openFresh();
       const b = await openFresh();
       try {
-        assert.equal(a.announcesWrites, true);
         const atB: string[] = [];
         const atA: string[] = [];
         for (const ch of ['wakeup', 'events'] as const) {
@@ -201,27 +205,74 @@ describe('PostgresStore', { skip }, () => {
           a.notifier.subscribe(ch, (p) => atA.push(`${ch} ${p}`));
         }
         await a.createTask(newTask('task_n1'), { maxQueuedPerOwner: 10 });
-        assert.deepEqual(await a.createTask(newTask('task_n2'), { maxQueuedPerOwner: 1 }), {
-          kind: 'queue_full',
-          queued: 1,
-        });
         await a.claimTasks({ nodeId: 'n1', max: 1, maxRunningPerOwner: 10, leaseMs: 60_000, now: NOW });
-        const ev = (seq: number) => ({
-          event: { task_id: 'task_n1', seq, type: 'output.delta' as const, data: { text: 'x' }, created_at: NOW },
-          patch: { append_output: 'x' },
-        });
-        await a.writeEvents([ev(3), ev(4)]);
-        await assert.rejects(a.writeEvents([ev(4)])); // refused: announces nothing
-        await waitFor(() => atB.length >= 2, 'announcements at B');
-        await new Promise((r) => setTimeout(r, 150));
-        assert.deepEqual(
-          atB,
-          ['wakeup ', 'events task_n1:4'],
-          'one wakeup for the one created task, one events per batch',
+        const delta = (seq: number) => ({ type: 'output.delta' as const, data: { text: 'x' } });
+        await a.writeEvents(
+          [3, 4].map((seq) => ({ event: { ...delta(seq), task_id: 'task_n1', seq, created_at: NOW } })),
         );
-        assert.deepEqual(atA, [], 'a store does not hear its own announcements');
+        await new Promise((r) => setTimeout(r, 150));
+        assert.deepEqual(atB, [], 'the store itself announced nothing');
+
+        const log = new EventLog(a, pino({ level: 'silent' }));
+        for (const seq of [5, 6, 7]) log.append('task_n1', seq, delta(seq), { append_output: 'x' });
+        await log.flush();
+        await waitFor(() => atB.length >= 1, 'announcement at B');
+        await new Promise((r) => setTimeout(r, 150));
+        assert.deepEqual(atB, ['events task_n1:7'], 'one announcement for the batch: its last seq');
+        assert.deepEqual(atA, ['events task_n1:7'], 'A heard it once, locally');
+        const row = await adminQuery<{ output_text: string; last_seq: number }>(
+          db.name,
+          `SELECT output_text, last_seq FROM tasks WHERE id = 'task_n1'`,
+        );
+        assert.deepEqual(row[0], { output_text: 'xxx', last_seq: 7 }, 'announced after the batch was stored');
       } finally {
         await a.close();
+        await b.close();
+      }
+    });
+
+    it('a burst of publishes goes out in few NOTIFY statements, one at a time, repeats dropped, order kept', async () => {
+      const pool = new pg.Pool({ connectionString: db.url, max: 4 });
+      const statements: number[] = [];
+      let inFlight = 0;
+      const query = pool.query.bind(pool) as (...args: unknown[]) => Promise<unknown>;
+      (pool as unknown as { query: unknown }).query = async (...args: unknown[]) => {
+        statements.push(++inFlight);
+        try {
+          return await query(...args);
+        } finally {
+          inFlight--;
+        }
+      };
+      const a = new PgNotifier({ connection: { connectionString: db.url }, pool, onError });
+      const b = await openFresh();
+      try {
+        await a.start();
+        const atB: string[] = [];
+        b.notifier.subscribe('cancel', (p) => atB.push(p));
+        b.notifier.subscribe('wakeup', (p) => atB.push(`wakeup ${p}`));
+        const sent: Array<Promise<void>> = [];
+        for (let i = 0; i < 200; i++) {
+          sent.push(a.publish('cancel', `task_${i}:user`), a.publish('wakeup', ''));
+          if (i % 50 === 0) await new Promise((r) => setImmediate(r)); // spread over several ticks
+        }
+        await Promise.all(sent);
+        await waitFor(() => atB.length >= 201, 'delivery at B');
+        await new Promise((r) => setTimeout(r, 100));
+        assert.deepEqual(
+          atB.filter((p) => !p.startsWith('wakeup')),
+          Array.from({ length: 200 }, (_, i) => `task_${i}:user`),
+        );
+        const wakeups = atB.length - 200;
+        assert.ok(
+          statements.length >= 1 && statements.length <= 5,
+          `${statements.length} statements for 400 publishes`,
+        );
+        assert.ok(wakeups <= statements.length, `${wakeups} wakeups: at most one per statement`);
+        assert.deepEqual(new Set(statements), new Set([1]), 'never two NOTIFY statements at once');
+      } finally {
+        await a.close();
+        await pool.end();
         await b.close();
       }
     });

@@ -42,8 +42,8 @@ export class EventLog {
   constructor(store: Store, log: Logger, opts: EventLogOptions = {}) {
     this.#store = store;
     this.#log = log;
-    // A store that announces its own writes (in the same commit) needs no second NOTIFY.
-    this.#crossNode = store.kind !== 'sqlite' && store.announcesWrites !== true;
+    // Other nodes hear of a batch after its commit (SQLite has no other nodes).
+    this.#crossNode = store.kind !== 'sqlite';
     this.#onTaskLost = opts.onTaskLost ?? (() => {});
   }
 

@@ -354,7 +354,7 @@ export class Runtime {
     }
     if (res.kind === 'created') {
       this.#schedulePump();
-      if (this.store.kind !== 'sqlite' && this.store.announcesWrites !== true) {
+      if (this.store.kind !== 'sqlite') {
         void this.store.notifier.publish('wakeup', '').catch(() => {});
       }
     }

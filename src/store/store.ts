@@ -141,13 +141,6 @@ export interface Notifier {
 export interface Store {
   readonly kind: 'sqlite' | 'postgres';
   readonly notifier: Notifier;
-  /**
-   * The store tells the other nodes about its own writes, in the same transaction
-   * (PostgreSQL: NOTIFY inside the statement): `createTask` sends `wakeup` and
-   * `writeEvents` sends `id:seq` on `events` for each task written. The runtime then
-   * publishes neither itself. Absent: the runtime publishes them (when cross-node).
-   */
-  readonly announcesWrites?: boolean;
 
   /** Applies numbered migrations; safe to call on every start. */
   migrate(): Promise<void>;

@@ -1,13 +1,15 @@
 // writeEvents on PostgreSQL: the whole batch (events of many tasks, and each task's
 // row patches folded into one) is a single statement, so it is atomic and costs one
-// round trip; it also NOTIFYs `id:seq` per task on `events`, sent at its commit. A seq already taken (another node took the task over) or a task that
+// round trip. A seq already taken (another node took the task over) or a task that
 // is gone fails the statement; the caller then learns which task, to drop its events.
+// No NOTIFY in here: a transaction that notifies holds PostgreSQL's one notify-queue
+// lock through its commit (WAL flush included), so every writer would queue behind it;
+// the event log announces a batch after its commit, through the notifier.
 
 import type pg from 'pg';
 import { LeashError } from '../../runtime/errors.ts';
 import type { CancelReason, TaskStatus } from '../../runtime/types.ts';
 import type { EventWrite, TaskPatch } from '../store.ts';
-import { PG_CHANNELS } from './notifier.ts';
 import { pgText } from './rows.ts';
 
 // Parameters are column arrays (unnest), not one JSON document: json_to_recordset would
@@ -34,9 +36,9 @@ const WRITE = `WITH ev AS (
     AS p(id, seq, append, set_status, status, set_progress, progress, set_progress_message, progress_message,
       set_result, result, set_error, error, set_cancel, cancel_reason, cancel_requested_at, set_ended_at, ended_at)
   WHERE t.id = p.id
-  RETURNING t.id, p.seq
+  RETURNING 1
   )
-  SELECT pg_notify('${PG_CHANNELS.events}', $24 || up.id || ':' || up.seq) FROM up`;
+  SELECT count(*) FROM up`;
 
 // Column order of the patch arrays ($6 … $23).
 const PATCH_COLUMNS = [
@@ -115,8 +117,7 @@ function fold(m: Merged, p: TaskPatch): void {
   }
 }
 
-/** `origin`: the notifier's, so this node does not hear its own announcements back. */
-export async function writeEventsWith(db: pg.Pool, writes: EventWrite[], origin: string): Promise<void> {
+export async function writeEventsWith(db: pg.Pool, writes: EventWrite[]): Promise<void> {
   const merged = new Map<string, Merged>();
   for (const { event, patch } of writes) {
     let m = merged.get(event.task_id);
@@ -157,7 +158,6 @@ export async function writeEventsWith(db: pg.Pool, writes: EventWrite[], origin:
         col === 'result' || col === 'error' ? (m[col] === null ? null : JSON.stringify(m[col])) : m[col],
       ),
     ),
-    `${origin}|`,
   ];
   try {
     await db.query({ name: 'leash_write_events', text: WRITE, values });

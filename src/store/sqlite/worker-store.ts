@@ -36,7 +36,7 @@ import { LocalNotifier } from './notifier.ts';
 import type { SqliteStore } from './sqlite-store.ts';
 import type { FromStoreWorker, ToStoreWorker, WorkerError } from './worker-entry.ts';
 
-type Method = Exclude<keyof SqliteStore, 'kind' | 'notifier' | 'announcesWrites' | 'path'>;
+type Method = Exclude<keyof SqliteStore, 'kind' | 'notifier' | 'path'>;
 
 export class SqliteWorkerStore implements Store {
   readonly kind = 'sqlite' as const;
