@@ -206,15 +206,13 @@ describe('PostgresStore', { skip }, () => {
         }
         await a.createTask(newTask('task_n1'), { maxQueuedPerOwner: 10 });
         await a.claimTasks({ nodeId: 'n1', max: 1, maxRunningPerOwner: 10, leaseMs: 60_000, now: NOW });
-        const delta = (seq: number) => ({ type: 'output.delta' as const, data: { text: 'x' } });
-        await a.writeEvents(
-          [3, 4].map((seq) => ({ event: { ...delta(seq), task_id: 'task_n1', seq, created_at: NOW } })),
-        );
+        const delta = () => ({ type: 'output.delta' as const, data: { text: 'x' } });
+        await a.writeEvents([3, 4].map((seq) => ({ event: { ...delta(), task_id: 'task_n1', seq, created_at: NOW } })));
         await new Promise((r) => setTimeout(r, 150));
         assert.deepEqual(atB, [], 'the store itself announced nothing');
 
         const log = new EventLog(a, pino({ level: 'silent' }));
-        for (const seq of [5, 6, 7]) log.append('task_n1', seq, delta(seq), { append_output: 'x' });
+        for (const seq of [5, 6, 7]) log.append('task_n1', seq, delta(), { append_output: 'x' });
         await log.flush();
         await waitFor(() => atB.length >= 1, 'announcement at B');
         await new Promise((r) => setTimeout(r, 150));
