@@ -10,7 +10,7 @@
 
 import { fork } from 'node:child_process';
 import http from 'node:http';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,6 +27,8 @@ const upstreamProc = fork(fileURLToPath(new URL('./relay-upstream.ts', import.me
 const upstreamUrl = await new Promise<string>((r) =>
   upstreamProc.once('message', (m: { ready: string }) => r(m.ready)),
 );
+const bareProc = fork(fileURLToPath(new URL('./relay-bare.ts', import.meta.url)), [upstreamUrl], { stdio: 'inherit' });
+const bareUrl = await new Promise<string>((r) => bareProc.once('message', (m: { ready: string }) => r(m.ready)));
 const serve = await startServeProcess(
   'leash serve',
   {
@@ -43,10 +45,32 @@ const serve = await startServeProcess(
 );
 const server = serve.proc;
 const url = serve.url;
-/** CPU seconds (user + system) the server process has used so far. */
-const serverCpu = (): number => {
-  const f = readFileSync(`/proc/${server.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+/** CPU seconds (user + system) a process has used so far. */
+const processCpu = (pid: number | undefined): number => {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+};
+const serverCpu = (): number => processCpu(server.pid);
+const upstreamCpu = (): number => processCpu(upstreamProc.pid);
+/** CPU seconds per thread of the server, by kind: the event loop, worker threads (the SQLite store's), the rest (V8's GC helpers, libuv). */
+const serverThreadsCpu = (): { main: number; worker: number; other: number } => {
+  const out = { main: 0, worker: 0, other: 0 };
+  for (const tid of readdirSync(`/proc/${server.pid}/task`)) {
+    try {
+      const f = readFileSync(`/proc/${server.pid}/task/${tid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      const comm = readFileSync(`/proc/${server.pid}/task/${tid}/comm`, 'utf8').trim();
+      const kind = Number(tid) === server.pid ? 'main' : comm === 'WorkerThread' ? 'worker' : 'other';
+      out[kind] += (Number(f[11]) + Number(f[12])) / 100;
+    } catch {
+      // the thread ended between the listing and the read
+    }
+  }
+  return out;
+};
+/** The server's event loop thread: ms on a core and ms runnable but waiting for one (/proc schedstat). */
+const mainSched = (): { run: number; wait: number } => {
+  const [run, wait] = readFileSync(`/proc/${server.pid}/task/${server.pid}/schedstat`, 'utf8').split(' ').map(Number);
+  return { run: run! / 1e6, wait: wait! / 1e6 };
 };
 const rssKb = (): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${server.pid}/status`, 'utf8'))![1]);
 
@@ -100,6 +124,7 @@ const chatBody = (model: string) => ({ model, stream: true, messages: [{ role: '
 
 const paths: Record<string, (model: string, s: Sample) => Promise<void>> = {
   direct: (model, s) => postSse(`${upstreamUrl}/chat/completions`, chatBody(model), s),
+  'bare relay': (model, s) => postSse(`${bareUrl}/relay`, chatBody(model), s),
   'leash SSE': (model, s) =>
     postSse(
       `${url}/api/tasks`,
@@ -137,6 +162,7 @@ try {
   // 1. Throughput of one burst stream.
   const rates: Record<string, number> = {};
   for (const [name, run] of Object.entries(paths)) {
+    if (name === 'bare relay') continue; // the floor for many slow streams (part 2) only
     await run('relay-0-500', newSample()); // warm-up
     const s = newSample();
     const t0 = abs();
@@ -160,11 +186,19 @@ try {
   const TOKENS = 100; // 5 s at 20 tokens/s
   const idleRss = rssKb();
   const latency: Record<string, ReturnType<typeof summarize>> = {};
-  for (const name of ['direct', 'leash SSE'] as const) {
+  for (const name of ['direct', 'bare relay', 'leash SSE'] as const) {
     const samples = Array.from({ length: STREAMS }, newSample);
     let peakRss = 0;
     const sampler = setInterval(() => (peakRss = Math.max(peakRss, rssKb())), 250);
-    const cpu0 = { server: serverCpu(), client: process.cpuUsage(), at: performance.now() };
+    const cpu0 = {
+      server: serverCpu(),
+      threads: serverThreadsCpu(),
+      client: process.cpuUsage(),
+      upstream: upstreamCpu(),
+      bare: processCpu(bareProc.pid),
+      sched: mainSched(),
+      at: performance.now(),
+    };
     // Stagger the starts over one token interval so the ticks don't all coincide.
     await Promise.all(
       samples.map(async (s, i) => {
@@ -175,10 +209,26 @@ try {
     clearInterval(sampler);
     const wall = (performance.now() - cpu0.at) / 1000;
     const client = process.cpuUsage(cpu0.client);
+    const pct = (sec: number): string => `${Math.round((sec / wall) * 100)} %`;
+    const threads = serverThreadsCpu();
     row(
-      `${name}: CPU busy, server · this client (${STREAMS} streams)`,
-      `${name === 'direct' ? '—' : `${Math.round(((serverCpu() - cpu0.server) / wall) * 100)} %`} · ${Math.round(((client.user + client.system) / 1e6 / wall) * 100)} %`,
+      `${name}: CPU busy, relay (leash: event loop + SQLite thread + GC/libuv) · upstream · this client (${STREAMS} streams)`,
+      `${
+        name === 'direct'
+          ? '—'
+          : name === 'bare relay'
+            ? pct(processCpu(bareProc.pid) - cpu0.bare)
+            : `${pct(serverCpu() - cpu0.server)} (${pct(threads.main - cpu0.threads.main)} + ${pct(threads.worker - cpu0.threads.worker)} + ${pct(threads.other - cpu0.threads.other)})`
+      } · ${pct(upstreamCpu() - cpu0.upstream)} · ${pct((client.user + client.system) / 1e6)}`,
     );
+    if (name === 'leash SSE') {
+      const sched = mainSched();
+      const ms = wall * 1000;
+      row(
+        `${name}: event loop thread on a core · waiting for a core`,
+        `${Math.round(((sched.run - cpu0.sched.run) / ms) * 100)} % · ${Math.round(((sched.wait - cpu0.sched.wait) / ms) * 100)} %`,
+      );
+    }
     const lat = summarize(samples.flatMap((s) => s.latencies));
     const got = samples.reduce((n, s) => n + s.count, 0);
     row(`${name}: per-delta latency p50 (${STREAMS} streams)`, fmt(lat.p50));
@@ -190,12 +240,18 @@ try {
     latency[name] = lat;
   }
   const d = latency.direct!;
+  const b = latency['bare relay']!;
+  row(
+    'added by the bare relay (the floor): per-delta latency p50 · p99',
+    `${fmt(b.p50 - d.p50)} · ${fmt(b.p99 - d.p99)}`,
+  );
   const l = latency['leash SSE']!;
   row('added by leash: per-delta latency p50', fmt(l.p50 - d.p50));
   row('added by leash: per-delta latency p99', fmt(l.p99 - d.p99), '≤ 10 ms', l.p99 - d.p99 <= 10);
 } finally {
   server.kill('SIGTERM');
   upstreamProc.kill();
+  bareProc.kill();
   await new Promise((r) => server.once('exit', r));
   rmSync(dir, { recursive: true, force: true });
 }

@@ -202,7 +202,9 @@ Also: LEASH_API_KEYS="key:owner,key2:owner2" (required for a non-loopback host),
       last heartbeat, default 30000), LEASH_NODE_ID (this node's name in the database and
       logs, default random), LEASH_RATE_LIMIT (requests per minute per API key, answered
       429 with Retry-After past it; default off), LEASH_SQLITE_THREAD=0 (run SQLite on the
-      main thread instead of its own).`;
+      main thread instead of its own), LEASH_EVENT_BATCH_MS (streamed events are committed
+      at most this often; readers get them at once from memory; default 100 on SQLite,
+      0 on PostgreSQL).`;
 
 const RUNTIME_ENV = {
   LEASH_CONCURRENCY: 'concurrency',
@@ -210,8 +212,9 @@ const RUNTIME_ENV = {
   LEASH_MAX_QUEUED_PER_OWNER: 'maxQueuedPerOwner',
   LEASH_SHUTDOWN_GRACE_MS: 'shutdownGraceMs',
   LEASH_LEASE_MS: 'leaseMs',
+  LEASH_EVENT_BATCH_MS: 'eventBatchMs',
 } as const;
-const RUNTIME_ENV_MIN: Partial<Record<string, number>> = { shutdownGraceMs: 0, leaseMs: 500 };
+const RUNTIME_ENV_MIN: Partial<Record<string, number>> = { shutdownGraceMs: 0, leaseMs: 500, eventBatchMs: 0 };
 
 /** Runtime limits from the environment; a value that is not a positive integer is a usage error. */
 export function runtimeLimitsFromEnv(env: NodeJS.ProcessEnv): NonNullable<StartServerOptions['runtime']> {

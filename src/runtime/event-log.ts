@@ -25,6 +25,12 @@ export interface EventLogOptions {
    * events were dropped here; the runtime must stop the task's handler.
    */
   onTaskLost?: (taskId: string, err: LeashError) => void;
+  /**
+   * Write-behind batches start at most this often (ms; 0 = as soon as the previous one
+   * is committed). Readers never wait for it (they have the events from memory); it
+   * trades how long events stay only in memory for fewer, larger commits.
+   */
+  batchWindowMs?: number;
 }
 
 export class EventLog {
@@ -38,6 +44,8 @@ export class EventLog {
   #scheduled = false;
   #listeners = new Map<string, Set<BusListener>>();
   #retryDelayMs = 0;
+  readonly #windowMs: number;
+  #lastFlushAt = -Infinity;
 
   constructor(store: Store, log: Logger, opts: EventLogOptions = {}) {
     this.#store = store;
@@ -45,6 +53,7 @@ export class EventLog {
     // Other nodes hear of a batch after its commit (SQLite has no other nodes).
     this.#crossNode = store.kind !== 'sqlite';
     this.#onTaskLost = opts.onTaskLost ?? (() => {});
+    this.#windowMs = opts.batchWindowMs ?? 0;
   }
 
   /** Appends an event with the seq its running node assigned. Listeners hear it synchronously. */
@@ -122,7 +131,9 @@ export class EventLog {
       this.#scheduled = false;
       if (!this.#flushing && this.#pending.length > 0) void this.#startFlush();
     };
+    const wait = this.#lastFlushAt + this.#windowMs - performance.now();
     if (this.#retryDelayMs > 0) setTimeout(run, this.#retryDelayMs).unref();
+    else if (wait > 0) setTimeout(run, wait).unref();
     else setImmediate(run);
   }
 
@@ -130,6 +141,7 @@ export class EventLog {
     const batch = this.#pending;
     this.#pending = [];
     this.#inflight = batch;
+    this.#lastFlushAt = performance.now();
     const p = this.#store.writeEvents(batch).then(
       () => {
         this.#retryDelayMs = 0;

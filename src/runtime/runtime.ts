@@ -60,6 +60,13 @@ export interface RuntimeOptions {
   /** On stop(): how long running tasks may finish before they are cancelled with reason `shutdown`. */
   shutdownGraceMs?: number;
   leaseMs?: number;
+  /**
+   * How often streamed events are committed at most (ms). Readers on this node have
+   * them from memory at once either way; fewer, larger commits cost the store less.
+   * Default: 100 on SQLite (no other node reads them), 0 on PostgreSQL (other nodes'
+   * readers see a running task's events only once committed).
+   */
+  eventBatchMs?: number;
   observer?: RuntimeObserver;
   /** Warm slots kept per isolation pool (worker / process). */
   isolationMaxIdle?: number;
@@ -75,6 +82,8 @@ interface Active {
   /** Emitted text not yet appended as an event (flushed at the end of this event-loop turn). */
   pendingText: string;
   textFlush: NodeJS.Immediate | null;
+  /** When the last `output.delta` was appended (performance.now()). */
+  lastDeltaAt: number;
   isolation: Isolation;
   forced: boolean;
   seq: number;
@@ -93,6 +102,8 @@ interface Active {
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** A delta coming this long after the previous one is sent at once, not coalesced with the rest of its loop turn. */
+const SLOW_DELTA_MS = 5;
 const RECENT_PROGRESS = 20;
 const FAR_FUTURE = '9999-12-31T23:59:59.999Z';
 
@@ -142,7 +153,10 @@ export class Runtime {
     this.#log = opts.logger;
     this.nodeId = opts.nodeId ?? newId('node');
     this.#observer = opts.observer ?? {};
-    this.#events = new EventLog(opts.store, opts.logger, { onTaskLost: (id) => this.#detach(id, 'lost', true) });
+    this.#events = new EventLog(opts.store, opts.logger, {
+      onTaskLost: (id) => this.#detach(id, 'lost', true),
+      batchWindowMs: opts.eventBatchMs ?? (opts.store.kind === 'sqlite' ? 100 : 0),
+    });
     this.#isolated = new IsolatedExecutor({ maxIdle: opts.isolationMaxIdle ?? 2 });
     this.#opts = {
       concurrency: opts.concurrency ?? 64,
@@ -544,6 +558,7 @@ export class Runtime {
       task: { ...task },
       pendingText: '',
       textFlush: null,
+      lastDeltaAt: -Infinity,
       isolation: options?.isolation ?? def?.isolation ?? 'inline',
       forced: false,
       seq: lastSeq,
@@ -640,10 +655,18 @@ export class Runtime {
       emit: (text) => {
         if (a.state !== 'running' || typeof text !== 'string' || text.length === 0) return false;
         a.task.output_text += text;
-        // Deltas emitted in one turn of the event loop become one `output.delta`: a
-        // fast model's burst costs one event, not one per token.
         a.pendingText += text;
-        a.textFlush ??= setImmediate(() => this.#flushText(a));
+        if (a.textFlush !== null) return true;
+        const now = performance.now();
+        if (now - a.lastDeltaAt >= SLOW_DELTA_MS) {
+          // A slow stream's delta goes out now: waiting for the end of the loop turn
+          // would add the time spent on every other socket read in it.
+          this.#flushText(a);
+        } else {
+          // Deltas emitted in one turn of the event loop become one `output.delta`: a
+          // fast model's burst costs one event, not one per token.
+          a.textFlush = setImmediate(() => this.#flushText(a));
+        }
         return true;
       },
       checkpoint: async (state) => {
@@ -676,6 +699,7 @@ export class Runtime {
     if (a.pendingText === '') return;
     const text = a.pendingText;
     a.pendingText = '';
+    a.lastDeltaAt = performance.now();
     if (a.state === 'ended') return;
     this.#events.append(a.task.id, ++a.seq, { type: 'output.delta', data: { text } }, { append_output: text });
   }

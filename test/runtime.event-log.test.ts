@@ -1,0 +1,123 @@
+// The event log's two clocks: readers hear an event the moment it is appended, the
+// store gets events in write-behind batches (at most one batch per window). And the
+// runtime's delta coalescing: a burst becomes few `output.delta`s, a slow stream's
+// delta is appended at once (not at the end of the loop turn).
+
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { z } from 'zod';
+import { sleep } from '../src/runtime/cancel.ts';
+import { defineTask } from '../src/runtime/define-task.ts';
+import { EventLog } from '../src/runtime/event-log.ts';
+import type { TaskEvent } from '../src/runtime/types.ts';
+import { SqliteStore } from '../src/store/sqlite/sqlite-store.ts';
+import type { EventWrite } from '../src/store/store.ts';
+import { silentLogger, startRuntime } from './helpers/runtime.ts';
+import { newTask } from './store.conformance.ts';
+
+const NOW = '2025-01-01T00:00:01.000Z';
+
+/** An in-memory store with one running task (`task_1`, last seq 2), counting writeEvents batches. */
+async function storeWithRunningTask(): Promise<{ store: SqliteStore; batches: number[] }> {
+  const store = SqliteStore.open(':memory:');
+  await store.migrate();
+  await store.createTask(newTask('task_1'), { maxQueuedPerOwner: 10 });
+  const [claimed] = await store.claimTasks({ nodeId: 'n', max: 1, maxRunningPerOwner: 10, leaseMs: 60_000, now: NOW });
+  assert.equal(claimed?.lastSeq, 2);
+  const batches: number[] = [];
+  const write = store.writeEvents.bind(store);
+  store.writeEvents = (writes: EventWrite[]) => {
+    batches.push(writes.length);
+    return write(writes);
+  };
+  return { store, batches };
+}
+
+/** Appends deltas seq 3…8, 20 ms apart; returns how many the listener had heard right after each append. */
+async function appendSlowly(log: EventLog, heard: TaskEvent[]): Promise<number[]> {
+  const seen: number[] = [];
+  for (let seq = 3; seq <= 8; seq++) {
+    log.append('task_1', seq, { type: 'output.delta', data: { text: `${seq}` } }, { append_output: `${seq}` });
+    seen.push(heard.length);
+    await sleep(20);
+  }
+  return seen;
+}
+
+describe('EventLog write-behind batches', () => {
+  it('with a window, readers hear every event at once and the store gets them in few batches', async () => {
+    const { store, batches } = await storeWithRunningTask();
+    const log = new EventLog(store, silentLogger, { batchWindowMs: 250 });
+    const heard: TaskEvent[] = [];
+    const unlisten = log.listen('task_1', (e) => {
+      if (typeof e === 'object' && e !== null) heard.push(e);
+    });
+    try {
+      assert.deepEqual(await appendSlowly(log, heard), [1, 2, 3, 4, 5, 6], 'each heard synchronously');
+      // ~100 ms in: the first event went out at once, the rest wait for the window.
+      assert.deepEqual(batches, [1]);
+      assert.deepEqual(
+        log.uncommitted('task_1', 2).map((e) => e.seq),
+        [4, 5, 6, 7, 8],
+        'not yet committed, still readable from memory',
+      );
+      const t0 = performance.now();
+      await log.flush(); // flush() does not wait for the window
+      assert.ok(performance.now() - t0 < 200, 'flush() commits at once');
+      assert.deepEqual(batches, [1, 5]);
+      assert.deepEqual(
+        (await store.listEvents('task_1', 2)).map((e) => e.seq),
+        [3, 4, 5, 6, 7, 8],
+      );
+      assert.equal((await store.getTask('task_1'))?.output_text, '345678');
+    } finally {
+      unlisten();
+      await store.close();
+    }
+  });
+
+  it('without a window, each event is committed as soon as the store is free', async () => {
+    const { store, batches } = await storeWithRunningTask();
+    const log = new EventLog(store, silentLogger);
+    try {
+      await appendSlowly(log, []);
+      await log.flush();
+      assert.deepEqual(batches, [1, 1, 1, 1, 1, 1]);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe('output.delta coalescing', () => {
+  const talker = defineTask({
+    type: 'talker',
+    input: z.object({}).strict(),
+    async run(_input, ctx) {
+      // A burst in one loop turn, then a pause, then a lone delta, then another burst.
+      for (const t of ['a', 'b', 'c']) ctx.emit(t);
+      await sleep(30);
+      ctx.emit('d');
+      await sleep(30);
+      for (const t of ['e', 'f', 'g']) ctx.emit(t);
+      return null;
+    },
+  });
+
+  it('a burst is coalesced; the first delta after a pause is appended at once', async () => {
+    const t = await startRuntime([talker]);
+    try {
+      const { task } = await t.runtime.create('alice', { type: 'talker', input: {} });
+      await t.runtime.wait(task.id, 'alice', 5000);
+      const deltas: string[] = [];
+      for await (const e of t.runtime.events(task.id, {})) {
+        if (e.type === 'output.delta') deltas.push((e.data as { text: string }).text);
+      }
+      // The first of each burst goes out alone (it came after a pause); the rest of
+      // the turn follows as one delta.
+      assert.deepEqual(deltas, ['a', 'bc', 'd', 'e', 'fg']);
+    } finally {
+      await t.close();
+    }
+  });
+});
