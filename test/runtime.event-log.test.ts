@@ -5,6 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import pino from 'pino';
 import { z } from 'zod';
 import { sleep } from '../src/runtime/cancel.ts';
 import { defineTask } from '../src/runtime/define-task.ts';
@@ -86,6 +87,29 @@ describe('EventLog write-behind batches', () => {
     } finally {
       await store.close();
     }
+  });
+});
+
+describe('EventLog and a closed store', () => {
+  it('gives up on a store closed for good: flush() returns, later appends do not retry forever', async () => {
+    const { store, batches } = await storeWithRunningTask();
+    const errors: string[] = [];
+    const log = new EventLog(
+      store,
+      pino({ level: 'error' }, { write: (line: string) => void errors.push(JSON.parse(line).msg as string) }),
+    );
+    await store.close();
+    log.append('task_1', 3, { type: 'output.delta', data: { text: 'x' } });
+    await log.flush();
+    assert.equal(log.pendingCount, 0);
+    log.append('task_1', 4, { type: 'output.delta', data: { text: 'y' } });
+    await log.flush();
+    await sleep(50);
+    assert.equal(batches.length, 2, 'one attempt per batch, no retries');
+    assert.deepEqual(errors, [
+      'the store was closed before these task events were written',
+      'the store was closed before these task events were written',
+    ]);
   });
 });
 

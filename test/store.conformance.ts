@@ -4,6 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
+import { LeashError } from '../src/runtime/errors.ts';
 import { newId } from '../src/runtime/ids.ts';
 import type { Task, TaskEvent, TaskStatus } from '../src/runtime/types.ts';
 import type { CreateTaskOptions, NewTask, Store } from '../src/store/store.ts';
@@ -61,6 +62,21 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
       assert.equal(res.kind, 'created');
       return (res as { task: Task }).task;
     }
+
+    it('a closed store rejects every call with store_closed (closed for good, unlike store_unavailable)', async () => {
+      await create();
+      await store.close();
+      await store.close(); // twice is fine
+      const closed = (e: unknown): boolean => LeashError.is(e, 'store_closed');
+      await assert.rejects(store.listTasks({ owner: 'alice' }), closed);
+      await assert.rejects(store.createTask(nextTask(), ROOMY), closed);
+      await assert.rejects(
+        store.writeEvents([
+          { event: { task_id: 'task_x', seq: 1, type: 'output.delta', data: { text: 'x' }, created_at: iso(1) } },
+        ]),
+        closed,
+      );
+    });
 
     const claim = (
       over: { nodeId?: string; max?: number; maxRunningPerOwner?: number; now?: string; leaseMs?: number } = {},

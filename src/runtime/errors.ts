@@ -49,6 +49,7 @@ export const HTTP_STATUS: Record<string, number> = {
   shutting_down: 503,
   not_ready: 503,
   store_unavailable: 503,
+  store_closed: 503,
   internal_error: 500,
   upstream_error: 502,
   upstream_unreachable: 502,

@@ -162,6 +162,13 @@ export class EventLog {
           }
           return;
         }
+        if (LeashError.is(err, 'store_closed')) {
+          // Closed for good (this node is going away): retrying would never end.
+          const lost = batch.length + this.#pending.length;
+          this.#pending = [];
+          this.#log.error({ err, events: lost }, 'the store was closed before these task events were written');
+          return;
+        }
         // Keep the batch (in order, ahead of newer events) and retry with backoff:
         // losing events would break the log's promise of no gaps.
         this.#log.error({ err, events: batch.length }, 'writing task events failed; will retry');

@@ -103,7 +103,7 @@ export class SqliteWorkerStore implements Store {
     try {
       await this.#call('close');
     } finally {
-      this.#dead ??= new LeashError('store_unavailable', 'the store is closed');
+      this.#dead ??= new LeashError('store_closed', 'the SQLite store is closed');
       await this.#worker.terminate();
     }
   }
