@@ -45,7 +45,7 @@ interface RunResult {
   tasksPerSec: number;
   pickup: ReturnType<typeof summarize>;
   /** leash only: the pickup in two parts, create call → create returned (committed), and → handler running. */
-  parts?: { create: ReturnType<typeof summarize>; claim: ReturnType<typeof summarize> };
+  parts?: { create: ReturnType<typeof summarize>; claim: ReturnType<typeof summarize>; eager: number };
 }
 
 /** c closed loops of create → completed until `total` tasks are done; tasks per second. */
@@ -178,7 +178,11 @@ async function leashRun(c: number, total: number): Promise<RunResult> {
     return {
       tasksPerSec: rate,
       pickup: summarize(pickups),
-      parts: { create: summarize(creates), claim: summarize(claims) },
+      parts: {
+        create: summarize(creates),
+        claim: summarize(claims),
+        eager: claims.filter((c) => c <= 0).length / claims.length,
+      },
     };
   } finally {
     await node.close();
@@ -286,6 +290,7 @@ try {
         `  of which create (committed) · then claimed and running, p50`,
         `${fmt(leash.parts!.create.p50)} · ${fmt(leash.parts!.claim.p50)}`,
       );
+      row(`  started by the create itself (eager start)`, `${Math.round(leash.parts!.eager * 100)} %`);
       continue;
     }
     const ratio = leash.tasksPerSec / bull.tasksPerSec;
@@ -298,6 +303,10 @@ try {
       row(
         `  of which create (committed) · then claimed and running, p50`,
         `${fmt(leash.parts.create.p50)} · ${fmt(leash.parts.claim.p50)}`,
+      );
+      row(
+        `  started by the create itself (eager start; the rest by a claim)`,
+        `${Math.round(leash.parts.eager * 100)} %`,
       );
     }
     row(`BullMQ (PostgreSQL) pickup p50 / p99, c=${c}`, `${fmt(bull.pickup.p50)} / ${fmt(bull.pickup.p99)}`);

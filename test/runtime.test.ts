@@ -94,7 +94,7 @@ describe('runtime', () => {
     const { task, created } = await t.runtime.create(OWNER, { type: 'probe', input: { chunks: ['a', 'b', 'c'] } });
     assert.equal(created, true);
     assert.match(task.id, /^task_[0-9a-z]{20}$/);
-    assert.equal(task.status, 'queued');
+    assert.equal(task.status, 'running', 'a free slot: started in the create itself (eager start)');
     const done = await waitFor(t, task.id);
     assert.equal(done.status, 'completed');
     assert.deepEqual(done.result, { joined: 'abc' });

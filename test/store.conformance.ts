@@ -7,7 +7,7 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import { LeashError } from '../src/runtime/errors.ts';
 import { newId } from '../src/runtime/ids.ts';
 import type { Task, TaskEvent, TaskStatus } from '../src/runtime/types.ts';
-import type { CreateTaskOptions, NewTask, Store } from '../src/store/store.ts';
+import type { CreateTaskOptions, CreateTaskResult, NewTask, Store } from '../src/store/store.ts';
 
 const BASE = Date.UTC(2025, 0, 1);
 /** A fixed, readable timeline: iso(0) = 2025-01-01T00:00:00.000Z, one unit = one second. */
@@ -268,6 +268,73 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
     });
 
     // ── claiming ───────────────────────────────────────────────────────────
+
+    // ── eager start (createTask with startOn) ────────────────────────────────
+
+    const startOn = (over: { maxRunningPerOwner?: number } = {}) => ({
+      maxQueuedPerOwner: 10_000,
+      startOn: { nodeId: 'n1', maxRunningPerOwner: over.maxRunningPerOwner ?? 10, leaseMs: 30_000, now: iso(500) },
+    });
+
+    it('eager start: a task a claim would take next is created running, queued and started in one commit', async () => {
+      const res = await store.createTask(nextTask({ priority: 3 }), startOn());
+      assert.equal(res.kind, 'created');
+      const { task, started } = res as Extract<CreateTaskResult, { kind: 'created' }>;
+      assert.ok(started, 'started for n1');
+      assert.equal(task.status, 'running');
+      assert.equal(task.started_at, iso(500));
+      assert.deepEqual(
+        { lastSeq: started.lastSeq, checkpoint: started.checkpoint, id: started.task.id },
+        { lastSeq: 2, checkpoint: null, id: task.id },
+      );
+      assert.deepEqual(
+        (await store.listEvents(task.id, 0)).map((e) => [e.seq, e.type, e.data]),
+        [
+          [1, 'task.queued', {}],
+          [2, 'task.started', { attempt: 1 }],
+        ],
+      );
+      // It is n1's like a claimed task: its lease is renewed by n1 and nobody claims it.
+      assert.deepEqual(await claim({ nodeId: 'n2' }), []);
+      const renewal = await store.renewLeases('n1', 30_000, iso(600), [task.id]);
+      assert.deepEqual(renewal, { cancelling: [], lost: [] });
+      assert.equal((await store.getTask(task.id))?.status, 'running');
+    });
+
+    it('eager start only when a claim would take it next: otherwise the task is queued as usual', async () => {
+      // A task queued at the same priority or above comes first.
+      const older = await create({ priority: 2 });
+      for (const p of [2, 1]) {
+        const res = await store.createTask(nextTask({ priority: p }), startOn());
+        assert.equal(res.kind === 'created' && res.started, undefined, `priority ${p} behind a queued 2`);
+        assert.equal((res as { task: Task }).task.status, 'queued');
+      }
+      // Above every queued task: it goes first anyway.
+      const high = await store.createTask(nextTask({ priority: 3 }), startOn());
+      assert.ok(high.kind === 'created' && high.started);
+      // Its owner at the running limit (1, taken by `high`): queued, and so are thread tasks.
+      await claim({ max: 100 }); // everything else running
+      const limited = await store.createTask(nextTask({ priority: 9 }), startOn({ maxRunningPerOwner: 1 }));
+      assert.equal((limited as { task: Task }).task.status, 'queued');
+      await store.createThread({ id: 'thr_e', owner: 'alice', created_at: iso(0), metadata: {} });
+      const bob = (over: Partial<NewTask>) => nextTask({ owner: 'bob', priority: 50, ...over });
+      const inThread = await store.createTask(bob({ thread_id: 'thr_e', owner: 'alice' }), startOn());
+      assert.equal((inThread as { task: Task }).task.status, 'queued');
+      // Another owner, nothing queued at 50 or above: started.
+      assert.ok((await store.createTask(bob({}), startOn())).kind === 'created');
+      assert.equal((await store.getTask(older.id))?.status, 'running');
+    });
+
+    it('eager start keeps queue limits and Idempotency-Key replays', async () => {
+      const first = await store.createTask(nextTask({ idempotency_key: 'k1' }), startOn());
+      assert.ok(first.kind === 'created' && first.started);
+      const again = await store.createTask(nextTask({ idempotency_key: 'k1' }), startOn());
+      assert.equal(again.kind, 'existing');
+      assert.equal((again as { task: Task }).task.id, first.task.id);
+      await create({ priority: 5 }); // queued, and ahead of the next one
+      const full = await store.createTask(nextTask(), { ...startOn(), maxQueuedPerOwner: 1 });
+      assert.deepEqual(full, { kind: 'queue_full', queued: 1 });
+    });
 
     it('claims by priority, then FIFO, and appends task.started', async () => {
       const a = await create({ priority: 0 });

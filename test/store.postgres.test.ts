@@ -170,6 +170,61 @@ describe('PostgresStore', { skip }, () => {
       }
     });
 
+    it('eager creates racing claims on four stores keep the per-owner running limit', async () => {
+      await truncate();
+      const stores = await Promise.all([openFresh(), openFresh(), openFresh(), openFresh()]);
+      const LIMIT = 3;
+      try {
+        const startOn = (k: number) => ({
+          maxQueuedPerOwner: 1000,
+          startOn: { nodeId: `n${k}`, maxRunningPerOwner: LIMIT, leaseMs: 60_000, now: NOW },
+        });
+        let eager = 0;
+        await Promise.all(
+          stores.map(async (s, k) => {
+            for (let i = 0; i < 15; i++) {
+              const [res] = await Promise.all([
+                s.createTask(newTask(`e_${k}_${i}`), startOn(k)),
+                s.claimTasks({ nodeId: `n${k}`, max: 2, maxRunningPerOwner: LIMIT, leaseMs: 60_000, now: NOW }),
+              ]);
+              if (res.kind === 'created' && res.started) eager++;
+            }
+          }),
+        );
+        const running = await adminQuery<{ n: number }>(
+          db.name,
+          `SELECT count(*)::int AS n FROM tasks WHERE owner = 'alice' AND status = 'running'`,
+        );
+        assert.equal(running[0]!.n, LIMIT, 'exactly the limit running, never more');
+        assert.ok(eager >= 1, 'some creates started eagerly');
+      } finally {
+        await Promise.all(stores.map((s) => s.close()));
+      }
+    });
+
+    it('eager start does not wait for an owner lock held elsewhere: the task is queued', async () => {
+      await truncate();
+      const s = await openFresh();
+      const holder = new pg.Client({ connectionString: db.url });
+      await holder.connect();
+      try {
+        // What a claim for alice holds until its commit (the key leash_claim and leash_create use).
+        await holder.query('BEGIN');
+        await holder.query(`SELECT pg_advisory_xact_lock(${0x6c6f_776e}, hashtext('alice'))`);
+        const startOn = { nodeId: 'n1', maxRunningPerOwner: 10, leaseMs: 60_000, now: NOW };
+        const t0 = performance.now();
+        const res = await s.createTask(newTask('task_locked'), { maxQueuedPerOwner: 10, startOn });
+        assert.ok(performance.now() - t0 < 2000, 'did not wait for the lock');
+        assert.equal(res.kind === 'created' && res.task.status, 'queued');
+        await holder.query('COMMIT');
+        const free = await s.createTask(newTask('task_free', { priority: 1 }), { maxQueuedPerOwner: 10, startOn });
+        assert.equal(free.kind === 'created' && free.task.status, 'running');
+      } finally {
+        await holder.end();
+        await s.close();
+      }
+    });
+
     it('NOTIFY reaches another store, in order; a store does not hear its own twice', async () => {
       const a = await openFresh();
       const b = await openFresh();

@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { ZodType } from 'zod';
 import type { ModelRegistry } from '../models/model.ts';
-import type { Store, TaskRunOptions } from '../store/store.ts';
+import type { ClaimedTask, Store, TaskRunOptions } from '../store/store.ts';
 import { CancelledError } from './cancel.ts';
 import type { AnyTaskDefinition, TaskContext } from './define-task.ts';
 import { LeashError, toTaskError } from './errors.ts';
@@ -143,6 +143,9 @@ export class Runtime {
   #earlyCancels = new Map<string, CancelReason>();
   /** Settles when the claim pump last scheduled has finished. */
   #pumpDone: Promise<void> = Promise.resolve();
+  /** Slots promised to work not yet in #active: the claim under way (its max) and eager creates. */
+  #claiming = 0;
+  #eager = new Set<Promise<unknown>>();
   /** Lease renewals fail (the store is unreachable); and when they last started working again (Date.now()). */
   #renewFailing = false;
   #storeBackAt = 0;
@@ -256,6 +259,7 @@ export class Runtime {
     // start its tasks after this stop had looked: let it land first, so they are
     // stopped below like the others.
     await this.#pumpDone;
+    await Promise.all(this.#eager);
     const grace = opts.graceMs ?? this.#opts.shutdownGraceMs;
     const allDone = (): Promise<unknown> => Promise.all([...this.#active.values()].map((a) => a.done));
     if (this.#active.size > 0 && grace > 0) await raceTimeout(allDone(), grace);
@@ -344,7 +348,13 @@ export class Runtime {
     }
     const createdAt = new Date();
     const deadlineMs = req.deadline_ms ?? def.deadlineMs ?? this.#opts.defaultDeadlineMs;
-    const res = await this.store.createTask(
+    // A free slot here: ask the store to start the task for this node in the create's
+    // own commit (see CreateTaskOptions.startOn), saving the claim's round trip. Only
+    // when this node is not already claiming or eagerly creating: those hold the
+    // owner's lock until they commit, and a busy node's pump claims in batches anyway.
+    const eager = this.#freeSlots() > 0 && this.#claiming === 0;
+    if (eager) this.#claiming++;
+    const creating = this.store.createTask(
       {
         id: req.id ?? newId('task'),
         type: req.type,
@@ -358,8 +368,42 @@ export class Runtime {
         idempotency_key: req.idempotency_key ?? null,
         options,
       },
-      { maxQueuedPerOwner: this.#opts.maxQueuedPerOwner },
+      {
+        maxQueuedPerOwner: this.#opts.maxQueuedPerOwner,
+        ...(eager && {
+          startOn: {
+            nodeId: this.nodeId,
+            maxRunningPerOwner: this.#opts.maxRunningPerOwner,
+            leaseMs: this.#opts.leaseMs,
+            now: createdAt.toISOString(),
+          },
+        }),
+      },
     );
+    // An eagerly started task runs from here, before the promise stop() waits on settles
+    // (as with a claim, its task must not start after stop() has looked).
+    const created = creating.then((r) => {
+      if (r.kind === 'created' && r.started) {
+        const c = r.started;
+        this.#execute(c.task, c.lastSeq, c.checkpoint, c.options);
+      }
+      return r;
+    });
+    let res: Awaited<typeof creating>;
+    if (eager) {
+      const settled = created.then(
+        () => {},
+        () => {},
+      );
+      this.#eager.add(settled);
+      try {
+        res = await created;
+      } finally {
+        this.#claiming--;
+        this.#eager.delete(settled);
+      }
+    } else res = await created;
+    if (res.kind === 'created' && res.started) return { task: { ...res.started.task }, created: true };
     if (res.kind === 'queue_full') {
       throw new LeashError(
         'queue_full',
@@ -536,17 +580,28 @@ export class Runtime {
     });
   }
 
+  /** Slots neither running nor promised to a claim or an eager create under way. */
+  #freeSlots(): number {
+    return this.#accepting ? this.#opts.concurrency - this.#active.size - this.#claiming : 0;
+  }
+
   async #pumpOnce(): Promise<void> {
-    const free = this.#opts.concurrency - this.#active.size;
-    if (free <= 0 || !this.#accepting) return;
+    const free = this.#freeSlots();
+    if (free <= 0) return;
     this.#claimStarted = true;
-    const claimed = await this.store.claimTasks({
-      nodeId: this.nodeId,
-      max: free,
-      maxRunningPerOwner: this.#opts.maxRunningPerOwner,
-      leaseMs: this.#opts.leaseMs,
-      now: nowIso(),
-    });
+    this.#claiming += free;
+    let claimed: ClaimedTask[];
+    try {
+      claimed = await this.store.claimTasks({
+        nodeId: this.nodeId,
+        max: free,
+        maxRunningPerOwner: this.#opts.maxRunningPerOwner,
+        leaseMs: this.#opts.leaseMs,
+        now: nowIso(),
+      });
+    } finally {
+      this.#claiming -= free;
+    }
     for (const c of claimed) this.#execute(c.task, c.lastSeq, c.checkpoint, c.options);
     if (claimed.length === free) this.#pumpAgain = true;
   }

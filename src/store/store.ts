@@ -50,10 +50,20 @@ export interface ClaimedTask {
 export interface CreateTaskOptions {
   /** Reject with `queue_full` when the owner already has this many queued tasks. */
   maxQueuedPerOwner: number;
+  /**
+   * Eager start (as Temporal's eager workflow start): the calling node has a free slot,
+   * so the task is claimed for it in the create's own transaction — `task.queued` and
+   * `task.started` in one commit — when a claim would take it next anyway: it has no
+   * thread, nothing is queued at its priority or above, and its owner is under the
+   * running limit (checked as exactly as a claim checks it; when that cannot be told
+   * at once, e.g. another node is claiming for the owner, the task is just queued).
+   */
+  startOn?: Omit<ClaimOptions, 'max'>;
 }
 
 export type CreateTaskResult =
-  | { kind: 'created'; task: Task }
+  /** `started`: claimed for `startOn`'s node (the task is `running`). */
+  | { kind: 'created'; task: Task; started?: ClaimedTask }
   /** Same owner + Idempotency-Key seen before: the earlier task, unchanged. */
   | { kind: 'existing'; task: Task }
   | { kind: 'queue_full'; queued: number };

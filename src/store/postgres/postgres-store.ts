@@ -66,6 +66,20 @@ export interface PostgresStoreOptions {
   onError?: (err: unknown, what: string) => void;
 }
 
+/** The plain create: insert and `task.queued`; counting the owner's queue stops at the limit. */
+const CREATE = `WITH ins AS (
+    INSERT INTO tasks (id, type, owner, status, priority, thread_id, created_at, deadline_at,
+      idempotency_key, input_hash, input, options, last_seq)
+    SELECT $1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10::json, $11::json, 1
+    WHERE (SELECT count(*) FROM (SELECT 1 FROM tasks WHERE owner = $3 AND status = 'queued' LIMIT $12) q) < $12
+    ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING *
+  ), ev AS (
+    INSERT INTO task_events (task_id, seq, type, created_at, data)
+    SELECT id, 1, 'task.queued', created_at, '{}' FROM ins
+  )
+  SELECT * FROM ins`;
+
 export class PostgresStore implements Store {
   readonly kind = 'postgres' as const;
   readonly notifier: PgNotifier;
@@ -220,40 +234,50 @@ export class PostgresStore implements Store {
   // ── tasks ────────────────────────────────────────────────────────────────
 
   async createTask(t: NewTask, opts: CreateTaskOptions): Promise<CreateTaskResult> {
-    // Common case in one statement: the insert (skipped on a full queue or a repeated
-    // Idempotency-Key) and its event. The queue limit is checked in the same
-    // statement, so it is exact per node and may be overshot by a create racing on
+    // One statement: the insert (skipped on a full queue or a repeated Idempotency-Key)
+    // and its event; with an eager start, one call of leash_create (migration 4), which
+    // also decides whether the task starts at once. The queue limit is checked in the
+    // same statement, so it is exact per node and may be overshot by a create racing on
     // another node: a soft limit, as queue limits are.
     for (let attempt = 0; attempt < 3; attempt++) {
-      const ins = await this.#q<PgTaskRow>(
-        `WITH ins AS (
-           INSERT INTO tasks (id, type, owner, status, priority, thread_id, created_at, deadline_at,
-             idempotency_key, input_hash, input, options, last_seq)
-           SELECT $1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10::json, $12::json, 1
-           WHERE (SELECT count(*) FROM tasks WHERE owner = $3 AND status = 'queued') < $11
-           ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-           RETURNING *
-         ), ev AS (
-           INSERT INTO task_events (task_id, seq, type, created_at, data)
-           SELECT id, 1, 'task.queued', created_at, '{}' FROM ins
-         )
-         SELECT * FROM ins`,
-        [
-          t.id,
-          t.type,
-          t.owner,
-          t.priority,
-          t.thread_id,
-          t.created_at,
-          t.deadline_at,
-          t.idempotency_key,
-          t.input_hash,
-          toJson(t.input) ?? 'null',
-          opts.maxQueuedPerOwner,
-          t.options === null ? null : toJson(t.options),
-        ],
-        'leash_create',
-      );
+      const on = opts.startOn;
+      const base = [
+        t.id,
+        t.type,
+        t.owner,
+        t.priority,
+        t.thread_id,
+        t.created_at,
+        t.deadline_at,
+        t.idempotency_key,
+        t.input_hash,
+        toJson(t.input) ?? 'null',
+        t.options === null ? null : toJson(t.options),
+        opts.maxQueuedPerOwner,
+      ];
+      const ins =
+        on === undefined || t.thread_id !== null
+          ? await this.#q<PgTaskRow>(CREATE, base, 'leash_create')
+          : await this.#q<PgTaskRow>(
+              'SELECT * FROM leash_create($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::json, $11::json, $12, $13, $14, $15, $16)',
+              [
+                ...base,
+                on.nodeId,
+                on.maxRunningPerOwner,
+                on.now,
+                new Date(Date.parse(on.now) + on.leaseMs).toISOString(),
+              ],
+              'leash_create_eager',
+            );
+      const row = ins.rows[0];
+      if (row?.status === 'running') {
+        const task = toTask(row);
+        return {
+          kind: 'created',
+          task,
+          started: { task, lastSeq: row.last_seq, checkpoint: null, options: t.options },
+        };
+      }
       if (ins.rows[0]) return { kind: 'created', task: toTask(ins.rows[0]) };
       if (t.idempotency_key !== null) {
         const prior = await this.#q<PgTaskRow>('SELECT * FROM tasks WHERE owner = $1 AND idempotency_key = $2', [

@@ -211,14 +211,29 @@ export class SqliteStore implements Store {
         }
       ).n;
       if (queued >= opts.maxQueuedPerOwner) return { kind: 'queue_full', queued };
+      // Eager start: exactly when a claim would take this task next (one writer at a
+      // time, so the counts below are exact).
+      const on = opts.startOn;
+      const start =
+        on !== undefined &&
+        t.thread_id === null &&
+        on.maxRunningPerOwner > 0 &&
+        this.#q(`SELECT 1 FROM tasks WHERE status = 'queued' AND priority >= ? LIMIT 1`).get(t.priority) ===
+          undefined &&
+        (
+          this.#q(`SELECT COUNT(*) AS n FROM tasks WHERE owner = ? AND status IN ('running', 'cancelling')`).get(
+            t.owner,
+          ) as { n: number }
+        ).n < on.maxRunningPerOwner;
       const row = this.#q(
         `INSERT INTO tasks (id, type, owner, status, priority, thread_id, created_at, deadline_at,
-           idempotency_key, input_hash, input, options, last_seq)
-         VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, 1) RETURNING *`,
+           idempotency_key, input_hash, input, options, last_seq, started_at, node_id, lease_until, attempt)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *`,
       ).get(
         t.id,
         t.type,
         t.owner,
+        start ? 'running' : 'queued',
         t.priority,
         t.thread_id,
         t.created_at,
@@ -227,9 +242,17 @@ export class SqliteStore implements Store {
         t.input_hash,
         toJson(t.input) ?? 'null',
         t.options === null ? null : (toJson(t.options) ?? null),
+        start ? 2 : 1,
+        start ? on.now : null,
+        start ? on.nodeId : null,
+        start ? addMs(on.now, on.leaseMs) : null,
+        start ? 1 : 0,
       ) as unknown as TaskRow;
       this.#insertEvent(t.id, 1, 'task.queued', '{}', t.created_at);
-      return { kind: 'created', task: toTask(row) };
+      if (!start) return { kind: 'created', task: toTask(row) };
+      this.#insertEvent(t.id, 2, 'task.started', JSON.stringify({ attempt: 1 }), on.now);
+      const task = toTask(row);
+      return { kind: 'created', task, started: { task, lastSeq: 2, checkpoint: null, options: t.options } };
     });
   }
 
