@@ -220,10 +220,11 @@ export class SqliteStore implements Store {
         on.maxRunningPerOwner > 0 &&
         this.#q(`SELECT 1 FROM tasks WHERE status = 'queued' AND priority >= ? LIMIT 1`).get(t.priority) ===
           undefined &&
+        // ACTIVE steers SQLite to the small active index (else it walks the owner's history).
         (
-          this.#q(`SELECT COUNT(*) AS n FROM tasks WHERE owner = ? AND status IN ('running', 'cancelling')`).get(
-            t.owner,
-          ) as { n: number }
+          this.#q(
+            `SELECT COUNT(*) AS n FROM tasks WHERE owner = ? AND status IN ('running', 'cancelling') AND ${ACTIVE}`,
+          ).get(t.owner) as { n: number }
         ).n < on.maxRunningPerOwner;
       const row = this.#q(
         `INSERT INTO tasks (id, type, owner, status, priority, thread_id, created_at, deadline_at,
