@@ -114,6 +114,10 @@ export class SqliteStore implements Store {
       db.exec('PRAGMA synchronous = NORMAL');
       db.exec('PRAGMA busy_timeout = 5000');
       db.exec('PRAGMA foreign_keys = ON');
+      // 64 MiB of page cache (default 2 MiB): a thousand streaming tasks keep a page of
+      // the event index and of the task rows each hot, and re-reading evicted ones from the
+      // OS was a fifth of the database thread's time.
+      db.exec('PRAGMA cache_size = -65536');
     } catch (cause) {
       db.close();
       throw new LeashError(
@@ -453,7 +457,24 @@ export class SqliteStore implements Store {
            last_seq = MAX(last_seq, :seq)
          WHERE id = :id`,
       );
+      const appendOnly = this.#q(
+        'UPDATE tasks SET output_text = output_text || ?, last_seq = MAX(last_seq, ?) WHERE id = ?',
+      );
       for (const [id, m] of merged) {
+        // A streaming task's batch only appends text: the short statement (binding twenty
+        // named parameters per task was a seventh of this thread's time under 1,000 streams).
+        if (
+          m.status === undefined &&
+          m.progress === undefined &&
+          m.progress_message === undefined &&
+          m.result === undefined &&
+          m.error === undefined &&
+          m.cancel === undefined &&
+          m.ended_at === undefined
+        ) {
+          appendOnly.run(m.append, m.seq, id);
+          continue;
+        }
         update.run({
           id,
           seq: m.seq,
