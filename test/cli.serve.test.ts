@@ -98,3 +98,25 @@ describe('leash CLI', () => {
     }
   });
 });
+
+describe('leash serve: runtime settings from the environment', () => {
+  it('reads the limits, the lease and the streaming batch window; refuses what is not a number in range', async () => {
+    const { runtimeLimitsFromEnv, UsageError } = await import('../src/cli/serve.ts');
+    assert.deepEqual(
+      runtimeLimitsFromEnv({ LEASH_CONCURRENCY: '8', LEASH_LEASE_MS: '2000', LEASH_EVENT_BATCH_MS: '0' }),
+      { concurrency: 8, leaseMs: 2000, eventBatchMs: 0 },
+    );
+    assert.deepEqual(runtimeLimitsFromEnv({ LEASH_EVENT_BATCH_MS: '250' }), { eventBatchMs: 250 });
+    for (const [name, value, says] of [
+      ['LEASH_EVENT_BATCH_MS', '60001', 'at most 60000'],
+      ['LEASH_EVENT_BATCH_MS', 'soon', 'expected an integer ≥ 0'],
+      ['LEASH_CONCURRENCY', '0', 'expected an integer ≥ 1'],
+    ] as const) {
+      assert.throws(
+        () => runtimeLimitsFromEnv({ [name]: value }),
+        (e: unknown) => e instanceof UsageError && e.message.includes(name) && e.message.includes(says),
+        `${name}=${value}`,
+      );
+    }
+  });
+});

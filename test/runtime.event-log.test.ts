@@ -90,6 +90,35 @@ describe('EventLog write-behind batches', () => {
   });
 });
 
+describe('checkpoints and the batch window', () => {
+  let checkpointed: (() => void) | null = null;
+  const chunked = defineTask({
+    type: 'chunked',
+    input: z.object({}).strict(),
+    async run(_input, ctx) {
+      ctx.emit('part one');
+      await ctx.checkpoint({ done: 1 });
+      checkpointed?.();
+      await sleep(5_000, ctx.signal);
+      return null;
+    },
+  });
+
+  it('the output emitted before a checkpoint is stored by the time the checkpoint is', async () => {
+    const t = await startRuntime([chunked], { eventBatchMs: 60_000 });
+    try {
+      const saved = new Promise<void>((r) => (checkpointed = r));
+      const { task } = await t.runtime.create('alice', { type: 'chunked', input: {} });
+      await saved;
+      // A crash now would resume from { done: 1 } without emitting "part one" again.
+      assert.equal((await t.store.getTask(task.id))?.output_text, 'part one', 'not left in memory for the window');
+      await t.runtime.cancel(task.id, 'alice');
+    } finally {
+      await t.close();
+    }
+  });
+});
+
 describe('EventLog and a closed store', () => {
   it('gives up on a store closed for good: flush() returns, later appends do not retry forever', async () => {
     const { store, batches } = await storeWithRunningTask();

@@ -330,6 +330,27 @@ describe('PostgresStore', { skip }, () => {
       }
     });
 
+    it('a NOTIFY that never answers does not hold up the messages after it', async () => {
+      let calls = 0;
+      const hangsOnce = {
+        query: () => (++calls === 1 ? new Promise(() => {}) : Promise.resolve({ rows: [] })),
+      } as unknown as pg.Pool;
+      const seen: string[] = [];
+      const n = new PgNotifier({
+        connection: { connectionString: db.url },
+        pool: hangsOnce,
+        pingMs: 100,
+        onError: (_err, what) => void seen.push(what),
+      });
+      const t0 = performance.now();
+      await n.publish('wakeup', '');
+      assert.ok(performance.now() - t0 < 2000, 'the first publish gave up after its timeout');
+      await n.publish('cancel', 'task_1:user');
+      assert.equal(calls, 2, 'the next message was sent');
+      assert.deepEqual(seen, ['NOTIFY of 1 message(s) failed']);
+      await n.close();
+    });
+
     it('the LISTEN session is reopened after pg_terminate_backend, and wakes subscribers', async () => {
       const a = await openFresh();
       const b = await openFresh();

@@ -229,6 +229,9 @@ export function runtimeLimitsFromEnv(env: NodeJS.ProcessEnv): NonNullable<StartS
     const raw = env[name]?.trim();
     if (raw) out[key] = int(name, raw, RUNTIME_ENV_MIN[key] ?? 1);
   }
+  if (out.eventBatchMs !== undefined && out.eventBatchMs > 60_000) {
+    throw new UsageError(`Invalid LEASH_EVENT_BATCH_MS="${out.eventBatchMs}": at most 60000 (ms).`);
+  }
   const nodeId = env.LEASH_NODE_ID?.trim();
   if (nodeId) {
     if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(nodeId)) {

@@ -338,7 +338,7 @@ export class TasksApi {
     this.#c = client;
   }
 
-  /** `POST /api/tasks` → the queued task (202). */
+  /** `POST /api/tasks` → the task (202): `queued`, or already `running` when a node had a free slot. */
   create(params: CreateTaskParams, opts: CreateTaskOptions = {}): Promise<Task> {
     const headers = { ...opts.headers };
     if (opts.idempotencyKey !== undefined) headers['idempotency-key'] = opts.idempotencyKey;

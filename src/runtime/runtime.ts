@@ -396,11 +396,16 @@ export class Runtime {
         () => {},
       );
       this.#eager.add(settled);
+      let used = false;
       try {
         res = await created;
+        used = res.kind === 'created' && res.started !== undefined;
       } finally {
         this.#claiming--;
         this.#eager.delete(settled);
+        // The slot held for it went unused (queued, replayed, refused, failed): a claim
+        // skipped meanwhile for want of a slot gets its turn now.
+        if (!used) this.#schedulePump();
       }
     } else res = await created;
     if (res.kind === 'created' && res.started) return { task: { ...res.started.task }, created: true };
@@ -725,6 +730,10 @@ export class Runtime {
         return true;
       },
       checkpoint: async (state) => {
+        if (a.state !== 'running') return;
+        // The output emitted before this checkpoint must be stored before it: a task
+        // resumed from the checkpoint after a crash does not emit it again.
+        await this.#events.flush();
         if (a.state !== 'running') return;
         await this.store.saveCheckpoint(t.id, state);
       },

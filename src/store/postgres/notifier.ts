@@ -120,7 +120,8 @@ export class PgNotifier implements Notifier {
 
   async close(): Promise<void> {
     if (this.#closed) return;
-    await this.#flush();
+    // A send restarted meanwhile (a publish between the loop's end and its finally) too.
+    while (this.#sending !== null || this.#outbox.size > 0 || this.#flushWaiters.length > 0) await this.#flush();
     this.#closed = true;
     if (this.#retryTimer) clearTimeout(this.#retryTimer);
     if (this.#pingTimer) clearInterval(this.#pingTimer);
@@ -145,11 +146,15 @@ export class PgNotifier implements Notifier {
         this.#flushWaiters = [];
         try {
           if (batch.length > 0) {
-            await this.#pool.query({
-              name: 'leash_notify',
-              text: NOTIFY,
-              values: [batch.map((b) => b.channel), batch.map((b) => b.payload)],
-            });
+            // Bounded: a connection that never answers must not hold up every later message.
+            await withTimeout(
+              this.#pool.query({
+                name: 'leash_notify',
+                text: NOTIFY,
+                values: [batch.map((b) => b.channel), batch.map((b) => b.payload)],
+              }),
+              this.#pingMs,
+            );
           }
         } catch (err) {
           this.#onError(err, `NOTIFY of ${batch.length} message(s) failed`);
@@ -255,4 +260,14 @@ export class PgNotifier implements Notifier {
       clearTimeout(timer);
     }
   }
+}
+
+/** `p`, or a rejection after `ms` (the work itself goes on; its outcome is ignored). */
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`NOTIFY did not complete within ${ms} ms`)), ms);
+  });
+  p.catch(() => {}); // settles after the timeout: not an unhandled rejection
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }

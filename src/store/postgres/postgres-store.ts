@@ -105,10 +105,19 @@ export class PostgresStore implements Store {
     const connection: pg.ClientConfig = { connectionString: url, connectionTimeoutMillis: 10_000 };
     const pool = new pg.Pool({
       ...connection,
-      ...withGenericPlans(url),
       max: opts.poolMax ?? 10,
       application_name: 'leash',
       keepAlive: true,
+    });
+    // Generic plans: leash's statements are prepared (named) and leash_claim's are
+    // cached by PL/pgSQL; with the default plan_cache_mode PostgreSQL re-planned them on
+    // each call (custom plans), a tenth of its CPU per task in a profile. Their plans do
+    // not depend on the values (statuses are literals, so the partial indexes apply).
+    // A SET rather than a startup option, which poolers such as PgBouncer refuse; the
+    // query is queued on the new connection before anyone gets it, and a failure only
+    // costs the optimisation.
+    pool.on('connect', (client) => {
+      client.query('SET plan_cache_mode = force_generic_plan').catch(() => {});
     });
     // An idle pooled connection that breaks (server restart) is dropped by the pool;
     // without a listener the 'error' event would crash the process.
@@ -722,27 +731,6 @@ function isConnectionError(e: unknown): boolean {
 }
 
 /** The URL without its password, for messages. */
-/**
- * The pool's connection: the URL, with generic plans added to its session options.
- * leash's statements are prepared (named) and leash_claim's are cached by PL/pgSQL;
- * with the default plan_cache_mode PostgreSQL kept re-planning them per call (custom
- * plans), a tenth of its CPU per task in a profile. Their plans do not depend on the
- * values: statuses are literals, so the partial indexes still apply. (pg lets a URL's
- * `options` override the config's, so they are moved out of the URL and merged.)
- */
-function withGenericPlans(url: string): { connectionString: string; options: string } {
-  const generic = '-c plan_cache_mode=force_generic_plan';
-  try {
-    const u = new URL(url);
-    const own = u.searchParams.get('options');
-    if (own === null) return { connectionString: url, options: generic };
-    u.searchParams.delete('options');
-    return { connectionString: u.toString(), options: `${own} ${generic}` };
-  } catch {
-    return { connectionString: url, options: generic }; // pg parses what URL does not
-  }
-}
-
 function redact(url: string): string {
   try {
     const u = new URL(url);
