@@ -224,6 +224,20 @@ describe('threads', () => {
     );
   });
 
+  it('the messages of a thread show an answer still streaming with its text so far', async () => {
+    const id = await newThread();
+    const r = await run(id, 'tell me a long story', { model: SLOW });
+    // Text so far, while the answer is still streaming (the stored message holds none yet).
+    const answer = await eventually(async () => {
+      const a = (await messages(id)).at(-1)!;
+      return a.role === 'assistant' && a.status === 'streaming' && a.content.length > 0 && a;
+    });
+    const seen = answer.content;
+    await call('POST', `/api/tasks/${r.id}/cancel`);
+    const done = await waitTask(r.id);
+    assert.ok(done.output_text.startsWith(seen), 'what was shown is a prefix of the kept answer');
+  });
+
   it('identical messages sent twice stay two messages', async () => {
     const t = await newThread();
     const a = await run(t, 'same words', { model: ECHO });

@@ -424,6 +424,12 @@ export class Runtime {
     return { task: res.task, created: res.kind === 'created' };
   }
 
+  /** The text so far of a task running on this node (fresher than the store's), else null. */
+  outputText(id: string): string | null {
+    const a = this.#active.get(id);
+    return a && a.detached === null ? a.task.output_text : null;
+  }
+
   async get(id: string, owner: string): Promise<TaskWithProgress | null> {
     const a = this.#active.get(id);
     if (a && a.detached === null) return a.task.owner === owner ? { ...a.task, recent_progress: [...a.recent] } : null;

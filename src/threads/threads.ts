@@ -70,17 +70,9 @@ export class Threads {
     return this.repair(await this.#store.listMessages(id));
   }
 
-  /** Settled answers; one still streaming shows the text so far. */
-  async repair(messages: Message[]): Promise<Message[]> {
-    const settled = await settleAnswers(this.#store, messages);
-    return Promise.all(
-      settled.map(async (m) => {
-        if (m.status !== 'streaming' || !m.task_id) return m;
-        const task = await this.#store.getTask(m.task_id);
-        const live = task && (await this.#runtime.get(task.id, task.owner));
-        return live ? { ...m, content: live.output_text } : m;
-      }),
-    );
+  /** Settled answers; one still streaming shows the text so far (one task read per answer). */
+  repair(messages: Message[]): Promise<Message[]> {
+    return settleAnswers(this.#store, messages, (taskId) => this.#runtime.outputText(taskId));
   }
 
   /** Stops every active run of the thread with reason `interrupted` (in order with runs). Returns the stopped tasks. */
