@@ -214,7 +214,11 @@ export class Runtime {
       // Events written elsewhere: one subscription for all readers, who hear it on the bus.
       this.store.notifier.subscribe('events', (payload) => {
         const [id, seq] = payload.split(':');
-        if (id) this.#events.poke(id, seq === undefined ? undefined : Number(seq));
+        // A task running here: its readers heard every event on the bus already (this
+        // is this node's own announcement, heard locally), and a poke would only send
+        // a reader that is behind to the store for what it has in memory.
+        if (!id || this.outputText(id) !== null) return;
+        this.#events.poke(id, seq === undefined ? undefined : Number(seq));
       }),
     );
     this.#accepting = true;

@@ -159,7 +159,10 @@ export interface Store {
   ping(): Promise<void>;
 
   // ── tasks ────────────────────────────────────────────────────────────────
-  /** Inserts the task (status queued, last_seq 1) and its `task.queued` event atomically. */
+  /**
+   * Inserts the task (status queued, last_seq 1) and its `task.queued` event atomically;
+   * with `startOn`, possibly already running (last_seq 2, `task.started` too).
+   */
   createTask(task: NewTask, opts: CreateTaskOptions): Promise<CreateTaskResult>;
   /** `owner` given: another owner's task is `null` (the API answers 404, never its data). */
   getTask(id: string, owner?: string): Promise<Task | null>;
