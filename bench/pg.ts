@@ -63,6 +63,24 @@ async function closedLoop(c: number, total: number, createAndWait: () => Promise
   return total / ((performance.now() - t0) / 1000);
 }
 
+/**
+ * Open loop: `total` tasks created at `rate` per second whatever the answers (the
+ * load a service sees), not waiting for one to end before the next; tasks per second.
+ */
+async function openLoop(rate: number, total: number, createAndWait: () => Promise<void>): Promise<number> {
+  const t0 = performance.now();
+  const runs: Array<Promise<void>> = [];
+  for (let i = 0; i < total; i++) {
+    const wait = t0 + (i * 1000) / rate - performance.now();
+    if (wait >= 1) await new Promise((r) => setTimeout(r, wait));
+    runs.push(createAndWait());
+  }
+  await Promise.all(runs);
+  return total / ((performance.now() - t0) / 1000);
+}
+
+type Drive = (createAndWait: () => Promise<void>) => Promise<number>;
+
 // ── database plumbing ──────────────────────────────────────────────────────
 
 const adminUrl = args.pg!;
@@ -142,7 +160,7 @@ async function leashNode(
   };
 }
 
-async function leashRun(c: number, total: number): Promise<RunResult> {
+async function leashRun(c: number, total: number, drive?: Drive): Promise<RunResult> {
   const ended = new Map<string, () => void>();
   const early = new Set<string>();
   const node = await leashNode(`bench-${c}`, c, (id) => {
@@ -174,7 +192,7 @@ async function leashRun(c: number, total: number): Promise<RunResult> {
     pickups.length = 0;
     creates.length = 0;
     claims.length = 0;
-    const rate = await closedLoop(c, total, once);
+    const rate = await (drive ?? ((f) => closedLoop(c, total, f)))(once);
     return {
       tasksPerSec: rate,
       pickup: summarize(pickups),
@@ -220,7 +238,7 @@ async function leashCancel(count: number): Promise<ReturnType<typeof summarize>>
 
 type BullConnection = Record<string, unknown>;
 
-async function bullRun(connection: BullConnection, c: number, total: number): Promise<RunResult> {
+async function bullRun(connection: BullConnection, c: number, total: number, drive?: Drive): Promise<RunResult> {
   const name = `bench_${c}_${process.pid}`;
   const queue = new Queue(name, { connection } as never, createPostgresBackend);
   const jobStarts = new Map<string, (t: number) => void>();
@@ -250,7 +268,7 @@ async function bullRun(connection: BullConnection, c: number, total: number): Pr
   try {
     await closedLoop(c, Math.min(100, total), once);
     pickups.length = 0;
-    const rate = await closedLoop(c, total, once);
+    const rate = await (drive ?? ((f) => closedLoop(c, total, f)))(once);
     return { tasksPerSec: rate, pickup: summarize(pickups) };
   } finally {
     await worker.close();
@@ -274,6 +292,7 @@ const bullPg = { connectionString: dbUrl, schema: 'bullmq', migrate: true };
 header(`leash on PostgreSQL ${serverVersion} vs BullMQ ${BULLMQ_VERSION}, ${N} no-op tasks per run`);
 console.log(`BullMQ ${BULLMQ_VERSION} has a PostgreSQL backend (createPostgresBackend): compared on the same server.`);
 try {
+  let slowest16 = Infinity; // the lower of the two closed-loop rates at c=16
   for (const c of CONCURRENCIES) {
     const leash = await leashRun(c, N);
     const bull = LEASH_ONLY ? null : await bullRun(bullPg, c, N);
@@ -310,6 +329,23 @@ try {
       );
     }
     row(`BullMQ (PostgreSQL) pickup p50 / p99, c=${c}`, `${fmt(bull.pickup.p50)} / ${fmt(bull.pickup.p99)}`);
+    if (c === 16) slowest16 = Math.min(leash.tasksPerSec, bull.tasksPerSec);
+  }
+  if (Number.isFinite(slowest16)) {
+    // The closed loop keeps both systems saturated, so its pickup is mostly queueing.
+    // The same 16 workers under a steady arrival rate both can carry (half the slower
+    // one's saturated rate) show the pickup a service sees below saturation.
+    const rate = Math.round(slowest16 / 2);
+    const total = Math.min(N, rate * 5);
+    const drive: Drive = (f) => openLoop(rate, total, f);
+    const leash = await leashRun(16, total, drive);
+    const bull = await bullRun(bullPg, 16, total, drive);
+    console.log(
+      `\n-- concurrency 16, ${total} tasks arriving at ${rate}/s (half the slower saturated rate; information)`,
+    );
+    row(`leash pickup p50 / p99`, `${fmt(leash.pickup.p50)} / ${fmt(leash.pickup.p99)}`);
+    row(`  started by the create itself (eager start)`, `${Math.round(leash.parts!.eager * 100)} %`);
+    row(`BullMQ (PostgreSQL) pickup p50 / p99`, `${fmt(bull.pickup.p50)} / ${fmt(bull.pickup.p99)}`);
   }
   if (CANCELS > 0) {
     const cancel = await leashCancel(CANCELS);
