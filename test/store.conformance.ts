@@ -723,7 +723,7 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
       const t = await create();
       await claim({ nodeId: 'n2', now: iso(100), leaseMs: 30_000 }); // lease until iso(130)
       assert.deepEqual(await store.recoverLost({ expiredBefore: iso(129), resumableTypes: [], now: iso(129) }), []);
-      await store.renewLeases('n2', 30_000, iso(125)); // lease until iso(155)
+      await store.renewLeases('n2', 30_000, iso(125), [t.id]); // lease until iso(155)
       assert.deepEqual(await store.recoverLost({ expiredBefore: iso(140), resumableTypes: [], now: iso(140) }), []);
       await store.renewLeases('other-node', 1_000_000, iso(141));
       const lost = await store.recoverLost({ expiredBefore: iso(156), resumableTypes: [], now: iso(156) });
@@ -732,6 +732,20 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
         [[t.id, 'failed']],
       );
       await assert.rejects(store.recoverLost({ resumableTypes: [], now: iso(157) }), 'needs a node or a cut-off');
+    });
+
+    it('renewLeases renews only what the node holds: a task it does not know it runs lapses and is recovered', async () => {
+      const known = await create();
+      const orphan = await create();
+      await claim({ nodeId: 'n1', max: 2, now: iso(100), leaseMs: 10_000 }); // both until iso(110)
+      // n1 never got the claim's answer for `orphan` (say the connection died after the commit).
+      assert.deepEqual(await store.renewLeases('n1', 10_000, iso(105), [known.id]), { cancelling: [], lost: [] });
+      const recovered = await store.recoverLost({ expiredBefore: iso(112), resumableTypes: [], now: iso(112) });
+      assert.deepEqual(
+        recovered.map((t) => [t.id, t.status]),
+        [[orphan.id, 'failed']],
+      );
+      assert.equal((await store.getTask(known.id))!.status, 'running');
     });
 
     it('renewLeases reports stop requests for the node and the held tasks it no longer holds', async () => {

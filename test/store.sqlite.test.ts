@@ -289,7 +289,7 @@ describe('SqliteStore specifics', () => {
       assert.doesNotMatch(planOf("WHERE t.status = 'queued'"), /TEMP B-TREE/);
       assert.match(planOf('GROUP BY owner'), /tasks_running/);
       assert.match(planOf("AND status = 'queued' AND status IN"), /tasks_active/);
-      assert.match(planOf('SET lease_until = ?'), /tasks_running/);
+      assert.match(planOf('SET lease_until = ?'), /INDEX sqlite_autoindex_tasks_1 \(id=\?\)/); // the held ids, one by one
       assert.match(planOf('DELETE FROM tasks WHERE status IN'), /tasks_ended/);
       assert.match(planOf('input_hash = ?'), /tasks_cache/);
       assert.match(planOf('+owner = ?'), /tasks_thread/);

@@ -866,7 +866,9 @@ export class Runtime {
 
   /** Heartbeat of this node's leases; acts on what the store says about its tasks. */
   async #renew(): Promise<void> {
-    const held = [...this.#active].filter(([, a]) => a.detached === null && a.state !== 'ended').map(([id]) => id);
+    // Ended tasks too while their last events are being written (their lease must hold
+    // until then); one reported lost after its end is ignored by #detach.
+    const held = [...this.#active].filter(([, a]) => a.detached === null).map(([id]) => id);
     const r = await this.store.renewLeases(this.nodeId, this.#opts.leaseMs, nowIso(), held).catch((err: unknown) => {
       this.#renewFailing = true;
       throw err;

@@ -183,10 +183,13 @@ export interface Store {
    */
   claimTasks(opts: ClaimOptions): Promise<ClaimedTask[]>;
   /**
-   * Extends the lease of the node's running and cancelling tasks, and reports what
-   * the node must act on: its tasks the store says are `cancelling` (the backstop for
-   * a missed cancel notification) and, of the ids in `held` (what the node thinks it
-   * runs), those it no longer holds (recovered by another node after its lease ran out).
+   * Extends the lease of the tasks in `held` (what the node thinks it runs) that the
+   * store has running or cancelling on this node, and reports what the node must act
+   * on: those the store says are `cancelling` (the backstop for a missed cancel
+   * notification) and those of `held` it no longer holds (recovered by another node
+   * after its lease ran out). A task of this node that is not in `held` — a claim or
+   * eager create whose answer never reached it, e.g. the connection died after the
+   * commit — is not renewed: its lease runs out and `recoverLost` ends or requeues it.
    */
   renewLeases(nodeId: string, leaseMs: number, now: string, held?: readonly string[]): Promise<LeaseRenewal>;
 

@@ -421,9 +421,10 @@ export class PostgresStore implements Store {
   async renewLeases(nodeId: string, leaseMs: number, now: string, held: readonly string[] = []): Promise<LeaseRenewal> {
     const rows = (
       await this.#q<{ id: string; status: TaskStatus; cancel_reason: CancelReason | null }>(
-        `UPDATE tasks SET lease_until = $2 WHERE node_id = $1 AND status IN ('running', 'cancelling')
+        `UPDATE tasks SET lease_until = $2
+         WHERE node_id = $1 AND status IN ('running', 'cancelling') AND id = ANY($3::text[])
          RETURNING id, status, cancel_reason`,
-        [nodeId, addMs(now, leaseMs)],
+        [nodeId, addMs(now, leaseMs), held],
         'leash_renew',
       )
     ).rows;

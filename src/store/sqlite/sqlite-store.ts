@@ -422,9 +422,14 @@ export class SqliteStore implements Store {
 
   async renewLeases(nodeId: string, leaseMs: number, now: string, held: readonly string[] = []): Promise<LeaseRenewal> {
     const renewed = this.#q(
-      `UPDATE tasks SET lease_until = ? WHERE node_id = ? AND status IN ('running', 'cancelling')
+      `UPDATE tasks SET lease_until = ?
+       WHERE node_id = ? AND status IN ('running', 'cancelling') AND id IN (SELECT value FROM json_each(?))
        RETURNING id, status, cancel_reason`,
-    ).all(addMs(now, leaseMs), nodeId) as Array<{ id: string; status: TaskStatus; cancel_reason: CancelReason | null }>;
+    ).all(addMs(now, leaseMs), nodeId, JSON.stringify(held)) as Array<{
+      id: string;
+      status: TaskStatus;
+      cancel_reason: CancelReason | null;
+    }>;
     return leaseRenewalOf(renewed, held);
   }
 
