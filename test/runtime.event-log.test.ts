@@ -96,7 +96,8 @@ describe('checkpoints and the batch window', () => {
     type: 'chunked',
     input: z.object({}).strict(),
     async run(_input, ctx) {
-      ctx.emit('part one');
+      ctx.emit('part ');
+      ctx.emit('one'); // same turn: coalesced, still pending when the checkpoint comes
       await ctx.checkpoint({ done: 1 });
       checkpointed?.();
       await sleep(5_000, ctx.signal);

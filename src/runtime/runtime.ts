@@ -743,6 +743,7 @@ export class Runtime {
         if (a.state !== 'running') return;
         // The output emitted before this checkpoint must be stored before it: a task
         // resumed from the checkpoint after a crash does not emit it again.
+        this.#flushText(a);
         await this.#events.flush();
         if (a.state !== 'running') return;
         await this.store.saveCheckpoint(t.id, state);
