@@ -269,25 +269,19 @@ export class PostgresStore implements Store {
           ? await this.#q<PgTaskRow>(CREATE, base, 'leash_create')
           : await this.#q<PgTaskRow>(
               'SELECT * FROM leash_create($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::json, $11::json, $12, $13, $14, $15, $16)',
-              [
-                ...base,
-                on.nodeId,
-                on.maxRunningPerOwner,
-                on.now,
-                new Date(Date.parse(on.now) + on.leaseMs).toISOString(),
-              ],
+              [...base, on.nodeId, on.maxRunningPerOwner, on.now, addMs(on.now, on.leaseMs)],
               'leash_create_eager',
             );
       const row = ins.rows[0];
-      if (row?.status === 'running') {
+      if (row) {
         const task = toTask(row);
+        if (row.status !== 'running') return { kind: 'created', task };
         return {
           kind: 'created',
           task,
           started: { task, lastSeq: row.last_seq, checkpoint: null, options: t.options },
         };
       }
-      if (ins.rows[0]) return { kind: 'created', task: toTask(ins.rows[0]) };
       if (t.idempotency_key !== null) {
         const prior = await this.#q<PgTaskRow>('SELECT * FROM tasks WHERE owner = $1 AND idempotency_key = $2', [
           t.owner,
