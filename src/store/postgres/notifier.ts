@@ -154,6 +154,7 @@ export class PgNotifier implements Notifier {
                 values: [batch.map((b) => b.channel), batch.map((b) => b.payload)],
               }),
               this.#pingMs,
+              'NOTIFY did not complete',
             );
           }
         } catch (err) {
@@ -245,28 +246,19 @@ export class PgNotifier implements Notifier {
   async #ping(): Promise<void> {
     const c = this.#client;
     if (c === null || this.#closed) return;
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`LISTEN connection did not answer a ping within ${this.#pingMs} ms`)),
-        this.#pingMs,
-      );
-    });
     try {
-      await Promise.race([c.query('SELECT 1'), timeout]);
+      await withTimeout(c.query('SELECT 1'), this.#pingMs, 'LISTEN connection did not answer a ping');
     } catch (err) {
       this.#lost(c, err);
-    } finally {
-      clearTimeout(timer);
     }
   }
 }
 
-/** `p`, or a rejection after `ms` (the work itself goes on; its outcome is ignored). */
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+/** `p`, or a rejection "<what> within <ms> ms" after `ms` (the work itself goes on; its outcome is ignored). */
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`NOTIFY did not complete within ${ms} ms`)), ms);
+    timer = setTimeout(() => reject(new Error(`${what} within ${ms} ms`)), ms);
   });
   p.catch(() => {}); // settles after the timeout: not an unhandled rejection
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
