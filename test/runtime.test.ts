@@ -125,6 +125,18 @@ describe('runtime', () => {
     assert.equal(fromStore?.output_text, 'abc');
   });
 
+  it('creates in flight at once each start eagerly while slots are free; past them, tasks queue', async () => {
+    const t = await open([probe], { concurrency: 2 });
+    const create = () => t.runtime.create(OWNER, { type: 'probe', input: { holdMs: 10_000 } });
+    // Both are in flight together: the second is not refused for the first's sake.
+    const [a, b] = await Promise.all([create(), create()]);
+    assert.deepEqual([a.task.status, b.task.status], ['running', 'running']);
+    const c = await create();
+    assert.equal(c.task.status, 'queued', 'no free slot: queued for a claim');
+    for (const { task } of [a, b, c]) await t.runtime.cancel(task.id, OWNER);
+    for (const { task } of [a, b, c]) assert.equal((await waitFor(t, task.id)).status, 'cancelled');
+  });
+
   it('validates input with the zod schema and names unknown types', async () => {
     const t = await open([probe]);
     await assert.rejects(t.runtime.create(OWNER, { type: 'probe', input: { chunks: 'no' } }), (e: unknown) => {

@@ -225,6 +225,57 @@ describe('PostgresStore', { skip }, () => {
       }
     });
 
+    it("far below its limit, an owner's eager creates share its lock; near the limit they need it alone", async () => {
+      await truncate();
+      const s = await openFresh();
+      const holder = new pg.Client({ connectionString: db.url });
+      await holder.connect();
+      try {
+        const conns = Number(
+          (await holder.query<{ v: string }>("SELECT current_setting('max_connections') AS v")).rows[0]!.v,
+        );
+        // Another eager create of alice in flight: it holds her lock shared until its commit.
+        await holder.query('BEGIN');
+        await holder.query(`SELECT pg_advisory_xact_lock_shared(${0x6c6f_776e}, hashtext('alice'))`);
+        const create = async (id: string, limit: number): Promise<string | false> => {
+          const startOn = { nodeId: 'n1', maxRunningPerOwner: limit, leaseMs: 60_000, now: NOW };
+          const res = await s.createTask(newTask(id), { maxQueuedPerOwner: 10, startOn });
+          assert.equal(res.kind, 'created');
+          const status = res.kind === 'created' && res.task.status;
+          // Leave the queue empty for the next create (a queued task ahead refuses eager start).
+          if (status === 'queued')
+            await adminQuery(db.name, `UPDATE tasks SET status = 'cancelled' WHERE id = $1`, [id]);
+          return status;
+        };
+        // At most max_connections creates are in flight at once, so with the running count
+        // plus that many still within the limit, sharing the lock cannot overshoot it.
+        const limit = conns + 2;
+        assert.equal(await create('t1', limit), 'running', 'count 0: shared');
+        assert.equal(await create('t2', limit), 'running', 'count 1: shared');
+        assert.equal(await create('t3', limit), 'running', 'count 2 = limit - max_connections: shared');
+        assert.equal(await create('t4', limit), 'queued', 'count 3: needs the lock alone, which is taken');
+        assert.equal(await create('t5', 10), 'queued', 'a small limit always needs the lock alone');
+        await holder.query('COMMIT');
+        assert.equal(await create('t6', limit), 'running', 'lock free: the exact count decides (3 < limit)');
+        // A claim takes the lock exclusively, so it waits for the creates sharing it.
+        await holder.query('BEGIN');
+        await holder.query(`SELECT pg_advisory_xact_lock_shared(${0x6c6f_776e}, hashtext('alice'))`);
+        await s.createTask(newTask('t7', { priority: -1 }), { maxQueuedPerOwner: 10 });
+        let claimed: number | null = null;
+        const claim = s
+          .claimTasks({ nodeId: 'n1', max: 5, maxRunningPerOwner: limit, leaseMs: 60_000, now: NOW })
+          .then((c) => (claimed = c.length));
+        await new Promise((r) => setTimeout(r, 300));
+        assert.equal(claimed, null, 'the claim waits for the shared holder');
+        await holder.query('COMMIT');
+        await claim;
+        assert.equal(claimed, 1);
+      } finally {
+        await holder.end();
+        await s.close();
+      }
+    });
+
     it('NOTIFY reaches another store, in order; a store does not hear its own twice', async () => {
       const a = await openFresh();
       const b = await openFresh();

@@ -353,10 +353,10 @@ export class Runtime {
     const createdAt = new Date();
     const deadlineMs = req.deadline_ms ?? def.deadlineMs ?? this.#opts.defaultDeadlineMs;
     // A free slot here: ask the store to start the task for this node in the create's
-    // own commit (see CreateTaskOptions.startOn), saving the claim's round trip. Only
-    // when this node is not already claiming or eagerly creating: those hold the
-    // owner's lock until they commit, and a busy node's pump claims in batches anyway.
-    const eager = this.#freeSlots() > 0 && this.#claiming === 0;
+    // own commit (see CreateTaskOptions.startOn), saving the claim's round trip. The
+    // slot is held for it like a claim's; other creates in flight do not stop it (on
+    // PostgreSQL they share the owner's lock while far below its limit, migration 5).
+    const eager = this.#freeSlots() > 0;
     if (eager) this.#claiming++;
     const creating = this.store.createTask(
       {

@@ -249,6 +249,60 @@ END
 $fn$;
 `;
 
+// leash_create, version 2: an owner far below its running limit takes the owner lock
+// shared. Eager creates of one owner then no longer refuse each other (at 16 creates in
+// flight for one owner, half found the exclusive lock taken and went through the queue
+// and a claim instead). Claims still take it exclusive, so none runs beside them. The
+// creates sharing it cannot see each other's uncommitted tasks, but each runs in a
+// transaction of its own, so at most max_connections of them are in flight at once:
+// a create starts its task under the shared lock only when the owner's running count
+// plus max_connections is still within the limit. Near the limit (and with the default
+// limits, which are far below max_connections) it is the exclusive try as before.
+const CREATE_V2 = /* sql */ `
+CREATE OR REPLACE FUNCTION leash_create(p_id text, p_type text, p_owner text, p_priority int, p_thread text,
+  p_created timestamptz, p_deadline timestamptz, p_idem text, p_hash text, p_input json, p_options json,
+  p_max_queued int, p_node text, p_max_running int, p_now timestamptz, p_lease_until timestamptz)
+RETURNS SETOF tasks LANGUAGE plpgsql VOLATILE AS $fn$
+DECLARE
+  go boolean := false;
+  r tasks;
+  conns constant int := current_setting('max_connections')::int;
+BEGIN
+  -- Counting stops at the limit: a deep queue is not counted row by row on every create.
+  IF (SELECT count(*) FROM (SELECT 1 FROM tasks WHERE owner = p_owner AND status = 'queued' LIMIT p_max_queued) q)
+     >= p_max_queued THEN
+    RETURN;
+  END IF;
+  IF p_node IS NOT NULL AND p_thread IS NULL AND p_max_running > 0 THEN
+    IF NOT EXISTS (SELECT 1 FROM tasks WHERE status = 'queued' AND priority >= p_priority) THEN
+      IF p_max_running > conns AND pg_try_advisory_xact_lock_shared(${0x6c6f_776e}, hashtext(p_owner)) THEN
+        go := (SELECT count(*) FROM (SELECT 1 FROM tasks WHERE owner = p_owner AND status IN ('running', 'cancelling')
+                LIMIT p_max_running - conns + 1) x) + conns <= p_max_running;
+      END IF;
+      IF NOT go AND pg_try_advisory_xact_lock(${0x6c6f_776e}, hashtext(p_owner)) THEN
+        go := (SELECT count(*) FROM tasks WHERE owner = p_owner AND status IN ('running', 'cancelling')) < p_max_running;
+      END IF;
+    END IF;
+  END IF;
+  INSERT INTO tasks (id, type, owner, status, priority, thread_id, created_at, deadline_at, idempotency_key,
+    input_hash, input, options, last_seq, started_at, node_id, lease_until, attempt)
+  VALUES (p_id, p_type, p_owner, CASE WHEN go THEN 'running' ELSE 'queued' END, p_priority, p_thread, p_created,
+    p_deadline, p_idem, p_hash, p_input, p_options, CASE WHEN go THEN 2 ELSE 1 END,
+    CASE WHEN go THEN p_now END, CASE WHEN go THEN p_node END, CASE WHEN go THEN p_lease_until END,
+    CASE WHEN go THEN 1 ELSE 0 END)
+  ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+  RETURNING * INTO r;
+  IF NOT FOUND THEN RETURN; END IF;
+  INSERT INTO task_events (task_id, seq, type, created_at, data) VALUES (p_id, 1, 'task.queued', p_created, '{}');
+  IF go THEN
+    INSERT INTO task_events (task_id, seq, type, created_at, data)
+    VALUES (p_id, 2, 'task.started', p_now, json_build_object('attempt', 1));
+  END IF;
+  RETURN NEXT r;
+END
+$fn$;
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   { id: 1, name: 'init', sql: INIT },
   { id: 2, name: 'claim function', sql: CLAIM },
@@ -256,6 +310,7 @@ export const MIGRATIONS: readonly Migration[] = [
   // returns SETOF tasks, so it carries the new column as it is.
   { id: 3, name: 'task run options', sql: 'ALTER TABLE tasks ADD COLUMN options json;' },
   { id: 4, name: 'create function (eager start)', sql: CREATE },
+  { id: 5, name: 'create function: shared owner lock far below the limit', sql: CREATE_V2 },
 ];
 
 /** Session-level advisory lock key held while migrating ("leash" + 1). */
