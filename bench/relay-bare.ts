@@ -45,3 +45,4 @@ server.listen(0, '127.0.0.1', () => {
   process.send!({ ready: `http://127.0.0.1:${a.port}` });
 });
 process.on('disconnect', () => process.exit(0));
+process.on('SIGTERM', () => process.exit(0)); // an orderly exit writes the --cpu-prof profile
