@@ -487,6 +487,52 @@ describe('PostgresStore', { skip }, () => {
       }
     });
 
+    it('event writes find their task by index after the table grew, not by a plan made when it was small', async () => {
+      await truncate();
+      // One connection, as a long-lived pooled one: a plan it cached when `tasks` held one
+      // row would still be used after 5,000 more (nothing analyzes the table meanwhile).
+      const s = await PostgresStore.open(db.url, { onError, listenPingMs: 500, poolMax: 1 });
+      const seqScans = async (): Promise<number> =>
+        Number(
+          (
+            await adminQuery<{ n: string }>(
+              db.name,
+              `SELECT seq_scan AS n FROM pg_stat_user_tables WHERE relname = 'tasks'`,
+            )
+          )[0]!.n,
+        );
+      try {
+        await s.migrate();
+        await s.createTask(newTask('task_w'), { maxQueuedPerOwner: 10 });
+        await s.claimTasks({ nodeId: 'n1', max: 1, maxRunningPerOwner: 10, leaseMs: 60_000, now: NOW });
+        const ev = (seq: number) => ({
+          event: { task_id: 'task_w', seq, type: 'output.delta' as const, data: { text: 'x' }, created_at: NOW },
+          patch: { append_output: 'x' },
+        });
+        let seq = 2;
+        for (let i = 0; i < 3; i++) await s.writeEvents([ev(++seq)]);
+        await adminQuery(
+          db.name,
+          `INSERT INTO tasks (id, type, owner, status, created_at, input_hash, input, ended_at)
+           SELECT 'old_' || g, 'echo', 'alice', 'completed', now(), 'h', '{}', now() FROM generate_series(1, 5000) g`,
+        );
+        // A backend reports its counts at most once a second: let the ones so far out.
+        await new Promise((r) => setTimeout(r, 1100));
+        await s.ping();
+        await new Promise((r) => setTimeout(r, 100));
+        const before = await seqScans();
+        for (let i = 0; i < 20; i++) await s.writeEvents([ev(++seq)]);
+        await s.close(); // and when it ends
+        await new Promise((r) => setTimeout(r, 100));
+        const scans = (await seqScans()) - before;
+        assert.ok(scans < 5, `20 event writes scanned the whole table ${scans} times`);
+        const row = await adminQuery<{ n: number }>(db.name, `SELECT last_seq AS n FROM tasks WHERE id = 'task_w'`);
+        assert.equal(row[0]!.n, seq);
+      } finally {
+        await s.close().catch(() => {});
+      }
+    });
+
     it('text columns refuse nothing: NUL becomes U+FFFD in text, stays exact in event data', async () => {
       await truncate();
       const s = await openFresh();

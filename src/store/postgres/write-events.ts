@@ -160,7 +160,12 @@ export async function writeEventsWith(db: pg.Pool, writes: EventWrite[]): Promis
     ),
   ];
   try {
-    await db.query({ name: 'leash_write_events', text: WRITE, values });
+    // Not a named statement: a generic plan cached while `tasks` was small joins it by a
+    // sequential scan, kept as the history grows (until autovacuum next analyzes it; a
+    // new database runs a minute or more that way). Planned per batch, the join is by
+    // the id index once the table is big. Measured: 1,536 → 1,893–2,312 tasks/s on
+    // bench/pg at 16 in flight and 12,000 tasks.
+    await db.query({ text: WRITE, values });
   } catch (e) {
     throw await explain(db, e, writes);
   }
