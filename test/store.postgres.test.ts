@@ -232,7 +232,12 @@ describe('PostgresStore', { skip }, () => {
       await holder.connect();
       try {
         const conns = Number(
-          (await holder.query<{ v: string }>("SELECT current_setting('max_connections') AS v")).rows[0]!.v,
+          (
+            await holder.query<{ v: string }>(
+              `SELECT current_setting('max_connections')::int + current_setting('max_prepared_transactions')::int
+                 + current_setting('max_worker_processes')::int AS v`,
+            )
+          ).rows[0]!.v,
         );
         // Another eager create of alice in flight: it holds her lock shared until its commit.
         await holder.query('BEGIN');
@@ -247,14 +252,14 @@ describe('PostgresStore', { skip }, () => {
             await adminQuery(db.name, `UPDATE tasks SET status = 'cancelled' WHERE id = $1`, [id]);
           return status;
         };
-        // At most max_connections creates are in flight at once, so with the running count
+        // No more creates are in flight than there can be transactions (conns), so with the running count
         // plus that many still within the limit, sharing the lock cannot overshoot it.
         const limit = conns + 2;
         assert.equal(await create('t1', limit), 'running', 'count 0: shared');
         assert.equal(await create('t2', limit), 'running', 'count 1: shared');
-        assert.equal(await create('t3', limit), 'running', 'count 2 = limit - max_connections: shared');
+        assert.equal(await create('t3', limit), 'running', 'count 2 = limit - conns: shared');
         assert.equal(await create('t4', limit), 'queued', 'count 3: needs the lock alone, which is taken');
-        assert.equal(await create('t5', 10), 'queued', 'a small limit always needs the lock alone');
+        assert.equal(await create('t5', Math.min(10, conns)), 'queued', 'a small limit always needs the lock alone');
         await holder.query('COMMIT');
         assert.equal(await create('t6', limit), 'running', 'lock free: the exact count decides (3 < limit)');
         // A claim takes the lock exclusively, so it waits for the creates sharing it.
@@ -265,7 +270,16 @@ describe('PostgresStore', { skip }, () => {
         const claim = s
           .claimTasks({ nodeId: 'n1', max: 5, maxRunningPerOwner: limit, leaseMs: 60_000, now: NOW })
           .then((c) => (claimed = c.length));
-        await new Promise((r) => setTimeout(r, 300));
+        // Until PostgreSQL shows it waiting for the owner lock.
+        for (let i = 0; ; i++) {
+          const waiting = await adminQuery<{ n: number }>(
+            db.name,
+            `SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`,
+          );
+          if (waiting[0]!.n > 0) break;
+          assert.ok(i < 100, 'the claim never waited for the lock');
+          await new Promise((r) => setTimeout(r, 50));
+        }
         assert.equal(claimed, null, 'the claim waits for the shared holder');
         await holder.query('COMMIT');
         await claim;
@@ -522,7 +536,8 @@ describe('PostgresStore', { skip }, () => {
         await new Promise((r) => setTimeout(r, 100));
         const before = await seqScans();
         for (let i = 0; i < 20; i++) await s.writeEvents([ev(++seq)]);
-        await s.close(); // and when it ends
+        await new Promise((r) => setTimeout(r, 1100));
+        await s.ping();
         await new Promise((r) => setTimeout(r, 100));
         const scans = (await seqScans()) - before;
         assert.ok(scans < 5, `20 event writes scanned the whole table ${scans} times`);

@@ -355,7 +355,8 @@ export class Runtime {
     // A free slot here: ask the store to start the task for this node in the create's
     // own commit (see CreateTaskOptions.startOn), saving the claim's round trip. The
     // slot is held for it like a claim's; other creates in flight do not stop it (on
-    // PostgreSQL they share the owner's lock while far below its limit, migration 5).
+    // PostgreSQL those of an owner far below its limit share the owner's lock, migration
+    // 5; nearer the limit one may find the lock taken, and its task is queued).
     const eager = this.#freeSlots() > 0;
     if (eager) this.#claiming++;
     const creating = this.store.createTask(

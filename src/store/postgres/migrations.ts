@@ -253,11 +253,13 @@ $fn$;
 // shared. Eager creates of one owner then no longer refuse each other (at 16 creates in
 // flight for one owner, half found the exclusive lock taken and went through the queue
 // and a claim instead). Claims still take it exclusive, so none runs beside them. The
-// creates sharing it cannot see each other's uncommitted tasks, but each runs in a
-// transaction of its own, so at most max_connections of them are in flight at once:
-// a create starts its task under the shared lock only when the owner's running count
-// plus max_connections is still within the limit. Near the limit (and with the default
-// limits, which are far below max_connections) it is the exclusive try as before.
+// creates sharing it cannot see each other's uncommitted tasks, but each starts one
+// task in a transaction of its own (leash calls it as one autocommit statement), so no
+// more of them are in flight than there can be transactions: client connections,
+// prepared transactions and background workers. A create starts its task under the
+// shared lock only when the owner's running count plus that many is still within the
+// limit. Near the limit (and with the default limits, far below max_connections) it is
+// the exclusive try as before.
 const CREATE_V2 = /* sql */ `
 CREATE OR REPLACE FUNCTION leash_create(p_id text, p_type text, p_owner text, p_priority int, p_thread text,
   p_created timestamptz, p_deadline timestamptz, p_idem text, p_hash text, p_input json, p_options json,
@@ -266,7 +268,9 @@ RETURNS SETOF tasks LANGUAGE plpgsql VOLATILE AS $fn$
 DECLARE
   go boolean := false;
   r tasks;
-  conns constant int := current_setting('max_connections')::int;
+  -- The most transactions that can be open at once (see above).
+  conns constant int := current_setting('max_connections')::int
+    + current_setting('max_prepared_transactions')::int + current_setting('max_worker_processes')::int;
 BEGIN
   -- Counting stops at the limit: a deep queue is not counted row by row on every create.
   IF (SELECT count(*) FROM (SELECT 1 FROM tasks WHERE owner = p_owner AND status = 'queued' LIMIT p_max_queued) q)
