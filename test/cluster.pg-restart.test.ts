@@ -274,10 +274,15 @@ describe('cluster: a PostgreSQL restart mid-run', { skip }, () => {
   });
 
   it('SSE streams open across the restart continue, or resume by Last-Event-ID, with no gaps or duplicates', async (t) => {
-    const stored = await sql<{ seq: number; type: string }>(
-      'SELECT seq, type FROM task_events WHERE task_id = $1 ORDER BY seq',
-      [streamed.id],
-    );
+    // The runner hands out its events before they are committed (write-behind): the
+    // cancel just seen over HTTP may reach the table a moment later.
+    const stored = await eventually(async () => {
+      const rows = await sql<{ seq: number; type: string }>(
+        'SELECT seq, type FROM task_events WHERE task_id = $1 ORDER BY seq',
+        [streamed.id],
+      );
+      return rows.at(-1)?.type === 'task.cancelled' ? rows : null;
+    });
     for (const [where, stream] of [
       ['runner', streamed.local],
       ['other node', streamed.remote],
