@@ -4,8 +4,10 @@
 // measured per delta on one clock (absolute ms).
 //  1. tokens/s of one burst stream: direct, leash SSE, leash WebSocket, leash /v1/chat/completions
 //     (goal ≥ 0.9× direct);
-//  2. 1,000 concurrent streams at 20 tokens/s: per-delta latency p50/p99 direct and through
-//     leash SSE, the difference is what leash adds (goal p99 ≤ 10 ms), and server RSS per stream.
+//  2. 1,000 concurrent streams at 20 tokens/s: per-delta latency p50/p99 direct, through a
+//     bare node:http relay (the floor) and through leash SSE, over the deltas that arrive
+//     while all the streams are open (whole-run figures too); leash minus direct is what
+//     leash adds (goal p99 ≤ 10 ms); and server RSS per stream.
 // Run: npm run bench:relay   (or: npx node bench/relay.ts [streams] [burstTokens])
 
 import { fork } from 'node:child_process';
