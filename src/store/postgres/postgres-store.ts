@@ -244,8 +244,8 @@ export class PostgresStore implements Store {
 
   async createTask(t: NewTask, opts: CreateTaskOptions): Promise<CreateTaskResult> {
     // One statement: the insert (skipped on a full queue or a repeated Idempotency-Key)
-    // and its event; with an eager start, one call of leash_create (migrations 4 and 5), which
-    // also decides whether the task starts at once. The queue limit is checked in the
+    // and its event; with an eager start, one call of leash_create (migrations 4 and 5),
+    // which also decides whether the task starts at once. The queue limit is checked in the
     // same statement, so it is exact per node and may be overshot by a create racing on
     // another node: a soft limit, as queue limits are.
     for (let attempt = 0; attempt < 3; attempt++) {
