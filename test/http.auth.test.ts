@@ -1,5 +1,5 @@
 // Bearer auth, owner isolation (another owner's task is a 404 on every route),
-// probes without a key, and metrics that carry no owner or task ids.
+// probes without a key, and metrics (behind a key) that carry no owner or task ids.
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -53,14 +53,22 @@ describe('auth', () => {
     assert.equal(r.body.owner, 'alice');
   });
 
-  it('probes answer without a key', async () => {
+  it('probes answer without a key; /metrics needs one unless made public', async () => {
     assert.deepEqual((await api(s.url, 'GET', '/healthz')).body, { status: 'ok' });
     const ready = await api(s.url, 'GET', '/readyz');
     assert.equal(ready.status, 200);
     assert.equal(ready.body.status, 'ready');
-    const m = await api(s.url, 'GET', '/metrics');
+    assert.equal((await api(s.url, 'GET', '/metrics')).status, 401);
+    const m = await api(s.url, 'GET', '/metrics', { key: BOB });
     assert.equal(m.status, 200);
     assert.match(m.headers.get('content-type') ?? '', /^text\/plain/);
+    const open = await startTestServer({ apiKeys: parseApiKeys(`${ALICE}:alice`), security: { metricsPublic: true } });
+    try {
+      assert.equal((await api(open.url, 'GET', '/metrics')).status, 200);
+      assert.equal((await api(open.url, 'GET', '/api/tasks')).status, 401, 'only /metrics became public');
+    } finally {
+      await open.close();
+    }
   });
 
   it("another owner's task is 404 on every route, and never in lists or batch cancels", async () => {
@@ -108,7 +116,7 @@ describe('auth', () => {
     await api(s.url, 'POST', `/api/tasks/${t.id}/cancel`, { key: ALICE });
     await api(s.url, 'GET', `/api/tasks/${t.id}/wait?timeout_s=30`, { key: ALICE });
 
-    const text: string = (await api(s.url, 'GET', '/metrics')).body;
+    const text: string = (await api(s.url, 'GET', '/metrics', { key: ALICE })).body;
     for (const name of [
       'leash_tasks{status="cancelled"}',
       'leash_tasks_running',

@@ -53,14 +53,15 @@ describe('rate limiting per API key', () => {
     const bob = await api(s.url, 'GET', '/api/tasks', { key: 'key-bob' });
     assert.equal(bob.status, 200);
     for (const p of ['/healthz', '/readyz', '/metrics']) {
-      for (let i = 0; i < MAX + 1; i++) assert.equal((await api(s.url, 'GET', p)).status, 200, p);
+      for (let i = 0; i < MAX + 1; i++) assert.equal((await api(s.url, 'GET', p, { key: 'key-alice' })).status, 200, p);
     }
     assert.equal((await s.store.countByStatus()).queued + (await s.store.countByStatus()).completed, 0);
   });
 
   it('the web UI, served without a key, is limited per client address, apart from the keys', async () => {
     const ui: number[] = [];
-    for (let i = 0; i < MAX + 1; i++) ui.push((await api(s.url, 'GET', '/some/page')).status);
+    const page = { headers: { accept: 'text/html' } };
+    for (let i = 0; i < MAX + 1; i++) ui.push((await api(s.url, 'GET', '/some/page', page)).status);
     assert.equal(ui.at(-1), 429);
     assert.ok(
       ui.slice(0, MAX).every((st) => st !== 429),
@@ -140,7 +141,7 @@ describe('slow and malformed connections', () => {
   it('headers that trickle in (slowloris): 408 request_timeout, connection closed', async () => {
     const lines = [
       'GET /api/tasks HTTP/1.1\r\n',
-      'Host: x\r\n',
+      'Host: 127.0.0.1\r\n',
       ...Array.from({ length: 40 }, (_, i) => `X-Slow-${i}: y\r\n`),
       '\r\n',
     ];
@@ -159,7 +160,7 @@ describe('slow and malformed connections', () => {
 
   it('a body that trickles in: 408 request_timeout, no task created', async () => {
     const body = JSON.stringify({ type: 'generate', input: { prompt: 'slow body '.repeat(10) } });
-    const head = `POST /api/tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`;
+    const head = `POST /api/tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`;
     const chunks = [head, ...body.match(/.{1,4}/g)!];
     const r = await rawExchange(port, chunks, 100);
     assert.equal(r.wroteAll, false);
@@ -172,7 +173,7 @@ describe('slow and malformed connections', () => {
   it('headers over 16 KiB: 431 headers_too_large; bytes that are not HTTP: 400 invalid_request', async () => {
     const huge = await rawExchange(
       port,
-      [`GET /api/tasks HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`],
+      [`GET /api/tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`],
       0,
     );
     const h = parseRaw(huge.text);
@@ -181,8 +182,8 @@ describe('slow and malformed connections', () => {
     for (const junk of [
       '\x00\x01\x02garbage\r\n\r\n',
       'GET / HTTP/9.9\r\n\r\n',
-      'GET /api/tasks HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n',
-      'POST /api/tasks HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\n',
+      'GET /api/tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header\r\n\r\n',
+      'POST /api/tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\n',
     ]) {
       const r = parseRaw((await rawExchange(port, [junk], 0)).text);
       assert.equal(r.status, 400, JSON.stringify(junk));

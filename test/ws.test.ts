@@ -2,6 +2,7 @@
 // as any program would. Slow streams use the simulated model's token rate; the
 // buffer and heartbeat limits are checked on a server built with tiny settings.
 
+import { StreamCaps } from '../src/server/stream-caps.ts';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -649,7 +650,11 @@ async function startSmallServer(opts: WebSocketOptions): Promise<SmallServer> {
   installErrorHandling(app);
   const closing = new AbortController();
   app.addHook('preClose', async () => closing.abort());
-  registerWebSocket(app, { runtime, threads: new Threads(runtime), closing: closing.signal }, opts);
+  registerWebSocket(
+    app,
+    { runtime, threads: new Threads(runtime), closing: closing.signal, streams: new StreamCaps(), rateCounter: null },
+    opts,
+  );
   await app.listen({ host: '127.0.0.1', port: 0 });
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr !== null ? addr.port : 0;

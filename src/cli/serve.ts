@@ -11,8 +11,7 @@ import type { ModelRegistry } from '../models/model.ts';
 import type { AnyTaskDefinition } from '../runtime/define-task.ts';
 import { Runtime } from '../runtime/runtime.ts';
 import type { RuntimeOptions } from '../runtime/runtime.ts';
-import { buildServer } from '../server/app.ts';
-import { parseApiKeys } from '../server/auth.ts';
+import { buildServer, type SecurityOptions } from '../server/app.ts';
 import { parseRateLimit, type RateLimitOptions } from '../server/rate-limit.ts';
 import type { ConnectionTimeouts } from '../server/timeouts.ts';
 import { createMetrics } from '../server/metrics.ts';
@@ -21,15 +20,10 @@ import { LeashError } from '../runtime/errors.ts';
 import { openStore } from '../store/open.ts';
 import type { Store } from '../store/store.ts';
 import { builtinTasks } from '../tasks/index.ts';
+import { UsageError } from './usage-error.ts';
+import { apiKeysFromEnv, securityFromEnv } from './security-env.ts';
 
-/** A mistake in how leash was invoked (bad flag, unsafe bind): exit code 2, no stack. */
-export class UsageError extends Error {
-  readonly exitCode = 2;
-  constructor(message: string) {
-    super(message);
-    this.name = 'UsageError';
-  }
-}
+export { UsageError };
 
 export const DEFAULT_HOST = '127.0.0.1';
 export const DEFAULT_PORT = 8080;
@@ -60,6 +54,8 @@ export interface StartServerOptions {
   rateLimit?: RateLimitOptions;
   /** Slow-client limits; defaults in src/server/timeouts.ts. */
   timeouts?: Partial<ConnectionTimeouts>;
+  /** Allowed hosts and origins, /metrics exposure, stream caps (SECURITY.md). */
+  security?: SecurityOptions;
 }
 
 export interface RunningServer {
@@ -146,6 +142,7 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
       ...(opts.sseKeepaliveMs !== undefined && { sseKeepaliveMs: opts.sseKeepaliveMs }),
       ...(opts.rateLimit !== undefined && { rateLimit: opts.rateLimit }),
       ...(opts.timeouts !== undefined && { timeouts: opts.timeouts }),
+      ...(opts.security !== undefined && { security: opts.security }),
     });
     app = server;
     await server.listen({ host, port: opts.port ?? DEFAULT_PORT });
@@ -193,7 +190,14 @@ Options (environment variable in brackets):
   --model MODEL   default model, e.g. simulated or openai:gpt-4o-mini [LEASH_MODEL] (default ${DEFAULT_MODEL})
   -h, --help      show this help
 
-Also: LEASH_API_KEYS="key:owner,key2:owner2" (required for a non-loopback host),
+Also: LEASH_API_KEYS="key:owner,key2:owner2" (required for a non-loopback host), or
+      LEASH_API_KEYS_FILE=path (the same entries, one per line; keeps keys out of the
+      environment), LEASH_ALLOWED_HOSTS (without keys, host names served besides
+      localhost/127.0.0.1/[::1]; default none), LEASH_ALLOWED_ORIGINS (origins besides
+      the server's own that may write, open WebSockets and read answers via CORS;
+      default none), LEASH_METRICS_PUBLIC=1 (/metrics without a key; default: it needs
+      one when keys are set), LEASH_MAX_STREAMS_PER_OWNER (open event streams, long
+      polls and WebSockets per owner on a node, 429 past it; default 100),
       LEASH_LOG_LEVEL (default info; logs go to stderr as JSON),
       LEASH_CONCURRENCY (tasks this node runs at once, default 64),
       LEASH_MAX_RUNNING_PER_OWNER (default 4), LEASH_MAX_QUEUED_PER_OWNER (default 1000),
@@ -289,12 +293,8 @@ export async function runServe(argv: string[], env: NodeJS.ProcessEnv = process.
   if (!LOG_LEVELS.includes(level)) {
     throw new UsageError(`Invalid LEASH_LOG_LEVEL "${level}": use one of ${LOG_LEVELS.join(', ')}.`);
   }
-  let apiKeys: Map<string, string>;
-  try {
-    apiKeys = parseApiKeys(env.LEASH_API_KEYS);
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
+  const apiKeys = apiKeysFromEnv(env);
+  const security = securityFromEnv(env);
   const host = values.host ?? (env.HOST?.trim() || DEFAULT_HOST);
   const portRaw = values.port ?? env.PORT?.trim();
   const port = portRaw === undefined || portRaw === '' ? DEFAULT_PORT : parsePort(portRaw);
@@ -309,6 +309,7 @@ export async function runServe(argv: string[], env: NodeJS.ProcessEnv = process.
     db: values.db ?? (env.LEASH_DB?.trim() || DEFAULT_DB),
     model: values.model ?? (env.LEASH_MODEL?.trim() || DEFAULT_MODEL),
     apiKeys,
+    security,
     logger,
   });
   process.stdout.write(`leash listening on ${server.url}\n`);

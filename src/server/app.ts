@@ -23,6 +23,9 @@ import type { TaskRouteDeps } from './routes/tasks.ts';
 import { DEFAULT_KEEPALIVE_MS } from './sse.ts';
 import { registerWebUi } from './static.ts';
 import { installRateLimit, type RateLimitOptions } from './rate-limit.ts';
+import { installBrowserGuard, normalizeOrigin } from './browser-guard.ts';
+import { installSecurityHeaders } from './security-headers.ts';
+import { StreamCaps } from './stream-caps.ts';
 import { connectionOptions, type ConnectionTimeouts } from './timeouts.ts';
 import { jsonDepthExceeds, MAX_JSON_DEPTH } from './json-depth.ts';
 import { LeashError } from '../runtime/errors.ts';
@@ -46,6 +49,19 @@ export interface BuildServerOptions {
   rateLimit?: RateLimitOptions;
   /** Slow-client limits (headers / whole request / keep-alive); defaults in timeouts.ts. */
   timeouts?: Partial<ConnectionTimeouts>;
+  /** Browser-facing rules, stream caps and /metrics exposure (SECURITY.md). */
+  security?: SecurityOptions;
+}
+
+export interface SecurityOptions {
+  /** Host names served besides loopback ones when there are no keys (LEASH_ALLOWED_HOSTS). */
+  allowedHosts?: readonly string[];
+  /** Origins allowed to write, open WebSockets and read answers (CORS) (LEASH_ALLOWED_ORIGINS). */
+  allowedOrigins?: readonly string[];
+  /** `/metrics` without a key (LEASH_METRICS_PUBLIC=1); it needs one by default when keys are set. */
+  metricsPublic?: boolean;
+  /** Open streams, long polls and WebSockets per owner on this node (LEASH_MAX_STREAMS_PER_OWNER). */
+  maxStreamsPerOwner?: number;
 }
 
 declare module 'fastify' {
@@ -114,12 +130,26 @@ export function buildServer(opts: BuildServerOptions): FastifyInstance {
     });
   });
 
+  const security = opts.security ?? {};
+  const allowedOrigins = (security.allowedOrigins ?? []).map((o) => {
+    const n = normalizeOrigin(o);
+    if (n === null) throw new TypeError(`LEASH_ALLOWED_ORIGINS: "${o}" is not an origin like http://localhost:5173`);
+    return n;
+  });
+  // Order matters: who may talk to us at all (Host, Origin), then who they are (key), then how often.
+  installBrowserGuard(app, {
+    keyless: opts.apiKeys.size === 0,
+    allowedHosts: security.allowedHosts ?? [],
+    allowedOrigins,
+  });
   installAuth(app, opts.apiKeys);
-  installRateLimit(app, opts.rateLimit);
+  const rateCounter = installRateLimit(app, opts.rateLimit);
   installErrorHandling(app);
+  installSecurityHeaders(app, allowedOrigins);
+  const streams = new StreamCaps(security.maxStreamsPerOwner);
 
   registerHealthRoutes(app, { runtime: opts.runtime, store: opts.store });
-  app.get('/metrics', async (_request, reply) => {
+  app.get('/metrics', { config: { public: security.metricsPublic === true } }, async (_request, reply) => {
     reply.header('content-type', metrics.contentType);
     return metrics.registry.metrics();
   });
@@ -127,13 +157,14 @@ export function buildServer(opts: BuildServerOptions): FastifyInstance {
     runtime: opts.runtime,
     keepaliveMs: opts.sseKeepaliveMs ?? DEFAULT_KEEPALIVE_MS,
     closing: closing.signal,
+    streams,
   };
   app.decorate('leashTaskDeps', taskDeps);
   registerTaskRoutes(app, taskDeps);
   const threads = new Threads(opts.runtime);
   registerThreadRoutes(app, { ...taskDeps, threads });
   registerOpenAiRoutes(app, { ...taskDeps, threads });
-  registerWebSocket(app, { runtime: opts.runtime, threads, closing: closing.signal });
+  registerWebSocket(app, { runtime: opts.runtime, threads, closing: closing.signal, streams, rateCounter });
   registerWebUi(app);
   return app;
 }

@@ -2,16 +2,13 @@
 // timingSafeEqual against every configured key (no early exit), so neither the
 // length nor the prefix of a key leaks through response timing.
 
-import { isUiPath } from './static.ts';
+import { spaFallbackApplies } from './static.ts';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { LeashError } from '../runtime/errors.ts';
 
 /** The owner of every request when the server runs without keys (loopback only). */
 export const LOCAL_OWNER = 'local';
-
-/** Paths that answer without a key (probes and scrapers carry none). */
-export const PUBLIC_PATHS: ReadonlySet<string> = new Set(['/healthz', '/readyz', '/metrics']);
 
 const OWNER_RE = /^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$/;
 
@@ -63,6 +60,24 @@ declare module 'fastify' {
     /** Who the request acts for; every task query is scoped to it. */
     owner: string;
   }
+  interface FastifyContextConfig {
+    /** Answers without a key (probes, the web UI's files). Every other route needs one. */
+    public?: boolean;
+  }
+}
+
+/**
+ * Whether a request may go without a key. Decided on the route the router matched
+ * (its registered pattern and config), never on `request.url`: the router decodes
+ * and normalizes the path its own way, so any check on the raw URL can be walked
+ * around with another spelling (`/%61pi/tasks`). Unmatched requests need a key too,
+ * except a browser's page load that the web UI's SPA fallback answers with index.html.
+ */
+export function isPublicRequest(request: FastifyRequest): boolean {
+  if (request.is404) return spaFallbackApplies(request);
+  if (request.routeOptions.config.public === true) return true;
+  // A CORS preflight (@fastify/cors's `OPTIONS *` route) carries no key by design and answers only headers.
+  return request.method === 'OPTIONS' && request.routeOptions.url === '*';
 }
 
 /** Sets `request.owner` on every request; 401 `unauthorized` when keys are configured and none matches. */
@@ -71,9 +86,7 @@ export function installAuth(app: FastifyInstance, apiKeys: Map<string, string>):
   if (apiKeys.size === 0) return;
   const match = createKeyMatcher(apiKeys);
   app.addHook('onRequest', async (request: FastifyRequest) => {
-    const path = request.url.split('?', 1)[0] ?? '';
-    // The web UI's files are public (they hold no data); the UI then asks for a key for /api.
-    if (PUBLIC_PATHS.has(path) || isUiPath(path)) return;
+    if (isPublicRequest(request)) return;
     const header = request.headers.authorization;
     if (header === undefined || header === '') {
       throw new LeashError('unauthorized', 'Missing API key: send "Authorization: Bearer <key>"');

@@ -117,6 +117,8 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, err: unk
     return reply;
   }
   if (status === 401) reply.header('www-authenticate', 'Bearer');
+  const retry = (body.error.details as { retry_after_s?: unknown } | undefined)?.retry_after_s;
+  if (status === 429 && typeof retry === 'number') reply.header('retry-after', String(retry));
   return reply.code(status).type('application/json; charset=utf-8').send(body);
 }
 

@@ -11,9 +11,9 @@ import type { Store } from '../store/store.ts';
 const PING_TIMEOUT_MS = 2_000;
 
 export function registerHealthRoutes(app: FastifyInstance, deps: { runtime: Runtime; store: Store }): void {
-  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/healthz', { config: { public: true } }, async () => ({ status: 'ok' }));
 
-  app.get('/readyz', async (request) => {
+  app.get('/readyz', { config: { public: true } }, async (request) => {
     if (!deps.runtime.accepting) throw new LeashError('not_ready', 'Not ready: shutting down');
     let timer: NodeJS.Timeout | undefined;
     try {

@@ -8,13 +8,17 @@
 // keys cannot exhaust a good key's budget). Over the limit: 429
 // `{error: {code: "rate_limited", message}}` with `Retry-After` (seconds).
 // Probes and metrics (`/healthz`, `/readyz`, `/metrics`) are never limited; the
-// web UI's files, which are served without a key, are limited per client IP.
+// web UI's files, which are served without a key, are limited per client IP. Every
+// decision is made on the route that matched, never on the raw URL. WebSocket frames
+// draw from the same per-owner budget (`RateCounter.hit`, used by ws.ts).
+//
+// Counts are kept in memory on each node: with N nodes behind a load balancer a key
+// may make up to N × the limit (documented in README and SECURITY.md).
 
 import rateLimitPlugin from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { LeashError } from '../runtime/errors.ts';
-import { PUBLIC_PATHS } from './auth.ts';
-import { isUiPath } from './static.ts';
+import { isPublicRequest } from './auth.ts';
 
 export interface RateLimitOptions {
   /** Requests allowed per key in each window. */
@@ -44,24 +48,81 @@ export function parseRateLimit(raw: string | undefined): RateLimitOptions | unde
 
 type Handler = (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
 
-/** Registers the per-owner limit on every route (and on unmatched paths). No-op without options. */
-export function installRateLimit(app: FastifyInstance, opts: RateLimitOptions | undefined): void {
-  if (opts === undefined) return;
+/** Routes never limited: probes and the metrics scraper. */
+const UNLIMITED_ROUTES = new Set(['/healthz', '/readyz', '/metrics']);
+
+/**
+ * Fixed-window counts per key, shared by the HTTP plugin (as its store) and the
+ * WebSocket sessions, so frames and requests spend one budget. Keys are evicted
+ * oldest-first past `capacity`.
+ */
+export class RateCounter {
+  readonly #counts = new Map<string, { current: number; start: number }>();
+  readonly max: number;
+  readonly windowMs: number;
+  readonly capacity: number;
+  constructor(max: number, windowMs: number, capacity = MAX_TRACKED_KEYS) {
+    this.max = max;
+    this.windowMs = windowMs;
+    this.capacity = capacity;
+  }
+
+  /** Counts one request for `key`; `ttl` is the ms left in its window. */
+  hit(key: string): { current: number; ttl: number } {
+    const now = Date.now();
+    let e = this.#counts.get(key);
+    if (e === undefined || e.start + this.windowMs <= now) {
+      this.#counts.delete(key);
+      if (this.#counts.size >= this.capacity) {
+        const oldest = this.#counts.keys().next();
+        if (oldest.done !== true) this.#counts.delete(oldest.value);
+      }
+      e = { current: 0, start: now };
+      this.#counts.set(key, e);
+    }
+    e.current++;
+    return { current: e.current, ttl: e.start + this.windowMs - now };
+  }
+
+  /** The key whose budget a request spends once authenticated. */
+  static ownerKey(owner: string): string {
+    return `owner:${owner}`;
+  }
+
+  // The @fastify/rate-limit store interface.
+  incr(key: string, cb: (err: Error | null, res: { current: number; ttl: number }) => void): void {
+    cb(null, this.hit(key));
+  }
+  child(): RateCounter {
+    return this;
+  }
+}
+
+/**
+ * Registers the per-owner limit on every route (and on unmatched paths) and returns
+ * the counter that WebSocket frames also spend. Null without options.
+ */
+export function installRateLimit(app: FastifyInstance, opts: RateLimitOptions | undefined): RateCounter | null {
+  if (opts === undefined) return null;
   const windowMs = opts.timeWindowMs ?? DEFAULT_RATE_WINDOW_MS;
+  const counter = new RateCounter(opts.max, windowMs);
   // `global: false`: the plugin's per-route hooks only see routes added after it has
   // loaded (at ready), which would miss every route buildServer adds synchronously.
   // One root hook instead, built from the plugin's handler once it is loaded.
-  void app.register(rateLimitPlugin, { global: false, cache: MAX_TRACKED_KEYS });
+  const store = function SharedCounter(): RateCounter {
+    return counter;
+  } as unknown as new () => RateCounter;
+  void app.register(rateLimitPlugin, { global: false, store });
   let handler: Handler | null = null;
-  // preParsing: after the auth hook (onRequest) has set `request.owner`, before any body is read.
-  app.addHook('preParsing', async (request, reply, payload) => {
-    const path = request.url.split('?', 1)[0] ?? '';
-    if (PUBLIC_PATHS.has(path)) return payload;
+  // onRequest, registered after the auth hook (so `request.owner` is set) and before
+  // the web UI's SPA fallback (which answers in onRequest too); before any body is read.
+  app.addHook('onRequest', async (request, reply) => {
+    if (!request.is404 && UNLIMITED_ROUTES.has(request.routeOptions.url ?? '')) return;
     handler ??= app.rateLimit({
       max: opts.max,
       timeWindow: windowMs,
-      // UI paths carry no key (their owner is the default one): one budget per client address instead.
-      keyGenerator: (req) => (isUiPath(req.url.split('?', 1)[0] ?? '') ? `ip:${req.ip}` : `owner:${req.owner}`),
+      // Keyless UI files carry no owner of their own: one budget per client address instead.
+      keyGenerator: (req) => (isPublicRequest(req) ? `ip:${req.ip}` : RateCounter.ownerKey(req.owner)),
       errorResponseBuilder: (_req, ctx) =>
         new LeashError(
           'rate_limited',
@@ -76,6 +137,6 @@ export function installRateLimit(app: FastifyInstance, opts: RateLimitOptions | 
         ),
     }) as Handler;
     await handler(request, reply);
-    return payload;
   });
+  return counter;
 }

@@ -10,16 +10,19 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { isUiPath, normalizePath } from './request-path.ts';
 
 export const DEFAULT_WEB_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'web', 'dist');
 
-/** Paths that belong to the API (never answered with the UI). */
-const API_PREFIXES = ['/api/', '/v1/'];
-const API_EXACT = new Set(['/api', '/v1', '/healthz', '/readyz', '/metrics']);
-
-/** True for paths of the web UI (anything that is not the API, probes or metrics). */
-export function isUiPath(path: string): boolean {
-  return !API_EXACT.has(path) && !API_PREFIXES.some((p) => path.startsWith(p));
+/**
+ * True when the SPA fallback answers this unmatched request with index.html: a
+ * browser's page load (GET/HEAD accepting HTML) of a path outside the API. Such a
+ * request needs no key; a script fetching `/nope.js` gets the JSON 404 instead.
+ */
+export function spaFallbackApplies(request: FastifyRequest): boolean {
+  if (!request.is404 || (request.method !== 'GET' && request.method !== 'HEAD')) return false;
+  if (!(request.headers.accept ?? '').includes('text/html')) return false;
+  return isUiPath(normalizePath(request.url));
 }
 
 const NOT_BUILT_PAGE = `<!doctype html>
@@ -41,9 +44,17 @@ export interface WebUiOptions {
 export function registerWebUi(app: FastifyInstance, opts: WebUiOptions = {}): void {
   const root = opts.root ?? DEFAULT_WEB_ROOT;
   if (!existsSync(join(root, 'index.html'))) {
-    app.get('/', async (_request, reply) => reply.type('text/html; charset=utf-8').send(NOT_BUILT_PAGE));
+    app.get('/', { config: { public: true } }, async (_request, reply) =>
+      reply.type('text/html; charset=utf-8').send(NOT_BUILT_PAGE),
+    );
     return;
   }
+  // The built files are the only routes the plugin adds (each carries its `rootPath`):
+  // they hold no data and are public; the UI then asks for a key for /api.
+  app.addHook('onRoute', (route) => {
+    if (typeof (route.config as { rootPath?: unknown } | undefined)?.rootPath === 'string')
+      route.config = { ...route.config, public: true };
+  });
   // Loaded with the other plugins when the server starts (ready/listen).
   void app.register(fastifyStatic, {
     root,
@@ -62,11 +73,7 @@ export function registerWebUi(app: FastifyInstance, opts: WebUiOptions = {}): vo
 
   // SPA fallback: runs for requests no route matched; the 404 handler answers the rest.
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
-    if (!request.is404 || (request.method !== 'GET' && request.method !== 'HEAD')) return;
-    const path = request.url.split('?', 1)[0] ?? '/';
-    if (!isUiPath(path)) return;
-    // Only browsers asking for a page; a script fetching /nope.js gets the JSON 404.
-    if (!(request.headers.accept ?? '').includes('text/html')) return;
+    if (!spaFallbackApplies(request)) return;
     reply.header('cache-control', 'no-cache');
     return reply.sendFile('index.html');
   });

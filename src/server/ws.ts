@@ -44,6 +44,8 @@ import { parseOrThrow, toErrorResponse } from './errors.ts';
 import { deadlineMsField, onDisconnectField, threadIdField } from './schemas.ts';
 import { MAX_MESSAGE_CHARS } from './routes/threads.ts';
 import { MAX_JSON_DEPTH, jsonDepthExceeds } from './json-depth.ts';
+import { RateCounter } from './rate-limit.ts';
+import type { StreamCaps } from './stream-caps.ts';
 
 export const WS_PATH = '/api/ws';
 /** The subprotocol the server selects when the client offers it (next to `bearer.<key>`). */
@@ -66,6 +68,10 @@ export interface WebSocketDeps {
   threads: Threads;
   /** Aborts when the server closes: every socket is closed with 1001. */
   closing: AbortSignal;
+  /** Per-owner cap on open streams; a socket holds one slot. */
+  streams: StreamCaps;
+  /** The per-owner request budget (LEASH_RATE_LIMIT), which every frame also spends; null = no limit. */
+  rateCounter: RateCounter | null;
 }
 
 export interface WebSocketOptions {
@@ -155,27 +161,32 @@ const WS_CODES: ReadonlySet<string> = new Set(['invalid_frame', 'too_many_subscr
 
 // ── auth helpers ──────────────────────────────────────────────────────────
 /**
- * Browsers can't send `Authorization` on a WebSocket: for the upgrade to `/api/ws`
- * only, a key from `?api_key=` or a `bearer.<key>` subprotocol becomes that header,
- * so the one auth hook checks every request the same way. The query key is removed
- * from the URL so it never reaches a log line.
+ * Removes `api_key` from a request URL's query (every spelling of the name a
+ * URLSearchParams reads as it), returning the URL without it and the key found.
+ */
+export function stripApiKey(url: string): { url: string; key: string | undefined } {
+  const q = url.indexOf('?');
+  if (q === -1) return { url, key: undefined };
+  const path = url.slice(0, q);
+  const params = new URLSearchParams(url.slice(q + 1));
+  const key = params.get('api_key') ?? undefined;
+  if (key === undefined) return { url, key };
+  params.delete('api_key');
+  const rest = params.toString();
+  return { url: rest === '' ? path : `${path}?${rest}`, key };
+}
+
+/**
+ * Browsers can't send `Authorization` on a WebSocket: for an upgrade, a key from
+ * `?api_key=` or a `bearer.<key>` subprotocol becomes that header, so the one auth
+ * hook checks every request the same way, on the route the router matches (the raw
+ * path is not looked at: any spelling of /api/ws gets the same treatment). The
+ * query key is removed from the URL so it never reaches a log line.
  */
 export function promoteWsCredentials(req: IncomingMessage): void {
-  const url = req.url ?? '';
-  const q = url.indexOf('?');
-  const path = q === -1 ? url : url.slice(0, q);
-  if (path !== WS_PATH) return;
-  let key: string | undefined;
-  if (q !== -1) {
-    const params = new URLSearchParams(url.slice(q + 1));
-    const fromQuery = params.get('api_key');
-    if (fromQuery !== null) {
-      key = fromQuery;
-      params.delete('api_key');
-      const rest = params.toString();
-      req.url = rest === '' ? path : `${path}?${rest}`;
-    }
-  }
+  const stripped = stripApiKey(req.url ?? '');
+  req.url = stripped.url;
+  let key = stripped.key;
   const proto = req.headers['sec-websocket-protocol'];
   if (key === undefined && typeof proto === 'string') {
     for (const p of proto.split(',')) {
@@ -239,6 +250,9 @@ export function registerWebSocket(app: FastifyInstance, deps: WebSocketDeps, opt
     }
     const problem = handshakeProblem(request.raw);
     if (problem) throw new LeashError('invalid_request', `Invalid WebSocket handshake: ${problem}.`);
+    // A socket is an open stream like any other: counted per owner until it closes.
+    const release = deps.streams.acquire(request.owner);
+    request.raw.socket.once('close', release);
   });
 
   app.register(websocket, {
@@ -340,6 +354,8 @@ class WsSession {
 
   /** Never throws: every failure becomes an `error` frame. Frames still queued when the socket closes are handled. */
   async #handle(data: RawData, isBinary: boolean): Promise<void> {
+    // Every frame, valid or not, spends the owner's request budget (shared with HTTP).
+    const limited = this.#overRateLimit();
     if (isBinary) {
       this.#sendError(
         undefined,
@@ -370,6 +386,10 @@ class WsSession {
     const rec = msg as Record<string, unknown>;
     const rid = requestId.safeParse(rec.request_id);
     const reqId = rid.success ? rid.data : undefined;
+    if (limited) {
+      this.#sendError(reqId, limited);
+      return;
+    }
     const named = typeof rec.task_id === 'string' ? rec.task_id : undefined;
     const type = rec.type;
     if (typeof type !== 'string' || !(FRAME_TYPES as readonly string[]).includes(type)) {
@@ -382,6 +402,20 @@ class WsSession {
     } catch (err) {
       this.#sendError(reqId, err, named);
     }
+  }
+
+  /** A `rate_limited` error when this frame is over the owner's budget, else null. */
+  #overRateLimit(): LeashError | null {
+    const counter = this.#deps.rateCounter;
+    if (counter === null) return null;
+    const { current, ttl } = counter.hit(RateCounter.ownerKey(this.#owner));
+    if (current <= counter.max) return null;
+    const retry = Math.ceil(ttl / 1000);
+    return new LeashError(
+      'rate_limited',
+      `Too many requests: this API key may send ${counter.max} requests or frames per ${Math.round(counter.windowMs / 1000)} s. Retry in ${retry} s.`,
+      { details: { limit: counter.max, retry_after_s: retry } },
+    );
   }
 
   async #dispatch(type: FrameType, frame: Record<string, unknown>): Promise<void> {

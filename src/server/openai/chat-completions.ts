@@ -147,6 +147,8 @@ export function registerChatCompletionRoutes(v1: FastifyInstance, deps: TaskRout
   v1.post('/chat/completions', async (request, reply) => {
     const body = parseOpenAi(chatBody, request.body);
     resolveModel(runtime, body.model);
+    // Streamed or waited for, the connection stays open: counted before any work starts.
+    deps.streams.holdForResponse(request, reply);
     const max = body.max_completion_tokens ?? body.max_tokens ?? undefined;
     const { task } = await runtime.create(request.owner, {
       type: 'completion',

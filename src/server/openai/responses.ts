@@ -148,6 +148,7 @@ export function registerResponseRoutes(v1: FastifyInstance, deps: ResponseRouteD
     cancelOnDisconnect: boolean,
   ): Promise<void> {
     const { task, info } = loaded;
+    deps.streams.holdForResponse(request, reply);
     const final = async () => {
       const r = await loadResponse(runtime, task.id, request.owner, info.background);
       if (!r) throw new LeashError('not_found', `Response ${task.id} was deleted while streaming.`);
@@ -175,6 +176,8 @@ export function registerResponseRoutes(v1: FastifyInstance, deps: ResponseRouteD
     const raw = request.body as { input?: unknown } | null | undefined;
     const body: CreateBody = parseOpenAi(typeof raw?.input === 'string' ? textBody : itemsBody, request.body);
     resolveModel(runtime, body.model);
+    // Streamed or waited for, the connection stays open: counted before any work starts.
+    if (body.stream === true || body.background !== true) deps.streams.holdForResponse(request, reply);
     const messages = inputMessages(body.input);
     const threadId = await threadForResponse(runtime, threads, request.owner, body.previous_response_id);
     // Earlier input items join the conversation before the run's own user message.

@@ -3,6 +3,7 @@
 // Bodies are strict (an unknown field is a 400 naming it, so a typo such as
 // `dealine_ms` is not silently ignored); query strings ignore unknown keys.
 
+import type { StreamCaps } from '../stream-caps.ts';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { LeashError } from '../../runtime/errors.ts';
@@ -19,6 +20,8 @@ export interface TaskRouteDeps {
   keepaliveMs: number;
   /** Aborts when the server closes: long polls and streams end then. */
   closing: AbortSignal;
+  /** Per-owner cap on open streams and long polls. */
+  streams: StreamCaps;
 }
 
 export const MAX_WAIT_S = 300;
@@ -137,6 +140,7 @@ export function streamTaskEvents(
   onDisconnect: 'cancel' | 'continue',
   headers: Record<string, string> = {},
 ): Promise<void> {
+  deps.streams.holdForResponse(request, reply);
   reply.hijack();
   // Chained, not awaited: an open stream should hold as little as possible (no suspended frame).
   return streamSse(reply.raw, (signal): AsyncIterable<TaskEvent> => deps.runtime.events(taskId, { after, signal }), {
@@ -158,6 +162,8 @@ export function registerTaskRoutes(app: FastifyInstance, deps: TaskRouteDeps): v
     const key = idempotencyKey(request);
     const streamed = body.stream ?? query.stream ?? wantsEventStream(request.headers.accept);
     const onDisc = body.on_disconnect ?? query.on_disconnect ?? (streamed ? 'cancel' : 'continue');
+    // Refused before the task exists: a stream over the cap must not leave work behind.
+    if (streamed) deps.streams.holdForResponse(request, reply);
 
     const { task, created } = await runtime.create(request.owner, {
       type: body.type,
@@ -237,6 +243,7 @@ export function registerTaskRoutes(app: FastifyInstance, deps: TaskRouteDeps): v
     const id = taskId(request);
     const q = parseOrThrow(waitQuery, request.query, 'query');
     const timeoutMs = Math.round((q.timeout_s ?? DEFAULT_WAIT_S) * 1000);
+    deps.streams.holdForResponse(request, reply);
     // The response closing before it was written = the client went away: stop waiting.
     const gone = new AbortController();
     const onClose = (): void => {

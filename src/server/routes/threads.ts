@@ -69,6 +69,8 @@ export function registerThreadRoutes(app: FastifyInstance, deps: ThreadRouteDeps
     const body = parseOrThrow(runBody, request.body, 'request body');
     const accept = request.headers.accept ?? '';
     const streamed = body.stream ?? accept.toLowerCase().includes('text/event-stream');
+    // Refused before the run exists: a stream over the cap must not leave work behind.
+    if (streamed) deps.streams.holdForResponse(request, reply);
     const run = await threads.run(id, request.owner, {
       content: body.content,
       ...(body.model !== undefined && { model: body.model }),
