@@ -9,7 +9,8 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { startTestServer, type TestServer } from './helpers/server.ts';
+import { pino } from 'pino';
+import { startOnTempDb, startTestServer, type TestServer } from './helpers/server.ts';
 import { rawRequest, WS_UPGRADE_HEADERS } from './helpers/raw-http.ts';
 import { parseApiKeys } from '../src/server/auth.ts';
 
@@ -204,8 +205,25 @@ describe('no spelling of a path reaches a handler without a key', () => {
     }
   });
 
-  it('a key in ?api_key= is taken only on WebSocket upgrades and never logged', async () => {
-    const res = await rawRequest(s.url, 'GET', `/api/tasks?api_key=${KEY}`);
-    assert.equal(res.status, 401);
+  it('a key in ?api_key= is taken only on WebSocket upgrades, and never logged on any path spelling', async () => {
+    const lines: string[] = [];
+    const logger = pino({ level: 'trace' }, { write: (l: string) => void lines.push(l) });
+    const { server, close } = await startOnTempDb('leash-keylog-', logger, { apiKeys: parseApiKeys(`${KEY}:alice`) });
+    try {
+      assert.equal((await rawRequest(server.url, 'GET', `/api/tasks?api_key=${KEY}`)).status, 401);
+      assert.equal((await rawRequest(server.url, 'GET', `/%61pi/tasks?x=1&api_key=${KEY}`)).status, 401);
+      for (const p of ['/api/ws', '/%61pi/ws', '/api//ws', '/nope']) {
+        await rawRequest(server.url, 'GET', `${p}?api_key=${KEY}`, WS_UPGRADE_HEADERS);
+      }
+      const up = await rawRequest(server.url, 'GET', `/%61pi/ws?api_key=${KEY}`, WS_UPGRADE_HEADERS);
+      assert.equal(up.upgraded, true, 'the query key is honoured on an upgrade, whatever the spelling');
+    } finally {
+      await close();
+    }
+    assert.ok(lines.length > 5, 'the server logged the requests');
+    assert.deepEqual(
+      lines.filter((l) => l.includes(KEY)),
+      [],
+    );
   });
 });

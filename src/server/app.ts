@@ -17,7 +17,7 @@ import { createMetrics } from './metrics.ts';
 import { registerTaskRoutes } from './routes/tasks.ts';
 import { registerThreadRoutes } from './routes/threads.ts';
 import { registerOpenAiRoutes } from './openai/index.ts';
-import { registerWebSocket } from './ws.ts';
+import { registerWebSocket, stripApiKey } from './ws.ts';
 import { Threads } from '../threads/threads.ts';
 import type { TaskRouteDeps } from './routes/tasks.ts';
 import { DEFAULT_KEEPALIVE_MS } from './sse.ts';
@@ -89,6 +89,9 @@ export function buildServer(opts: BuildServerOptions): FastifyInstance {
       const h = req.headers['x-request-id'];
       return typeof h === 'string' && REQUEST_ID_RE.test(h) ? h : newId('req');
     },
+    // A key is never taken from a plain request's query string, and must never reach
+    // a log line from there either (upgrades have theirs promoted to a header in ws.ts).
+    rewriteUrl: (req) => stripApiKey(req.url ?? '/').url,
     // Errors raised before routing (e.g. a malformed URL) get the same shape.
     frameworkErrors: (err, request, reply) => {
       // An upgrade request refused before routing (e.g. a malformed URL) reaches no

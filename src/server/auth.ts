@@ -42,14 +42,24 @@ export function parseApiKeys(spec: string | undefined): Map<string, string> {
 
 const digest = (s: string): Buffer => createHash('sha256').update(s, 'utf8').digest();
 
-/** Returns a lookup from a presented key to its owner (null when unknown), constant-time per key. */
-export function createKeyMatcher(apiKeys: Map<string, string>): (presented: string) => string | null {
+type Compare = (a: Buffer, b: Buffer) => boolean;
+
+/**
+ * Returns a lookup from a presented key to its owner (null when unknown). Constant
+ * time by construction: the presented key is hashed to a fixed 32 bytes and compared
+ * with every configured key's digest, all of them, whatever matched (`compare` is
+ * injectable so a test can count exactly that).
+ */
+export function createKeyMatcher(
+  apiKeys: Map<string, string>,
+  compare: Compare = timingSafeEqual,
+): (presented: string) => string | null {
   const table = [...apiKeys].map(([key, owner]) => ({ hash: digest(key), owner }));
   return (presented) => {
     const h = digest(presented);
     let found: string | null = null;
     for (const k of table) {
-      if (timingSafeEqual(h, k.hash) && found === null) found = k.owner;
+      if (compare(h, k.hash) && found === null) found = k.owner;
     }
     return found;
   };
