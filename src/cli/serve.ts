@@ -22,6 +22,7 @@ import type { Store } from '../store/store.ts';
 import { builtinTasks } from '../tasks/index.ts';
 import { UsageError } from './usage-error.ts';
 import { apiKeysFromEnv, securityFromEnv } from './security-env.ts';
+import { loadTaskModules } from './task-modules.ts';
 
 export { UsageError };
 
@@ -178,7 +179,7 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
   }
 }
 
-export const SERVE_USAGE = `Usage: leash serve [--host HOST] [--port PORT] [--db FILE] [--model MODEL]
+export const SERVE_USAGE = `Usage: leash serve [--host HOST] [--port PORT] [--db FILE] [--model MODEL] [--tasks FILE]...
 
 Runs the leash HTTP server.
 
@@ -188,6 +189,8 @@ Options (environment variable in brackets):
   --db FILE|URL   SQLite database file, or postgres://user@host/db to run several
                   nodes over one PostgreSQL [LEASH_DB] (default ${DEFAULT_DB})
   --model MODEL   default model, e.g. simulated or openai:gpt-4o-mini [LEASH_MODEL] (default ${DEFAULT_MODEL})
+  --tasks FILE    a module of your own task types (export default defineTask({...}) or
+                  an array); repeat for several [LEASH_TASKS, comma-separated]
   -h, --help      show this help
 
 Also: LEASH_API_KEYS="key:owner,key2:owner2" (required for a non-loopback host), or
@@ -277,6 +280,7 @@ export async function runServe(argv: string[], env: NodeJS.ProcessEnv = process.
         port: { type: 'string' },
         db: { type: 'string' },
         model: { type: 'string' },
+        tasks: { type: 'string', multiple: true },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -295,6 +299,13 @@ export async function runServe(argv: string[], env: NodeJS.ProcessEnv = process.
   }
   const apiKeys = apiKeysFromEnv(env);
   const security = securityFromEnv(env);
+  const modulePaths =
+    values.tasks ??
+    (env.LEASH_TASKS ?? '')
+      .split(',')
+      .map((p) => p.trim())
+      .filter((p) => p !== '');
+  const ownTasks = await loadTaskModules(modulePaths, new Map(builtinTasks.map((t) => [t.type, 'a built-in type'])));
   const host = values.host ?? (env.HOST?.trim() || DEFAULT_HOST);
   const portRaw = values.port ?? env.PORT?.trim();
   const port = portRaw === undefined || portRaw === '' ? DEFAULT_PORT : parsePort(portRaw);
@@ -311,6 +322,7 @@ export async function runServe(argv: string[], env: NodeJS.ProcessEnv = process.
     apiKeys,
     security,
     logger,
+    ...(ownTasks.length > 0 && { tasks: [...builtinTasks, ...ownTasks] }),
   });
   process.stdout.write(`leash listening on ${server.url}\n`);
   if (apiKeys.size === 0) logger.info('no LEASH_API_KEYS: no auth, every request is owner "local"');

@@ -134,8 +134,10 @@ function makeSlot(kind: SlotKind, pid: number | null, send: (m: ToChild) => void
   return { slot, deliver, exit, ready: readyP.then(() => slot) };
 }
 
-const WORKER_ENTRY = new URL('./worker-entry.ts', import.meta.url);
-const PROCESS_ENTRY = fileURLToPath(new URL('./process-entry.ts', import.meta.url));
+// `.js` once built into dist/ (the installed package), `.ts` when run from source.
+const EXT = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+const WORKER_ENTRY = new URL(`./worker-entry${EXT}`, import.meta.url);
+const PROCESS_ENTRY = fileURLToPath(new URL(`./process-entry${EXT}`, import.meta.url));
 
 function workerSlot(memoryLimitMb: number): Spawned {
   const w = new Worker(WORKER_ENTRY, { resourceLimits: { maxOldGenerationSizeMb: memoryLimitMb } });

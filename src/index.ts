@@ -1,0 +1,15 @@
+// `leash`: the server library. What a task module and an embedding program need:
+// define task types, start a server with them, and the types a handler sees.
+//   import { defineTask, z } from 'leash';
+// The client SDK is `leash/client` (browser-safe: nothing of the server in its graph).
+
+export { defineTask } from './runtime/define-task.ts';
+export type { AnyTaskDefinition, TaskContext, TaskDefinition } from './runtime/define-task.ts';
+export { CancelledError, sleep } from './runtime/cancel.ts';
+export { LeashError } from './runtime/errors.ts';
+export type { CancelReason, Task, TaskEvent, TaskStatus } from './runtime/types.ts';
+export type { ModelRegistry } from './models/model.ts';
+export { startServer } from './cli/serve.ts';
+export type { RunningServer, StartServerOptions } from './cli/serve.ts';
+/** The zod the task schemas are checked with (one copy: a schema made with another zod still works, but share this one). */
+export { z } from 'zod';
