@@ -69,6 +69,8 @@ export function registerThreadRoutes(app: FastifyInstance, deps: ThreadRouteDeps
     const body = parseOrThrow(runBody, request.body, 'request body');
     const accept = request.headers.accept ?? '';
     const streamed = body.stream ?? accept.toLowerCase().includes('text/event-stream');
+    // Refused before the run interrupts the thread's active one (runtime.create checks too).
+    deps.runtime.models.check(body.model);
     const run = await threads.run(id, request.owner, {
       content: body.content,
       ...(body.model !== undefined && { model: body.model }),
