@@ -6,8 +6,8 @@
 //     temp     default temperature when the call gives none (default 0.8; 0 = greedy)
 //     seed     sampling seed, for repeatable output at temp > 0 (default: random)
 // `<name>` is a file in the operator's directory LEASH_MODELS_DIR (subdirectories
-// allowed); without it gguf models are off. A name that is absolute, has a `..`
-// segment, leads (through a symlink) out of the directory, is missing, or is not a
+// allowed); without it gguf models are off. A name that is absolute, has an empty,
+// `.` or `..` segment, leads (through a symlink) out of the directory, is missing, or is not a
 // GGUF file gets one answer, the same for all, that echoes no path and no file bytes:
 // a caller learns nothing about the disk. Why a file in the directory failed to load
 // goes to the server log only. LEASH_GGUF_GPU picks a GPU backend (`auto`, `cuda`,
@@ -175,13 +175,19 @@ const isInside = (root: string, path: string): boolean => path.startsWith(root.e
 
 /**
  * `file` (a name from a request) → the real path of a GGUF file inside `dir`, or the
- * one `notLoadable` answer. Absolute names, `..` segments, NUL and backslashes are
- * refused before the disk is touched; the rest by realpath + prefix check (symlinks
+ * one `notLoadable` answer. Absolute names, empty, `.` and `..` segments, NUL and
+ * backslashes are refused before the disk is touched; the rest by realpath + prefix check (symlinks
  * out of the directory included) and the file's magic.
  */
 export function locateModelFile(dir: string | undefined, file: string): string {
   if (dir === undefined) throw ggufOff();
-  if (file === '' || isAbsolute(file) || /[\0\\]/.test(file) || file.split('/').some((segment) => segment === '..')) {
+  if (
+    file === '' ||
+    isAbsolute(file) ||
+    /[\0\\]/.test(file) ||
+    // One spelling per model: no empty, `.` or `..` segments (`a//b`, `./a`, `a/`).
+    file.split('/').some((segment) => segment === '' || segment === '.' || segment === '..')
+  ) {
     throw notLoadable();
   }
   try {
