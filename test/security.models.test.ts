@@ -18,6 +18,8 @@ import { unloadGgufModels } from '../src/models/gguf.ts';
 import { createModelRegistry } from '../src/models/registry.ts';
 import { SERVE_USAGE, UsageError, runServe } from '../src/cli/serve.ts';
 import { LeashError } from '../src/runtime/errors.ts';
+import { defineTask } from '../src/runtime/define-task.ts';
+import { z } from 'zod';
 import { startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.ts';
 import { api, eventually, startTestServer, type TestServer } from './helpers/server.ts';
 import { tinyGguf } from './helpers/tiny-gguf.ts';
@@ -131,6 +133,36 @@ describe('model allowlist: patterns', () => {
       runServe(['--port', '0'], { LEASH_GGUF_MAX_LOADED: 'lots' }),
       (e: unknown) => e instanceof UsageError && /LEASH_GGUF_MAX_LOADED/.test(e.message),
     );
+  });
+});
+
+describe('model allowlist: task types name their models', () => {
+  it('a type with a models() hook is checked on every name it returns, at create', async () => {
+    let ran = 0;
+    const pair = defineTask({
+      type: 'pair',
+      input: z.object({ draft: z.string(), judge: z.string() }).strict(),
+      models: (input) => [input.draft, input.judge],
+      async run() {
+        ran++;
+        return null;
+      },
+    });
+    const s = await startTestServer({ tasks: [pair] });
+    try {
+      const no = await api(s.url, 'POST', '/api/tasks', {
+        body: { type: 'pair', input: { draft: 'simulated', judge: 'openai:gpt-4o' } },
+      });
+      assert.equal(no.status, 400, JSON.stringify(no.body));
+      assert.equal(no.body.error.code, 'model_not_allowed');
+      const ok = await api(s.url, 'POST', '/api/tasks', {
+        body: { type: 'pair', input: { draft: 'simulated', judge: 'simulated:echo' } },
+      });
+      assert.equal(ok.status, 202, JSON.stringify(ok.body));
+      await eventually(async () => ran === 1);
+    } finally {
+      await s.close();
+    }
   });
 });
 
