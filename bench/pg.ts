@@ -104,6 +104,8 @@ async function admin(sql: string): Promise<void> {
 const silent = pino({ level: 'silent' });
 const noModels = {
   defaultModel: 'none',
+  allowedModels: ['none'],
+  check: () => {},
   resolve: () => {
     throw new Error('no models in this benchmark');
   },

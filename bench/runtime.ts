@@ -44,6 +44,8 @@ const runtime = new Runtime({
   store,
   models: {
     defaultModel: 'none',
+    allowedModels: ['none'],
+    check: () => {},
     resolve: () => {
       throw new Error('none');
     },

@@ -24,6 +24,7 @@ describe('threads', () => {
       tokens: Array.from({ length: 200 }, (_, i) => ` t${i}`),
     });
     const models = createModelRegistry({
+      allow: ['*'],
       defaultModel: 'simulated',
       env: { OPENAI_BASE_URL: upstream.baseURL, OPENAI_API_KEY: 'test-key' },
     });

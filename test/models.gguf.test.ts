@@ -5,11 +5,13 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join, relative } from 'node:path';
 import { tinyByteToken, tinyGguf, writeTinyGguf } from './helpers/tiny-gguf.ts';
 import {
   AnswerFilter,
+  GGUF_DEFAULT_LIMITS,
   StreamDetokenizer,
+  acquireGgufModel,
   buildPrompt,
   createGgufModel,
   ggufProvider,
@@ -17,6 +19,7 @@ import {
   loadGgufModel,
   parseGgufSpec,
   transcriptPrompt,
+  type GgufLimits,
   unloadGgufModels,
 } from '../src/models/gguf.ts';
 import { createModelRegistry } from '../src/models/registry.ts';
@@ -40,9 +43,19 @@ after(async () => {
   tiny.cleanup();
 });
 
-/** A model on the tiny file; one thread keeps it fast and repeatable on small machines. */
-const gguf = (query = 'temp=0', path = tiny.path): Model =>
-  ggufProvider({ env: NO_ENV }).resolve(`${path}?threads=1&${query}`, `gguf:${path}?threads=1&${query}`);
+/** The tiny model's directory as LEASH_MODELS_DIR; room for every file these tests load. */
+const limits = (more: Partial<GgufLimits> = {}): GgufLimits => ({
+  ...GGUF_DEFAULT_LIMITS,
+  modelsDir: tiny.dir,
+  maxLoaded: 16,
+  ...more,
+});
+
+/** A model on a file in the tiny model's dir; one thread keeps it fast and repeatable on small machines. */
+const gguf = (query = 'temp=0', path = tiny.path, more: Partial<GgufLimits> = {}): Model => {
+  const name = `${relative(tiny.dir, path)}?threads=1&${query}`;
+  return ggufProvider({ env: NO_ENV, limits: limits(more) }).resolve(name, `gguf:${name}`);
+};
 
 async function drain(model: Model, opts: ModelCallOptions): Promise<{ deltas: string[]; parts: ModelStreamPart[] }> {
   const parts: ModelStreamPart[] = [];
@@ -71,16 +84,23 @@ async function rejection(f: () => Promise<unknown>): Promise<unknown> {
 const settle = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 describe('gguf: spec parsing and registry', () => {
-  it('resolves relative paths and parses options', () => {
-    const s = parseGgufSpec('models/a.gguf?threads=2&ctx=512&temp=0.5&seed=9', 'gguf:…', '/srv/leash');
-    assert.equal(s.path, '/srv/leash/models/a.gguf');
+  it('parses the file name and options', () => {
+    const s = parseGgufSpec('models/a.gguf?threads=2&ctx=512&temp=0.5&seed=9', 'gguf:…');
+    assert.equal(s.file, 'models/a.gguf');
     assert.deepEqual(s.options, { threads: 2, ctx: 512, temp: 0.5, seed: 9 });
-    assert.equal(parseGgufSpec('/abs/b.gguf', 'gguf:/abs/b.gguf', '/srv').path, '/abs/b.gguf');
-    assert.deepEqual(parseGgufSpec('/abs/b.gguf', 'gguf:/abs/b.gguf').options, {});
+    assert.deepEqual(parseGgufSpec('b.gguf', 'gguf:b.gguf').options, {});
   });
 
   it('rejects bad options as unknown_model', () => {
-    for (const name of ['a.gguf?temp=hot', 'a.gguf?ctx=1.5', 'a.gguf?threads=-1', 'a.gguf?top=3', '?ctx=512', '']) {
+    for (const name of [
+      'a.gguf?temp=hot',
+      'a.gguf?ctx=1.5',
+      'a.gguf?threads=-1',
+      'a.gguf?threads=0',
+      'a.gguf?top=3',
+      '?ctx=512',
+      '',
+    ]) {
       const e = (() => {
         try {
           parseGgufSpec(name, `gguf:${name}`);
@@ -92,30 +112,58 @@ describe('gguf: spec parsing and registry', () => {
     }
   });
 
-  it('is a default provider of the registry; a missing file is model_unavailable', () => {
-    const registry = createModelRegistry({ defaultModel: 'simulated', env: NO_ENV });
-    assert.equal(registry.resolve(`gguf:${tiny.path}`).id, `gguf:${tiny.path}`);
+  it('a request may ask for less context and fewer threads than the operator allows, never more', () => {
+    const capped = { ...GGUF_DEFAULT_LIMITS, maxContext: 1024, threads: 2 };
+    assert.deepEqual(parseGgufSpec('a.gguf?ctx=512&threads=1', 'x', capped).options, { ctx: 512, threads: 1 });
+    assert.deepEqual(parseGgufSpec('a.gguf?ctx=1024&threads=2', 'x', capped).options, { ctx: 1024, threads: 2 });
+    for (const q of ['ctx=1025', 'ctx=1048576', 'threads=3', 'threads=1024']) {
+      assert.throws(
+        () => parseGgufSpec(`a.gguf?${q}`, `gguf:a.gguf?${q}`, capped),
+        (e: unknown) => LeashError.is(e, 'unknown_model') && /from \d+ to (1024|2) on this server/.test(e.message),
+        q,
+      );
+    }
+  });
 
-    const missing = file('nope.gguf');
-    assert.throws(
-      () => registry.resolve(`gguf:${missing}?temp=0`),
-      (e: unknown) => LeashError.is(e, 'model_unavailable') && e.message === `GGUF model not found: ${missing}`,
+  it('is a default provider of the registry, on files in LEASH_MODELS_DIR only', () => {
+    const registry = createModelRegistry({
+      defaultModel: 'simulated',
+      env: { LEASH_MODELS_DIR: tiny.dir },
+      allow: ['gguf:*'],
+    });
+    assert.equal(registry.resolve('gguf:tiny.gguf').id, 'gguf:tiny.gguf');
+    assert.ok(
+      registry.list().some((m) => m.id === 'gguf:tiny.gguf'),
+      'listed from the directory',
     );
-    // A relative path is reported as the absolute path it was looked for at.
     assert.throws(
-      () => registry.resolve('gguf:no/such/model.gguf'),
-      (e: unknown) => LeashError.is(e, 'model_unavailable') && e.message.endsWith(resolve('no/such/model.gguf')),
+      () => registry.resolve(`gguf:nope.gguf?temp=0`),
+      (e: unknown) => LeashError.is(e, 'model_unavailable') && /Not a loadable model/.test(e.message),
     );
     // A directory is not a model file.
     assert.throws(
-      () => registry.resolve(`gguf:${tiny.dir}`),
+      () => registry.resolve('gguf:.'),
       (e: unknown) => LeashError.is(e, 'model_unavailable'),
     );
     // An unusable default model fails at startup.
     assert.throws(
-      () => createModelRegistry({ defaultModel: `gguf:${missing}`, env: NO_ENV }),
+      () => createModelRegistry({ defaultModel: 'gguf:nope.gguf', env: { LEASH_MODELS_DIR: tiny.dir } }),
       (e: unknown) => LeashError.is(e, 'model_unavailable'),
     );
+  });
+
+  it('without LEASH_MODELS_DIR gguf models are off, with a message for the operator', () => {
+    const registry = createModelRegistry({ defaultModel: 'simulated', env: NO_ENV, allow: ['gguf:*'] });
+    for (const spec of ['gguf:tiny.gguf', `gguf:${tiny.path}`, 'gguf:/etc/passwd']) {
+      assert.throws(
+        () => registry.resolve(spec),
+        (e: unknown) =>
+          LeashError.is(e, 'model_unavailable') &&
+          e.message ===
+            'gguf models are off on this server: the operator sets LEASH_MODELS_DIR to the directory of .gguf files to serve.',
+      );
+    }
+    assert.ok(!registry.list().some((m) => m.id.startsWith('gguf:')));
   });
 });
 
@@ -211,14 +259,14 @@ describe('gguf: generation', () => {
     );
     const messages = [{ role: 'system' as const, content: 'be brief' }, user('hello world')];
 
-    const plain = await loadGgufModel(tiny.path, NO_ENV);
+    const plain = await loadGgufModel(tiny.path, NO_ENV, limits());
     const p = buildPrompt(nlc, plain, messages);
     assert.equal(p.format, 'transcript');
     assert.equal(transcriptPrompt(messages), 'system: be brief\nuser: hello world\nassistant:');
     assert.equal(p.tokens[0], plain.tokens.bos);
     assert.equal(plain.detokenize(p.tokens.slice(1)), transcriptPrompt(messages));
 
-    const withTemplate = await loadGgufModel(templated, NO_ENV);
+    const withTemplate = await loadGgufModel(templated, NO_ENV, limits());
     const t = buildPrompt(nlc, withTemplate, messages);
     assert.notEqual(t.format, 'transcript');
     assert.equal(t.tokens[0], withTemplate.tokens.bos, 'the template puts the BOS token first');
@@ -226,7 +274,7 @@ describe('gguf: generation', () => {
     // (node-llama-cpp tokenizes the template's own text apart, with SentencePiece's leading space.)
     assert.match(text, /<system>be brief ?\n<user>hello world ?\n<assistant>$/);
 
-    const { parts } = await drain(createGgufModel('t', parseGgufSpec(`${templated}?threads=1&temp=0`, 't')), {
+    const { parts } = await drain(createGgufModel('t', { path: templated, options: { threads: 1, temp: 0 } }), {
       messages,
       maxTokens: 6,
     });
@@ -250,7 +298,7 @@ describe('gguf: answer text', () => {
   });
 
   it('decodes a character split over byte tokens once it is complete', async () => {
-    const model = await loadGgufModel(tiny.path, NO_ENV);
+    const model = await loadGgufModel(tiny.path, NO_ENV, limits());
     const byte = (b: number): Token => tinyByteToken(b) as Token;
     assert.equal(model.detokenize([byte(0x41)]), 'A');
     const d = new StreamDetokenizer(model, []);
@@ -330,29 +378,50 @@ describe('gguf: cancel', () => {
 });
 
 describe('gguf: bad files', () => {
-  it('a garbage file is model_unavailable, not a crash', async () => {
+  const NOT_LOADABLE = "Not a loadable model: there is no GGUF model by that name in this server's models directory.";
+  const notLoadable = (e: unknown): boolean => LeashError.is(e, 'model_unavailable') && e.message === NOT_LOADABLE;
+
+  it('a file without the GGUF magic is refused at resolve, echoing none of its bytes', () => {
     const garbage = file('garbage.gguf');
-    writeFileSync(garbage, Buffer.from('definitely not a GGUF model\n'.repeat(200)));
-    const e = await rejection(() => drain(gguf('temp=0', garbage), { messages: [user('hi')] }));
-    assert.ok(LeashError.is(e, 'model_unavailable'), String(e));
-    assert.ok(e.message.includes(garbage), e.message);
-    // Not cached: the same path loads once it holds a model.
-    copyFileSync(tiny.path, garbage);
-    const { parts } = await drain(gguf('temp=0', garbage), { messages: [user('hi')], maxTokens: 2 });
+    writeFileSync(garbage, Buffer.from('root:x:0:0 definitely not a GGUF model\n'.repeat(200)));
+    assert.throws(() => gguf('temp=0', garbage), notLoadable);
+  });
+
+  it('a corrupt GGUF file fails to load: the caller gets the same answer, the log gets the reason', async () => {
+    const corrupt = file('corrupt.gguf');
+    writeFileSync(corrupt, Buffer.concat([Buffer.from('GGUF'), Buffer.from('root:x:0:0 garbage\n'.repeat(200))]));
+    const logged: { obj: Record<string, unknown>; msg: string }[] = [];
+    const logger = { warn: (obj: object, msg: string) => logged.push({ obj: obj as Record<string, unknown>, msg }) };
+    const model = ggufProvider({ env: NO_ENV, limits: limits(), logger }).resolve('corrupt.gguf', 'gguf:corrupt.gguf');
+    const e = await rejection(() => drain(model, { messages: [user('hi')] }));
+    assert.ok(notLoadable(e), String(e));
+    assert.equal(logged.length, 1);
+    assert.equal(logged[0]!.obj.path, corrupt, 'the server log says which file and why');
+    // Not cached: the same name loads once it holds a model.
+    copyFileSync(tiny.path, corrupt);
+    const { parts } = await drain(gguf('temp=0', corrupt), { messages: [user('hi')], maxTokens: 2 });
     assert.equal(finishOf(parts).usage.output_tokens, 2);
   });
 
-  it('a truncated model is model_unavailable with llama.cpp’s reason', async () => {
+  it('a truncated model is not loadable; llama.cpp’s reason goes to the log only', async () => {
     const truncated = file('truncated.gguf');
     const bytes = readFileSync(tiny.path);
     writeFileSync(truncated, bytes.subarray(0, Math.floor(bytes.length / 2)));
-    const e = await rejection(() => drain(gguf('temp=0', truncated), { messages: [user('hi')] }));
-    assert.ok(LeashError.is(e, 'model_unavailable'), String(e));
-    assert.match(e.message, /truncated\.gguf/);
-    assert.match(e.message, /file bounds|corrupt|incomplete/i);
+    const logged: Record<string, unknown>[] = [];
+    const logger = { warn: (obj: object) => logged.push(obj as Record<string, unknown>) };
+    const model = ggufProvider({ env: NO_ENV, limits: limits(), logger }).resolve(
+      'truncated.gguf',
+      'gguf:truncated.gguf',
+    );
+    const e = await rejection(() => drain(model, { messages: [user('hi')] }));
+    assert.ok(notLoadable(e), String(e));
+    assert.match(
+      String(logged[0]?.llamaLog ?? (logged[0]?.err as Error)?.message),
+      /file bounds|corrupt|incomplete|fail/i,
+    );
   });
 
-  it('a file removed after resolve is model_unavailable when called', async () => {
+  it('a file removed after resolve gets the same answer when called', async () => {
     const dir = file('gone');
     mkdirSync(dir);
     const path = join(dir, 'm.gguf');
@@ -360,6 +429,100 @@ describe('gguf: bad files', () => {
     const model = gguf('temp=0', path);
     rmSync(dir, { recursive: true });
     const e = await rejection(() => drain(model, { messages: [user('hi')] }));
-    assert.ok(LeashError.is(e, 'model_unavailable') && e.message === `GGUF model not found: ${path}`, String(e));
+    assert.ok(notLoadable(e), String(e));
   });
 });
+
+describe('gguf: loaded models are bounded and unloaded when idle', () => {
+  const call = { messages: [user('hi')], maxTokens: 2 };
+
+  it('a model no call used for LEASH_GGUF_IDLE_MS is unloaded; a call in progress keeps it', async () => {
+    await unloadGgufModels();
+    const before = ggufStats();
+    const more = { idleMs: 150 };
+    await drain(gguf('temp=0', tiny.path, more), call);
+    assert.equal(ggufStats().loadedModels, 1);
+    await eventuallyTrue(() => ggufStats().loadedModels === 0, 5_000);
+    assert.equal(ggufStats().unloads - before.unloads, 1);
+
+    // Held across the idle time by a slow consumer: not unloaded under it.
+    const stream = gguf('temp=0', tiny.path, more).stream({ messages: [user('go on')], maxTokens: 20 });
+    const it = stream[Symbol.asyncIterator]();
+    await it.next();
+    await settle(400);
+    assert.equal(ggufStats().loadedModels, 1, 'in use: still loaded');
+    for (let r = await it.next(); !r.done; r = await it.next());
+    await eventuallyTrue(() => ggufStats().loadedModels === 0, 5_000);
+    assert.equal(ggufStats().loads - before.loads, 2);
+  });
+
+  it('at most LEASH_GGUF_MAX_LOADED models: the least recently used idle one is unloaded for a new one', async () => {
+    await unloadGgufModels();
+    const a = file('lru-a.gguf');
+    const b = file('lru-b.gguf');
+    const c = file('lru-c.gguf');
+    for (const f of [a, b, c]) copyFileSync(tiny.path, f);
+    const more = { maxLoaded: 2 };
+    const before = ggufStats();
+    await drain(gguf('temp=0', a, more), call);
+    await drain(gguf('temp=0', b, more), call);
+    await drain(gguf('temp=0', a, more), call); // a is now the most recently used
+    assert.equal(ggufStats().loadedModels, 2);
+    await drain(gguf('temp=0', c, more), call); // evicts b
+    assert.equal(ggufStats().loadedModels, 2);
+    assert.equal(ggufStats().unloads - before.unloads, 1);
+    const loads = ggufStats().loads;
+    await drain(gguf('temp=0', a, more), call);
+    assert.equal(ggufStats().loads, loads, 'a stayed loaded');
+    await drain(gguf('temp=0', b, more), call);
+    assert.equal(ggufStats().loads, loads + 1, 'b was unloaded and loads again');
+  });
+
+  it('when every loaded model is in a call, a new one fails at once with 503 models_busy', async () => {
+    await unloadGgufModels();
+    const a = file('busy-a.gguf');
+    const b = file('busy-b.gguf');
+    for (const f of [a, b]) copyFileSync(tiny.path, f);
+    const more = { maxLoaded: 1 };
+    const stream = gguf('temp=0', a, more).stream({ messages: [user('go on')], maxTokens: 20 });
+    const it = stream[Symbol.asyncIterator]();
+    await it.next();
+    const e = await rejection(() => drain(gguf('temp=0', b, more), call));
+    assert.ok(LeashError.is(e, 'models_busy'), String(e));
+    const { httpStatusOf } = await import('../src/runtime/errors.ts');
+    assert.equal(httpStatusOf('models_busy'), 503);
+    assert.equal(ggufStats().loadedModels, 1);
+    for (let r = await it.next(); !r.done; r = await it.next());
+    const { parts } = await drain(gguf('temp=0', b, more), call);
+    assert.equal(finishOf(parts).usage.output_tokens, 2, 'b loads once a is free');
+    assert.equal(ggufStats().loadedModels, 1);
+  });
+
+  it('a lease released twice counts once: the other call still holds the model', async () => {
+    await unloadGgufModels();
+    const b = file('lease-b.gguf');
+    copyFileSync(tiny.path, b);
+    const one = acquireGgufModel(tiny.path, NO_ENV, limits({ maxLoaded: 1 }));
+    const two = acquireGgufModel(tiny.path, NO_ENV, limits({ maxLoaded: 1 }));
+    await one.model;
+    one.release();
+    one.release();
+    assert.throws(
+      () => acquireGgufModel(b, NO_ENV, limits({ maxLoaded: 1 })),
+      (e: unknown) => LeashError.is(e, 'models_busy'),
+    );
+    two.release();
+    const three = acquireGgufModel(b, NO_ENV, limits({ maxLoaded: 1 }));
+    await three.model;
+    three.release();
+    assert.equal(ggufStats().loadedModels, 1);
+  });
+});
+
+async function eventuallyTrue(f: () => boolean, timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!f()) {
+    if (Date.now() > end) assert.fail('condition not met in time');
+    await settle(20);
+  }
+}

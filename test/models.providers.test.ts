@@ -25,6 +25,7 @@ const env = (extra: Record<string, string> = {}): NodeJS.ProcessEnv =>
 
 function openai(name = 'gpt-fake', maxRetries = 0): Model {
   return createModelRegistry({
+    allow: ['*'],
     defaultModel: 'simulated',
     env: env(),
     providers: remoteProviders({ env: env(), maxRetries }),
@@ -221,6 +222,7 @@ describe('AI SDK providers', () => {
     up.options = { behaviour: 'stream', intervalMs: 1 };
     const n = up.requests.length;
     const r = createModelRegistry({
+      allow: ['*'],
       defaultModel: 'ollama:llama3.2',
       env: { OLLAMA_HOST: up.origin } as NodeJS.ProcessEnv,
     });
@@ -235,7 +237,7 @@ describe('AI SDK providers', () => {
   });
 
   it('anthropic: needs ANTHROPIC_API_KEY, and maps its HTTP errors too', async () => {
-    const r = createModelRegistry({ defaultModel: 'simulated', env: {} as NodeJS.ProcessEnv });
+    const r = createModelRegistry({ allow: ['*'], defaultModel: 'simulated', env: {} as NodeJS.ProcessEnv });
     assert.throws(
       () => r.resolve('anthropic:claude-x'),
       (e) => LeashError.is(e, 'model_unavailable') && /ANTHROPIC_API_KEY/.test(e.message),
@@ -254,17 +256,19 @@ describe('AI SDK providers', () => {
   });
 
   it('openai: needs a key for api.openai.com but not for a custom base URL', () => {
-    const none = createModelRegistry({ defaultModel: 'simulated', env: {} as NodeJS.ProcessEnv });
+    const none = createModelRegistry({ allow: ['*'], defaultModel: 'simulated', env: {} as NodeJS.ProcessEnv });
     assert.throws(
       () => none.resolve('openai:gpt-4o'),
       (e) => LeashError.is(e, 'model_unavailable') && /OPENAI_API_KEY/.test(e.message),
     );
     const local = createModelRegistry({
+      allow: ['*'],
       defaultModel: 'simulated',
       env: { OPENAI_BASE_URL: 'http://127.0.0.1:8000/v1' } as NodeJS.ProcessEnv,
     });
     assert.equal(local.resolve('openai:qwen').id, 'openai:qwen');
     const keyed = createModelRegistry({
+      allow: ['*'],
       defaultModel: 'openai:gpt-4o',
       env: { OPENAI_API_KEY: 'k' } as NodeJS.ProcessEnv,
     });
@@ -273,7 +277,7 @@ describe('AI SDK providers', () => {
   });
 
   it('lists the real providers in unknown_model errors', () => {
-    const r = createModelRegistry({ defaultModel: 'simulated', env: {} as NodeJS.ProcessEnv });
+    const r = createModelRegistry({ allow: ['*'], defaultModel: 'simulated', env: {} as NodeJS.ProcessEnv });
     assert.throws(
       () => r.resolve('gemini:pro'),
       (e) =>
@@ -298,6 +302,7 @@ describe('generate task over a real provider', () => {
     up.options = { behaviour: 'stream', intervalMs: 30, tokens: Array.from({ length: 200 }, (_, i) => ` w${i}`) };
     const n = up.requests.length;
     const models = createModelRegistry({
+      allow: ['*'],
       defaultModel: 'openai:gpt-fake',
       env: env(),
       providers: remoteProviders({ env: env(), maxRetries: 0 }),

@@ -248,14 +248,14 @@ describe('simulated spec parsing', () => {
 
 describe('model registry', () => {
   it('resolves simulated specs and the default', () => {
-    const r = createModelRegistry({ defaultModel: 'simulated:echo?tps=0', env: NO_ENV });
+    const r = createModelRegistry({ allow: ['*'], defaultModel: 'simulated:echo?tps=0', env: NO_ENV });
     assert.equal(r.defaultModel, 'simulated:echo?tps=0');
     assert.equal(r.resolve().id, 'simulated:echo?tps=0');
     assert.equal(r.resolve('simulated').id, 'simulated');
   });
 
   it('answers unknown_model for unknown prefixes, listing what is known', () => {
-    const r = createModelRegistry({ defaultModel: 'simulated', providers: {} });
+    const r = createModelRegistry({ allow: ['*'], defaultModel: 'simulated', providers: {} });
     for (const spec of ['openai:gpt-4o', 'gpt-4o', 'nope:x', 'simulated:foo', ':x']) {
       assert.throws(
         () => r.resolve(spec),
@@ -267,7 +267,7 @@ describe('model registry', () => {
   });
 
   it('keeps option errors specific', () => {
-    const r = createModelRegistry({ defaultModel: 'simulated' });
+    const r = createModelRegistry({ allow: ['*'], defaultModel: 'simulated' });
     assert.throws(
       () => r.resolve('simulated?tps=-5'),
       (e) => LeashError.is(e, 'unknown_model') && /tps must be/.test(e.message),
@@ -283,7 +283,7 @@ describe('model registry', () => {
         return createSimulatedModel('simulated:echo?tps=0', NO_ENV);
       },
     };
-    const r = createModelRegistry({ defaultModel: 'openai:gpt-x', providers: { openai: fake } });
+    const r = createModelRegistry({ allow: ['*'], defaultModel: 'openai:gpt-x', providers: { openai: fake } });
     r.resolve('openai:org/model:tag');
     assert.deepEqual(calls.at(-1), ['org/model:tag', 'openai:org/model:tag']);
     assert.throws(
@@ -301,25 +301,25 @@ describe('model registry', () => {
 
   it('fails at construction when the default model cannot be resolved', () => {
     assert.throws(
-      () => createModelRegistry({ defaultModel: 'openai:gpt-4o', providers: {} }),
+      () => createModelRegistry({ allow: ['*'], defaultModel: 'openai:gpt-4o', providers: {} }),
       (e) => LeashError.is(e, 'unknown_model'),
     );
     assert.throws(
-      () => createModelRegistry({ defaultModel: 'nope:x', env: NO_ENV }),
+      () => createModelRegistry({ allow: ['*'], defaultModel: 'nope:x', env: NO_ENV }),
       (e) => LeashError.is(e, 'unknown_model'),
     );
     assert.throws(
-      () => createModelRegistry({ defaultModel: 'simulated?tps=x' }),
+      () => createModelRegistry({ allow: ['*'], defaultModel: 'simulated?tps=x' }),
       (e) => LeashError.is(e, 'unknown_model'),
     );
   });
 
   it('lists the simulated models once when the default is one of them', () => {
-    const ids = createModelRegistry({ defaultModel: 'simulated', env: NO_ENV })
+    const ids = createModelRegistry({ allow: ['*'], defaultModel: 'simulated', env: NO_ENV })
       .list()
       .map((m) => m.id);
     assert.deepEqual(ids, ['simulated', 'simulated:echo']);
-    const ids2 = createModelRegistry({ defaultModel: 'simulated?tps=5', env: NO_ENV })
+    const ids2 = createModelRegistry({ allow: ['*'], defaultModel: 'simulated?tps=5', env: NO_ENV })
       .list()
       .map((m) => m.id);
     assert.deepEqual(ids2, ['simulated', 'simulated:echo', 'simulated?tps=5']);

@@ -104,8 +104,9 @@ describe('AI SDK (openai-compatible) against /v1', () => {
       generateText({ model: leash.chatModel('no-such-model'), prompt: 'x', maxRetries: 0 }),
       (e: unknown) => {
         assert.ok(APICallError.isInstance(e), String(e));
-        assert.equal(e.statusCode, 404);
-        assert.match(e.message, /no-such-model.*does not exist/);
+        // Outside the server's model allowlist (the default one: simulated*).
+        assert.equal(e.statusCode, 400);
+        assert.match(e.message, /no-such-model.*not allowed/);
         return true;
       },
     );

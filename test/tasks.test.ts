@@ -15,6 +15,8 @@ function recordingRegistry(defaultModel: string): { models: ModelRegistry; calls
   const calls: ModelCallOptions[] = [];
   const models: ModelRegistry = {
     defaultModel,
+    allowedModels: inner.allowedModels,
+    check: (spec) => inner.check(spec),
     list: () => inner.list(),
     resolve(spec) {
       const m = inner.resolve(spec);
@@ -102,8 +104,10 @@ describe('generate: run', () => {
     const result = await generate.run({ prompt: 'p', model: 'simulated:echo?tps=0' }, f.ctx);
     assert.equal(result.model, 'simulated:echo?tps=0');
     assert.equal(result.text, '[user] p');
+    // Outside the allowlist (here the default one: the default model and simulated*),
+    // refused by the registry when the handler resolves it, too.
     await assert.rejects(generate.run({ prompt: 'p', model: 'nope:x' }, f.ctx), (e) =>
-      LeashError.is(e, 'unknown_model'),
+      LeashError.is(e, 'model_not_allowed'),
     );
   });
 

@@ -6,7 +6,10 @@ import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
+import { statSync } from 'node:fs';
 import { createModelRegistry } from '../models/registry.ts';
+import { DEFAULT_MODEL_PATTERNS, parseModelPatterns } from '../models/allowlist.ts';
+import { ggufLimitsFromEnv, type GgufLimits } from '../models/gguf.ts';
 import type { ModelRegistry } from '../models/model.ts';
 import type { AnyTaskDefinition } from '../runtime/define-task.ts';
 import { Runtime } from '../runtime/runtime.ts';
@@ -42,6 +45,14 @@ export interface StartServerOptions {
   /** An opened store to use instead of opening `db` (it is migrated, and closed on close()). */
   store?: Store;
   model?: string;
+  /**
+   * Model names callers may use, `*` patterns (LEASH_MODELS / --models); the default
+   * model is always allowed. Absent: LEASH_MODELS from the environment, else `simulated*`.
+   * Ignored when `models` is given.
+   */
+  allowModels?: string[];
+  /** LEASH_MODELS_DIR and LEASH_GGUF_* limits for `gguf:` models (absent fields: from the environment). */
+  gguf?: Partial<GgufLimits>;
   models?: ModelRegistry;
   /** key → owner; empty or absent = no auth (loopback only). */
   apiKeys?: Map<string, string>;
@@ -83,14 +94,33 @@ function urlOf(host: string, port: number): string {
 }
 
 /** A typo in --model stops the start (exit 2) instead of failing every task later. */
-function defaultModels(spec: string): ModelRegistry {
+function defaultModels(spec: string, opts: StartServerOptions, logger: Logger): ModelRegistry {
   try {
-    const models = createModelRegistry({ defaultModel: spec });
+    const models = createModelRegistry({
+      defaultModel: spec,
+      ...(opts.allowModels !== undefined && { allow: opts.allowModels }),
+      ...(opts.gguf !== undefined && { gguf: opts.gguf }),
+      logger,
+    });
     models.resolve();
     return models;
   } catch (err) {
+    // A malformed LEASH_GGUF_* value names itself.
+    if (err instanceof TypeError) throw new UsageError(err.message);
     throw new UsageError(`Invalid --model / LEASH_MODEL: ${(err as Error).message}`);
   }
+}
+
+/** LEASH_MODELS_DIR / --models-dir must be a directory when set: a typo is caught at start, not per request. */
+function checkModelsDir(dir: string | undefined): void {
+  if (dir === undefined) return;
+  let isDir = false;
+  try {
+    isDir = statSync(dir).isDirectory();
+  } catch {
+    // reported below
+  }
+  if (!isDir) throw new UsageError(`Invalid --models-dir / LEASH_MODELS_DIR "${dir}": not a directory.`);
 }
 
 /** A file path / `sqlite:` URL, or `postgres://…` for several nodes over one PostgreSQL. */
@@ -120,7 +150,7 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
   let app: FastifyInstance | null = null;
   try {
     await store.migrate();
-    const models = opts.models ?? defaultModels(opts.model ?? DEFAULT_MODEL);
+    const models = opts.models ?? defaultModels(opts.model ?? DEFAULT_MODEL, opts, logger);
     const metrics = createMetrics();
     const rt = new Runtime({
       ...opts.runtime,
@@ -179,7 +209,8 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
   }
 }
 
-export const SERVE_USAGE = `Usage: leash serve [--host HOST] [--port PORT] [--db FILE] [--model MODEL] [--tasks FILE]...
+export const SERVE_USAGE = `Usage: leash serve [--host HOST] [--port PORT] [--db FILE] [--model MODEL]
+                   [--models PATTERNS] [--models-dir DIR] [--tasks FILE]...
 
 Runs the leash HTTP server.
 
@@ -191,6 +222,12 @@ Options (environment variable in brackets):
   --model MODEL   default model, e.g. simulated or openai:gpt-4o-mini [LEASH_MODEL] (default ${DEFAULT_MODEL})
   --tasks FILE    a module of your own task types (export default defineTask({...}) or
                   an array); repeat for several [LEASH_TASKS, comma-separated]
+  --models LIST   models callers may name: comma list, * matches anything, matched on the
+                  name before any ?parameters, e.g. simulated*,openai:gpt-4o-mini,gguf:*
+                  [LEASH_MODELS] (default: the default model and simulated*); any other
+                  name is refused with 400 model_not_allowed before any file or network use
+  --models-dir DIR  the only directory gguf:<file> models are loaded from [LEASH_MODELS_DIR]
+                  (default unset: gguf models are off)
   -h, --help      show this help
 
 Also: LEASH_API_KEYS="key:owner,key2:owner2" (required for a non-loopback host), or
@@ -211,7 +248,13 @@ Also: LEASH_API_KEYS="key:owner,key2:owner2" (required for a non-loopback host),
       429 with Retry-After past it; default off), LEASH_SQLITE_THREAD=0 (run SQLite on the
       main thread instead of its own), LEASH_EVENT_BATCH_MS (streamed events are committed
       at most this often; readers get them at once from memory; default 100 on SQLite,
-      0 on PostgreSQL).`;
+      0 on PostgreSQL).
+      gguf limits: LEASH_GGUF_MAX_CONTEXT (largest context a call gets, tokens; a request
+      may ask less; default 4096), LEASH_GGUF_THREADS (threads per call and the most a
+      request may ask; default the CPU's math cores), LEASH_GGUF_IDLE_MS (a loaded model
+      unused this long is unloaded; default 600000), LEASH_GGUF_MAX_LOADED (models loaded
+      at once; past it the least recently used idle one is unloaded, and when all are in
+      use a call fails with 503 models_busy; default 2).`;
 
 const RUNTIME_ENV = {
   LEASH_CONCURRENCY: 'concurrency',
@@ -281,6 +324,8 @@ export async function runServe(argv: string[], env: NodeJS.ProcessEnv = process.
         db: { type: 'string' },
         model: { type: 'string' },
         tasks: { type: 'string', multiple: true },
+        models: { type: 'string' },
+        'models-dir': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -309,6 +354,15 @@ export async function runServe(argv: string[], env: NodeJS.ProcessEnv = process.
   const host = values.host ?? (env.HOST?.trim() || DEFAULT_HOST);
   const portRaw = values.port ?? env.PORT?.trim();
   const port = portRaw === undefined || portRaw === '' ? DEFAULT_PORT : parsePort(portRaw);
+  let gguf: GgufLimits;
+  try {
+    gguf = ggufLimitsFromEnv(env);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const modelsDir = values['models-dir']?.trim() || gguf.modelsDir;
+  checkModelsDir(modelsDir);
+  const allowModels = parseModelPatterns(values.models ?? env.LEASH_MODELS);
   // Logs on stderr keep stdout for the one line scripts read (the URL).
   const logger = pino({ level, base: { pid: process.pid } }, pino.destination(2));
 
@@ -319,6 +373,9 @@ export async function runServe(argv: string[], env: NodeJS.ProcessEnv = process.
     rateLimit: rateLimitFromEnv(env),
     db: values.db ?? (env.LEASH_DB?.trim() || DEFAULT_DB),
     model: values.model ?? (env.LEASH_MODEL?.trim() || DEFAULT_MODEL),
+    // Explicit (not left to the environment), so the flags win and unset means the default.
+    allowModels: allowModels ?? [...DEFAULT_MODEL_PATTERNS],
+    gguf: { ...gguf, modelsDir },
     apiKeys,
     security,
     logger,

@@ -1,21 +1,31 @@
-// `gguf:<path>`: a local GGUF model run in-process with node-llama-cpp (llama.cpp).
+// `gguf:<name>`: a local GGUF model run in-process with node-llama-cpp (llama.cpp).
 //
-//   gguf:./models/qwen.gguf?threads=4&ctx=2048&temp=0.7&seed=1
-//     threads  CPU threads per call (default: the CPU's math cores)
-//     ctx      context size in tokens (default: the model's training context, at most 4096)
+//   gguf:qwen.gguf?threads=4&ctx=2048&temp=0.7&seed=1
+//     threads  CPU threads per call (default and most: LEASH_GGUF_THREADS, else the CPU's math cores)
+//     ctx      context size in tokens (default: the model's training context; most: LEASH_GGUF_MAX_CONTEXT, 4096)
 //     temp     default temperature when the call gives none (default 0.8; 0 = greedy)
 //     seed     sampling seed, for repeatable output at temp > 0 (default: random)
-// A relative path is resolved against the working directory. LEASH_GGUF_GPU picks a
-// GPU backend (`auto`, `cuda`, `vulkan`, `metal`); the default is CPU only.
+// `<name>` is a file in the operator's directory LEASH_MODELS_DIR (subdirectories
+// allowed); without it gguf models are off. A name that is absolute, has an empty,
+// `.` or `..` segment, leads (through a symlink) out of the directory, is missing, or is not a
+// GGUF file gets one answer, the same for all, that echoes no path and no file bytes:
+// a caller learns nothing about the disk. Why a file in the directory failed to load
+// goes to the server log only. LEASH_GGUF_GPU picks a GPU backend (`auto`, `cuda`,
+// `vulkan`, `metal`); the default is CPU only.
 //
 // node-llama-cpp uses the prebuilt binaries from its @node-llama-cpp/* npm packages
 // (`build: 'never'`, `skipDownload: true`): nothing is built or downloaded at run time.
 // It is imported on the first call, so servers that never use `gguf:` never load it.
 //
 // Each model file is loaded once per process (lazily; concurrent first calls share the
-// load) and stays loaded. Each call gets its own context, disposed when the call ends.
-// The prompt is the model's chat template when the file has one (node-llama-cpp's
-// chat wrappers render it), else a plain `role: content` transcript.
+// load) and is unloaded after LEASH_GGUF_IDLE_MS without a call. At most
+// LEASH_GGUF_MAX_LOADED files are loaded at once: a new one evicts the least recently
+// used idle one, and when every loaded model is in a call the new call fails at once
+// with 503 `models_busy` (no queue: memory is what the bound protects, and a waiting
+// call would hold its task slot with no end in sight). Each call gets its own context,
+// disposed when the call ends. The prompt is the model's chat template when the file
+// has one (node-llama-cpp's chat wrappers render it), else a plain `role: content`
+// transcript.
 //
 // Cancel: the token loop checks the abort signal before and after every token and
 // between prompt batches, so generation stops between tokens (a token being computed
@@ -23,11 +33,12 @@
 // signal's reason, with no finish part. Usage counts the prompt's tokens as input and
 // every sampled token (the end-of-generation one included) as output.
 
-import { statSync } from 'node:fs';
-import { resolve as resolvePath } from 'node:path';
+import { closeSync, constants, fstatSync, openSync, readSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { isAbsolute, resolve as resolvePath, sep } from 'node:path';
 import type { ChatHistoryItem, Llama, LlamaContext, LlamaModel, Token } from 'node-llama-cpp';
 import { LeashError } from '../runtime/errors.ts';
-import type { ChatMessage, Model, ModelCallOptions, ModelStreamPart } from './model.ts';
+import type { ChatMessage, Model, ModelCallOptions, ModelInfo, ModelStreamPart } from './model.ts';
 import type { ModelProvider } from './registry.ts';
 
 type Nlc = typeof import('node-llama-cpp');
@@ -40,70 +51,195 @@ export interface GgufOptions {
 }
 
 export interface GgufSpec {
-  /** Absolute path of the model file. */
+  /** Real (absolute, symlink-free) path of the model file. */
   path: string;
   options: GgufOptions;
 }
 
+/** What the operator decides; a request may ask for less, never more. */
+export interface GgufLimits {
+  /** LEASH_MODELS_DIR: the only place `gguf:<name>` is looked up; unset = gguf models are off. */
+  modelsDir: string | undefined;
+  /** LEASH_GGUF_MAX_CONTEXT: largest context a call gets (tokens). */
+  maxContext: number;
+  /** LEASH_GGUF_THREADS: threads per call and the most a request may ask (unset: the CPU's math cores). */
+  threads: number | undefined;
+  /** LEASH_GGUF_IDLE_MS: a loaded model no call used for this long is unloaded. */
+  idleMs: number;
+  /** LEASH_GGUF_MAX_LOADED: models loaded at once. */
+  maxLoaded: number;
+}
+
+export const GGUF_DEFAULT_LIMITS: Readonly<GgufLimits> = {
+  modelsDir: undefined,
+  maxContext: 4096,
+  threads: undefined,
+  idleMs: 10 * 60_000,
+  maxLoaded: 2,
+};
+
+/** The limits from LEASH_MODELS_DIR and LEASH_GGUF_*; a malformed value throws a TypeError naming it. */
+export function ggufLimitsFromEnv(env: NodeJS.ProcessEnv = process.env): GgufLimits {
+  const int = <T extends number | undefined>(name: string, min: number, max: number, fallback: T): number | T => {
+    const raw = env[name]?.trim();
+    if (!raw) return fallback;
+    const n = /^\d{1,12}$/.test(raw) ? Number(raw) : NaN;
+    if (!(n >= min && n <= max))
+      throw new TypeError(`Invalid ${name}="${raw}": expected an integer from ${min} to ${max}.`);
+    return n;
+  };
+  return {
+    modelsDir: env.LEASH_MODELS_DIR?.trim() || undefined,
+    maxContext: int('LEASH_GGUF_MAX_CONTEXT', 16, 1 << 20, GGUF_DEFAULT_LIMITS.maxContext),
+    threads: int('LEASH_GGUF_THREADS', 1, 1024, undefined),
+    idleMs: int('LEASH_GGUF_IDLE_MS', 0, 7 * 24 * 3_600_000, GGUF_DEFAULT_LIMITS.idleMs),
+    maxLoaded: int('LEASH_GGUF_MAX_LOADED', 1, 64, GGUF_DEFAULT_LIMITS.maxLoaded),
+  };
+}
+
 const DEFAULT_TEMPERATURE = 0.8;
-const MAX_DEFAULT_CTX = 4096;
 /** Tokens decoded together at most while waiting for the rest of a UTF-8 character. */
 const MAX_PENDING_TOKENS = 4;
 
-const OPTION_RULES: Record<keyof GgufOptions, { min: number; max: number; integer: boolean }> = {
-  threads: { min: 0, max: 1024, integer: true },
-  ctx: { min: 16, max: 1 << 20, integer: true },
+type Rule = { min: number; max: number; integer: boolean };
+const optionRules = (limits: GgufLimits): Record<keyof GgufOptions, Rule> => ({
+  threads: { min: 1, max: limits.threads ?? availableParallelism(), integer: true },
+  ctx: { min: 16, max: limits.maxContext, integer: true },
   temp: { min: 0, max: 2, integer: false },
   seed: { min: 0, max: 2 ** 32 - 1, integer: true },
-};
+});
 
-/** Parses `<path>[?threads=&ctx=&temp=&seed=]` (the spec without `gguf:`). */
-export function parseGgufSpec(name: string, spec: string, cwd: string = process.cwd()): GgufSpec {
+/** Parses `<name>[?threads=&ctx=&temp=&seed=]` (the spec without `gguf:`) within the operator's limits. */
+export function parseGgufSpec(
+  name: string,
+  spec: string,
+  limits: GgufLimits = GGUF_DEFAULT_LIMITS,
+): { file: string; options: GgufOptions } {
   const q = name.indexOf('?');
-  const file = (q === -1 ? name : name.slice(0, q)).trim();
-  if (file === '') throw new LeashError('unknown_model', `Invalid model "${spec}": no GGUF file path`);
+  const file = q === -1 ? name : name.slice(0, q);
+  if (file.trim() === '') throw new LeashError('unknown_model', `Invalid model "${spec}": no GGUF file name`);
+  const rules = optionRules(limits);
   const options: GgufOptions = {};
   for (const [key, value] of new URLSearchParams(q === -1 ? '' : name.slice(q + 1))) {
-    const rule = OPTION_RULES[key as keyof GgufOptions] as (typeof OPTION_RULES)[keyof GgufOptions] | undefined;
+    const rule = rules[key as keyof GgufOptions] as Rule | undefined;
     if (!rule) {
       throw new LeashError(
         'unknown_model',
-        `Invalid model "${spec}": unknown option "${key}" (known: ${Object.keys(OPTION_RULES).join(', ')})`,
+        `Invalid model "${spec}": unknown option "${key}" (known: ${Object.keys(rules).join(', ')})`,
       );
     }
     const n = value.trim() === '' ? NaN : Number(value);
     if (!(Number.isFinite(n) && n >= rule.min && n <= rule.max && (!rule.integer || Number.isInteger(n)))) {
       throw new LeashError(
         'unknown_model',
-        `Invalid model "${spec}": ${key} must be ${rule.integer ? 'an integer' : 'a number'} from ${rule.min} to ${rule.max}`,
+        `Invalid model "${spec}": ${key} must be ${rule.integer ? 'an integer' : 'a number'} from ${rule.min} to ${rule.max} on this server`,
       );
     }
     options[key as keyof GgufOptions] = n;
   }
-  return { path: resolvePath(cwd, file), options };
+  return { file, options };
 }
 
-function assertModelFile(path: string): void {
-  let isFile = false;
+/**
+ * The one answer for every name that is not a GGUF file inside the models directory:
+ * the same code and words whether the name escapes, is missing or holds other bytes.
+ */
+export const notLoadable = (cause?: unknown): LeashError =>
+  new LeashError(
+    'model_unavailable',
+    "Not a loadable model: there is no GGUF model by that name in this server's models directory.",
+    cause === undefined ? {} : { cause },
+  );
+
+const ggufOff = (): LeashError =>
+  new LeashError(
+    'model_unavailable',
+    'gguf models are off on this server: the operator sets LEASH_MODELS_DIR to the directory of .gguf files to serve.',
+  );
+
+/** Throws unless `path` is a regular file that starts with the GGUF magic. */
+function assertGgufFile(path: string): void {
+  // Not a FIFO or device (opening one could block or never end), then four bytes.
+  if (!statSync(path).isFile()) throw new Error('not a regular file');
+  const fd = openSync(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
   try {
-    isFile = statSync(path).isFile();
-  } catch {
-    // Missing or unreadable: reported below.
+    if (!fstatSync(fd).isFile()) throw new Error('not a regular file');
+    const magic = Buffer.alloc(4);
+    if (readSync(fd, magic, 0, 4, 0) !== 4 || magic.toString('latin1') !== 'GGUF') throw new Error('no GGUF magic');
+  } finally {
+    closeSync(fd);
   }
-  if (!isFile) throw new LeashError('model_unavailable', `GGUF model not found: ${path}`);
+}
+
+const isInside = (root: string, path: string): boolean => path.startsWith(root.endsWith(sep) ? root : root + sep);
+
+/**
+ * `file` (a name from a request) → the real path of a GGUF file inside `dir`, or the
+ * one `notLoadable` answer. Absolute names, empty, `.` and `..` segments, NUL and
+ * backslashes are refused before the disk is touched; the rest by realpath + prefix check (symlinks
+ * out of the directory included) and the file's magic.
+ */
+export function locateModelFile(dir: string | undefined, file: string): string {
+  if (dir === undefined) throw ggufOff();
+  if (
+    file === '' ||
+    isAbsolute(file) ||
+    /[\0\\]/.test(file) ||
+    // One spelling per model: no empty, `.` or `..` segments (`a//b`, `./a`, `a/`).
+    file.split('/').some((segment) => segment === '' || segment === '.' || segment === '..')
+  ) {
+    throw notLoadable();
+  }
+  try {
+    const root = realpathSync(dir);
+    const real = realpathSync(resolvePath(root, file));
+    if (!isInside(root, real)) throw new Error('outside the models directory');
+    assertGgufFile(real);
+    return real;
+  } catch (e) {
+    throw notLoadable(e);
+  }
+}
+
+/** The `.gguf` files at the top of the models directory, as `gguf:<name>` (for GET /v1/models). */
+function listModelFiles(dir: string | undefined): string[] {
+  if (dir === undefined) return [];
+  try {
+    return readdirSync(dir, { withFileTypes: true })
+      .filter((d) => (d.isFile() || d.isSymbolicLink()) && d.name.endsWith('.gguf'))
+      .map((d) => d.name)
+      .sort();
+  } catch {
+    return [];
+  }
 }
 
 // ---- process-wide llama.cpp state (native resources: one per process) ----
 
+interface LoadedModel {
+  readonly path: string;
+  readonly model: Promise<LlamaModel>;
+  /** Calls holding it (a load in progress counts): only a model with none may be unloaded. */
+  users: number;
+  lastUsed: number;
+  idleTimer: NodeJS.Timeout | null;
+}
+
 let nlcPromise: Promise<Nlc> | null = null;
 let llamaPromise: Promise<Llama> | null = null;
-const models = new Map<string, Promise<LlamaModel>>();
+const models = new Map<string, LoadedModel>();
 /** Recent llama.cpp log lines: its load errors say why, the JS error only "Failed to load model". */
 const llamaLog: string[] = [];
-const stats = { loads: 0, activeCalls: 0, generatedTokens: 0 };
+const stats = { loads: 0, unloads: 0, activeCalls: 0, generatedTokens: 0 };
 
-/** Counters for tests and metrics: model loads started, calls holding a context, tokens sampled. */
-export function ggufStats(): { loads: number; loadedModels: number; activeCalls: number; generatedTokens: number } {
+/** Counters for tests and metrics: loads started, unloads (idle or evicted), models loaded now, calls holding a context, tokens sampled. */
+export function ggufStats(): {
+  loads: number;
+  unloads: number;
+  loadedModels: number;
+  activeCalls: number;
+  generatedTokens: number;
+} {
   return { ...stats, loadedModels: models.size };
 }
 
@@ -144,13 +280,48 @@ function getSharedLlama(env: NodeJS.ProcessEnv): Promise<Llama> {
   return llamaPromise;
 }
 
-/** The loaded model for an absolute path: loaded once, shared by every call (and by concurrent first calls). */
-export function loadGgufModel(path: string, env: NodeJS.ProcessEnv = process.env): Promise<LlamaModel> {
-  let p = models.get(path);
-  if (!p) {
+function unload(entry: LoadedModel): void {
+  if (entry.idleTimer) clearTimeout(entry.idleTimer);
+  entry.idleTimer = null;
+  if (models.get(entry.path) !== entry) return;
+  models.delete(entry.path);
+  stats.unloads++;
+  void entry.model.then((m) => m.dispose()).catch(() => {});
+}
+
+/** Unloads least recently used idle models until one more fits; every one busy → 503 `models_busy`. */
+function makeRoom(maxLoaded: number): void {
+  while (models.size >= maxLoaded) {
+    let lru: LoadedModel | null = null;
+    for (const e of models.values()) if (e.users === 0 && (!lru || e.lastUsed < lru.lastUsed)) lru = e;
+    if (!lru) {
+      throw new LeashError(
+        'models_busy',
+        `All ${maxLoaded} GGUF models this server keeps loaded are in use (LEASH_GGUF_MAX_LOADED); try again when a call ends.`,
+      );
+    }
+    unload(lru);
+  }
+}
+
+/** Why a file in the models directory failed to load: for the server log, never for the caller. */
+export type GgufLoadFailure = (detail: { err: unknown; path: string; llamaLog?: string }, msg: string) => void;
+
+/**
+ * Holds the model at `path` (loaded once, shared by every call and concurrent first
+ * calls) until `release()`; the last release starts its idle timer.
+ */
+export function acquireGgufModel(
+  path: string,
+  env: NodeJS.ProcessEnv = process.env,
+  limits: GgufLimits = GGUF_DEFAULT_LIMITS,
+  onLoadFailure?: GgufLoadFailure,
+): { model: Promise<LlamaModel>; release(): void } {
+  let entry = models.get(path);
+  if (!entry) {
+    makeRoom(limits.maxLoaded);
     const load = async (): Promise<LlamaModel> => {
       const llama = await getSharedLlama(env);
-      assertModelFile(path);
       const logStart = llamaLog.length;
       stats.loads++;
       try {
@@ -159,29 +330,60 @@ export function loadGgufModel(path: string, env: NodeJS.ProcessEnv = process.env
         // llama.cpp's log lines about the failure arrive just after the rejection.
         await new Promise((r) => setTimeout(r, 20));
         const why = llamaLog.slice(logStart).find((l) => /error|fail|invalid/i.test(l));
-        throw new LeashError(
-          'model_unavailable',
-          `Cannot load GGUF model ${path}: ${errorText(e)}${why ? ` (${why})` : ''}`,
-          { cause: e },
-        );
+        onLoadFailure?.({ err: e, path, ...(why !== undefined && { llamaLog: why }) }, 'GGUF model failed to load');
+        throw notLoadable(new Error(`${errorText(e)}${why ? ` (${why})` : ''}`, { cause: e }));
       }
     };
-    const loading = load();
-    p = loading;
-    models.set(path, loading);
-    // A file that failed to load (missing, corrupt, too large) is tried again next time.
-    loading.catch(() => {
-      if (models.get(path) === loading) models.delete(path);
+    const created: LoadedModel = { path, model: load(), users: 0, lastUsed: Date.now(), idleTimer: null };
+    entry = created;
+    models.set(path, created);
+    // A file that failed to load (corrupt, too large) is tried again next time.
+    created.model.catch(() => {
+      if (models.get(path) === created) models.delete(path);
     });
   }
-  return p;
+  const held = entry;
+  held.users++;
+  if (held.idleTimer) clearTimeout(held.idleTimer);
+  held.idleTimer = null;
+  let released = false;
+  return {
+    model: held.model,
+    release() {
+      if (released) return;
+      released = true;
+      held.users--;
+      held.lastUsed = Date.now();
+      if (held.users === 0 && models.get(path) === held) {
+        held.idleTimer = setTimeout(() => {
+          if (held.users === 0) unload(held);
+        }, limits.idleMs);
+        held.idleTimer.unref();
+      }
+    },
+  };
+}
+
+/** The loaded model for a real path, held only while it loads (tests, warm-up). */
+export async function loadGgufModel(
+  path: string,
+  env: NodeJS.ProcessEnv = process.env,
+  limits: GgufLimits = GGUF_DEFAULT_LIMITS,
+): Promise<LlamaModel> {
+  const lease = acquireGgufModel(path, env, limits);
+  try {
+    return await lease.model;
+  } finally {
+    lease.release();
+  }
 }
 
 /** Unloads every cached model (server shutdown, tests). Calls in flight keep their own contexts until they end. */
 export async function unloadGgufModels(): Promise<void> {
   const all = [...models.values()];
+  for (const e of all) if (e.idleTimer) clearTimeout(e.idleTimer);
   models.clear();
-  await Promise.all(all.map((p) => p.then((m) => m.dispose()).catch(() => {})));
+  await Promise.all(all.map((e) => e.model.then((m) => m.dispose()).catch(() => {})));
 }
 
 const errorText = (e: unknown): string => (e instanceof Error ? e.message || e.name : String(e));
@@ -362,55 +564,89 @@ export class AnswerFilter {
 
 export interface GgufProviderOptions {
   env?: NodeJS.ProcessEnv;
-  /** Base for relative paths (default: process.cwd() at resolve time). */
-  cwd?: string;
+  /** Overrides of the limits read from `env` (ggufLimitsFromEnv). */
+  limits?: Partial<GgufLimits>;
+  /** Gets why a model file failed to load (the caller is only told it is not loadable). */
+  logger?: { warn(obj: object, msg: string): void };
 }
 
 export function ggufProvider(options: GgufProviderOptions = {}): ModelProvider {
   const env = options.env ?? process.env;
+  const limits: GgufLimits = { ...ggufLimitsFromEnv(env), ...options.limits };
+  const onLoadFailure: GgufLoadFailure | undefined = options.logger
+    ? (detail, msg) => options.logger!.warn(detail, msg)
+    : undefined;
   return {
-    description: 'Local GGUF model run in-process with node-llama-cpp: gguf:<path>[?threads=&ctx=&temp=&seed=]',
+    description:
+      'Local GGUF model from LEASH_MODELS_DIR, run in-process with node-llama-cpp: gguf:<file>[?threads=&ctx=&temp=&seed=]',
     resolve(name, spec) {
-      const parsed = parseGgufSpec(name, spec, options.cwd);
-      // Fail at resolve time (task creation, server start) when the file is not there.
-      assertModelFile(parsed.path);
-      return createGgufModel(spec, parsed, env);
+      if (limits.modelsDir === undefined) throw ggufOff();
+      const { file, options: opts } = parseGgufSpec(name, spec, limits);
+      // Fail at resolve time (task creation, server start) when the name is no model here.
+      const path = locateModelFile(limits.modelsDir, file);
+      return createGgufModel(spec, { path, options: opts }, env, limits, onLoadFailure);
+    },
+    list(): ModelInfo[] {
+      return listModelFiles(limits.modelsDir).map((f) => ({
+        id: `gguf:${f}`,
+        provider: 'gguf',
+        description: 'Local GGUF model (LEASH_MODELS_DIR)',
+      }));
     },
   };
 }
 
-export function createGgufModel(id: string, spec: GgufSpec, env: NodeJS.ProcessEnv = process.env): Model {
-  return { id, stream: (call) => ggufStream(spec, call, env) };
+/** A model on a file already located (`spec.path` is trusted: it comes from locateModelFile or a test). */
+export function createGgufModel(
+  id: string,
+  spec: GgufSpec,
+  env: NodeJS.ProcessEnv = process.env,
+  limits: GgufLimits = GGUF_DEFAULT_LIMITS,
+  onLoadFailure?: GgufLoadFailure,
+): Model {
+  return { id, stream: (call) => ggufStream(id, spec, call, env, limits, onLoadFailure) };
 }
 
 async function* ggufStream(
+  id: string,
   spec: GgufSpec,
   call: ModelCallOptions,
   env: NodeJS.ProcessEnv,
+  limits: GgufLimits,
+  onLoadFailure: GgufLoadFailure | undefined,
 ): AsyncGenerator<ModelStreamPart> {
   const signal = call.abortSignal;
   signal?.throwIfAborted();
   const { path, options } = spec;
-  assertModelFile(path);
-  const nlc = await untilAborted(loadNlc(), signal);
-  const model = await untilAborted(loadGgufModel(path, env), signal);
-  signal?.throwIfAborted();
-
-  stats.activeCalls++;
-  let context: LlamaContext | undefined;
+  // Removed or replaced since resolve: the same answer as a name that never was there.
   try {
+    assertGgufFile(path);
+  } catch (e) {
+    throw notLoadable(e);
+  }
+  const nlc = await untilAborted(loadNlc(), signal);
+  const lease = acquireGgufModel(path, env, limits, onLoadFailure);
+  let context: LlamaContext | undefined;
+  let counted = false;
+  try {
+    const model = await untilAborted(lease.model, signal);
+    signal?.throwIfAborted();
+
+    stats.activeCalls++;
+    counted = true;
+    const maxContext = Math.min(model.trainContextSize || limits.maxContext, limits.maxContext);
     try {
       context = await model.createContext({
-        contextSize: options.ctx ?? Math.min(model.trainContextSize || MAX_DEFAULT_CTX, MAX_DEFAULT_CTX),
+        contextSize: Math.min(options.ctx ?? maxContext, limits.maxContext),
         sequences: 1,
         // node-llama-cpp's default is at least 4 threads, which on a 2-core machine spins
         // ~50x slower than 2; the math cores are what llama.cpp can use.
-        threads: options.threads ?? Math.max(1, model.llama.cpuMathCores),
+        threads: options.threads ?? limits.threads ?? Math.max(1, model.llama.cpuMathCores),
         createSignal: signal,
       });
     } catch (e) {
       signal?.throwIfAborted();
-      throw new LeashError('model_unavailable', `Cannot create a context for GGUF model ${path}: ${errorText(e)}`, {
+      throw new LeashError('model_unavailable', `Cannot create a context for model "${id}": ${errorText(e)}`, {
         cause: e,
       });
     }
@@ -421,7 +657,7 @@ async function* ggufStream(
     if (prompt.tokens.length === 0 || prompt.tokens.length >= contextSize) {
       throw new LeashError(
         'invalid_request',
-        `The prompt is ${prompt.tokens.length} tokens; the context of GGUF model ${path} holds ${contextSize}`,
+        `The prompt is ${prompt.tokens.length} tokens; the context of model "${id}" holds ${contextSize}`,
       );
     }
     const usage = { input_tokens: prompt.tokens.length, output_tokens: 0 };
@@ -479,9 +715,10 @@ async function* ggufStream(
   } catch (e) {
     if (signal?.aborted) throw signal.reason;
     if (e instanceof LeashError) throw e;
-    throw new LeashError('upstream_error', `GGUF model ${path} failed: ${errorText(e)}`, { cause: e });
+    throw new LeashError('upstream_error', `Model "${id}" failed: ${errorText(e)}`, { cause: e });
   } finally {
-    stats.activeCalls--;
+    if (counted) stats.activeCalls--;
     await context?.dispose();
+    lease.release();
   }
 }

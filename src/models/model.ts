@@ -39,6 +39,12 @@ export interface ModelInfo {
 /** Resolves a model spec; the default model is used when `spec` is absent. */
 export interface ModelRegistry {
   readonly defaultModel: string;
+  /** The allowlist's patterns (LEASH_MODELS), the default model's name among them. */
+  readonly allowedModels: readonly string[];
+  /** Throws 400 `model_not_allowed` unless callers may name `spec` (default: the default model). No I/O. */
+  check(spec?: string): void;
+  /** Checks the name against the allowlist first (as `check`), then builds the model. */
   resolve(spec?: string): Model;
+  /** The models callers may name that can be listed (exact names; patterns are not). */
   list(): ModelInfo[];
 }

@@ -20,6 +20,18 @@ export interface RemoteProvidersOptions {
 
 const trimSlash = (u: string): string => u.replace(/\/+$/, '');
 
+/**
+ * Upstream model names have no `?parameters`: one with a `?` is refused here, before
+ * anything goes upstream, so an allowlist pattern like `openai:gpt-4o-mini` (matched on
+ * the name before `?`, see allowlist.ts) cannot be stretched into another upstream name.
+ */
+function plainName(name: string, spec: string): string {
+  if (name.includes('?')) {
+    throw new LeashError('unknown_model', `Invalid model "${spec}": this provider's model names take no ?parameters`);
+  }
+  return name;
+}
+
 /** `OLLAMA_HOST` as Ollama accepts it (`host`, `host:port`, `0.0.0.0`, with or without scheme) → a base URL. */
 export function ollamaOrigin(host: string | undefined): string {
   const raw = (host ?? '').trim() || '127.0.0.1:11434';
@@ -46,6 +58,7 @@ export function remoteProviders(options: RemoteProvidersOptions = {}): Record<st
     openai: {
       description: `OpenAI-compatible API at ${openaiBase}`,
       resolve(name, spec) {
+        plainName(name, spec);
         // A custom base URL may be a keyless local server (vLLM, llama.cpp); api.openai.com never is.
         if (!openaiKey && !env.OPENAI_BASE_URL?.trim()) {
           throw new LeashError(
@@ -66,6 +79,7 @@ export function remoteProviders(options: RemoteProvidersOptions = {}): Record<st
     ollama: {
       description: `Ollama at ${ollamaBase}`,
       resolve(name, spec) {
+        plainName(name, spec);
         return createOpenAiCompatibleModel({
           id: spec,
           provider: 'ollama',
@@ -78,6 +92,7 @@ export function remoteProviders(options: RemoteProvidersOptions = {}): Record<st
     anthropic: {
       description: `Anthropic API at ${anthropicBase}`,
       resolve(name, spec) {
+        plainName(name, spec);
         if (!anthropicKey) {
           throw new LeashError('model_unavailable', `Model "${spec}" needs ANTHROPIC_API_KEY, which is not set`);
         }

@@ -1,13 +1,16 @@
 // Resolves model specs to Models. `simulated…` is built in; every other spec is
 // `<prefix>:<name>` and goes to the provider registered under that prefix
 // (`openai`, `ollama`, `anthropic`, `gguf`), so real providers plug in without
-// touching the tasks.
+// touching the tasks. Every name passes the allowlist (allowlist.ts) first: a name
+// outside it is refused before any provider looks at it.
 
 import { LeashError } from '../runtime/errors.ts';
 import type { Model, ModelInfo, ModelRegistry } from './model.ts';
 import { SIMULATED_MODELS, createSimulatedModel, isSimulatedSpec } from './simulated.ts';
 import { remoteProviders } from './providers.ts';
 import { ggufProvider } from './gguf.ts';
+import type { GgufLimits } from './gguf.ts';
+import { DEFAULT_MODEL_PATTERNS, createModelAllowlist, parseModelPatterns } from './allowlist.ts';
 
 export interface ModelProvider {
   /** One line for `list()` and error messages, e.g. `OpenAI-compatible API at https://…`. */
@@ -29,12 +32,34 @@ export interface ModelRegistryOptions {
   providers?: Record<string, ModelProvider>;
   /** Environment read by the simulated model (LEASH_SIM_TPS) and the default providers; defaults to process.env. */
   env?: NodeJS.ProcessEnv;
+  /**
+   * The names callers may use, `*` patterns (see allowlist.ts); the default model is
+   * always allowed besides. Defaults to LEASH_MODELS from `env`, else `simulated*`.
+   */
+  allow?: readonly string[];
+  /** Limits of the default `gguf` provider (models directory, context, threads, cache); defaults from `env`. */
+  gguf?: Partial<GgufLimits>;
+  /** Where details a caller must not see go (e.g. why a model file did not load). */
+  logger?: { warn(obj: object, msg: string): void };
 }
 
 export function createModelRegistry(options: ModelRegistryOptions): ModelRegistry {
   const env = options.env ?? process.env;
+  const allowlist = createModelAllowlist(
+    options.allow ?? parseModelPatterns(env.LEASH_MODELS) ?? DEFAULT_MODEL_PATTERNS,
+    options.defaultModel,
+  );
   const providers = new Map(
-    Object.entries(options.providers ?? { ...remoteProviders({ env }), gguf: ggufProvider({ env }) }),
+    Object.entries(
+      options.providers ?? {
+        ...remoteProviders({ env }),
+        gguf: ggufProvider({
+          env,
+          ...(options.gguf && { limits: options.gguf }),
+          ...(options.logger && { logger: options.logger }),
+        }),
+      },
+    ),
   );
   for (const prefix of providers.keys()) {
     if (!/^[a-z][a-z0-9_-]*$/.test(prefix) || prefix === 'simulated') {
@@ -47,6 +72,8 @@ export function createModelRegistry(options: ModelRegistryOptions): ModelRegistr
 
   const resolve = (spec?: string): Model => {
     const s = spec ?? options.defaultModel;
+    // First, before any provider code: a refused name costs no file look-up and no request.
+    allowlist.check(s);
     if (isSimulatedSpec(s)) {
       try {
         return createSimulatedModel(s, env);
@@ -72,22 +99,27 @@ export function createModelRegistry(options: ModelRegistryOptions): ModelRegistr
 
   return {
     defaultModel: options.defaultModel,
+    allowedModels: allowlist.patterns,
     resolve,
+    check: (spec) => allowlist.check(spec ?? options.defaultModel),
     list(): ModelInfo[] {
+      const prefixOf = (id: string): string => (isSimulatedSpec(id) ? 'simulated' : id.slice(0, id.indexOf(':')));
       const out: ModelInfo[] = [...SIMULATED_MODELS];
       for (const [prefix, p] of providers) {
         out.push(...(p.list?.() ?? []).filter((m) => m.id.startsWith(`${prefix}:`)));
       }
-      if (!out.some((m) => m.id === options.defaultModel)) {
-        const colon = options.defaultModel.indexOf(':');
-        const prefix = isSimulatedSpec(options.defaultModel) ? 'simulated' : options.defaultModel.slice(0, colon);
+      // Exact names in the allowlist are models too (`openai:gpt-4o-mini`); patterns cannot be listed.
+      for (const id of [options.defaultModel, ...allowlist.exact]) {
+        if (out.some((m) => m.id === id)) continue;
+        const prefix = prefixOf(id);
+        if (prefix !== 'simulated' && !providers.has(prefix)) continue;
         out.push({
-          id: options.defaultModel,
+          id,
           provider: prefix,
           description: providers.get(prefix)?.description ?? 'The default model',
         });
       }
-      return out;
+      return out.filter((m) => allowlist.allows(m.id));
     },
   };
 }

@@ -35,6 +35,13 @@ export interface TaskDefinition<S extends z.ZodType = z.ZodType, R = unknown> {
   input: S;
   run(input: z.output<S>, ctx: TaskContext): Promise<R>;
   description?: string;
+  /**
+   * The model names an input will use, checked against the server's model allowlist
+   * when the task is created (400 `model_not_allowed`, before anything is stored).
+   * Default: the input's `model` field when it is a string (what the built-in types
+   * pass to `ctx.models.resolve`). `ctx.models.resolve` checks again when the task runs.
+   */
+  models?(input: z.output<S>): (string | undefined)[];
   /** Default deadline for tasks of this type (ms). Nothing runs forever: the runtime has a global default too. */
   deadlineMs?: number;
   /** Re-queue from the last checkpoint after a crash instead of failing with `node_lost`. */
@@ -69,4 +76,11 @@ export function defineTask<S extends z.ZodType, R>(def: TaskDefinition<S, R>): T
     throw new TypeError(`Task type "${def.type}" runs isolated (${def.isolation}): add \`module: import.meta.url\`.`);
   }
   return def;
+}
+
+/** The model names `input` will use (see TaskDefinition.models). */
+export function modelsOfInput(def: AnyTaskDefinition, input: unknown): (string | undefined)[] {
+  if (def.models) return def.models(input);
+  const model = input !== null && typeof input === 'object' ? (input as { model?: unknown }).model : undefined;
+  return typeof model === 'string' ? [model] : [];
 }

@@ -11,6 +11,7 @@ import type { ZodType } from 'zod';
 import type { ModelRegistry } from '../models/model.ts';
 import type { ClaimedTask, Store, TaskRunOptions } from '../store/store.ts';
 import { CancelledError } from './cancel.ts';
+import { modelsOfInput } from './define-task.ts';
 import type { AnyTaskDefinition, TaskContext } from './define-task.ts';
 import { LeashError, toTaskError } from './errors.ts';
 import { EventLog } from './event-log.ts';
@@ -333,6 +334,8 @@ export class Runtime {
         })),
       });
     }
+    // Before anything is stored or run: a model name outside the allowlist costs nothing.
+    for (const spec of modelsOfInput(def, parsed.data)) this.models.check(spec);
     const priority = req.priority ?? 0;
     if (!Number.isInteger(priority) || priority < -100 || priority > 100) {
       throw new LeashError('invalid_request', 'priority must be an integer from -100 to 100.', {

@@ -11,6 +11,8 @@ export const silentLogger = pino({ level: process.env.LEASH_TEST_LOG ?? 'silent'
 
 export const noModels: ModelRegistry = {
   defaultModel: 'none',
+  allowedModels: ['none'],
+  check: () => {},
   resolve() {
     throw new Error('no models in this test');
   },

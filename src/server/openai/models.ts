@@ -1,6 +1,7 @@
 // GET /v1/models and /v1/models/:id from the model registry. Any spec the registry
-// resolves is a model (e.g. `simulated?tps=5`, `openai:gpt-4o-mini`); the list shows
-// the ones it knows by name, the default model among them.
+// resolves is a model (e.g. `simulated?tps=5`, `openai:gpt-4o-mini`) if the allowlist
+// (LEASH_MODELS) allows it; the list shows the allowed ones it knows by name: the
+// default model, exact names in the allowlist, the gguf files in LEASH_MODELS_DIR.
 
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
@@ -24,6 +25,7 @@ export function resolveModel(runtime: Runtime, spec: string, param = 'model'): M
       );
     }
     if (LeashError.is(e, 'model_unavailable')) throw new OpenAiError(400, 'model_unavailable', e.message, param);
+    if (LeashError.is(e, 'model_not_allowed')) throw new OpenAiError(400, 'model_not_allowed', e.message, param);
     throw e;
   }
 }
