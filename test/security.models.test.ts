@@ -246,8 +246,11 @@ describe('model allowlist: every route refuses a name outside it, before any I/O
     assert.equal(upstream.requests.length, 0);
   });
 
-  it('WebSocket run frames, task and thread runs', async () => {
+  it("WebSocket run frames, task and thread runs (the thread's active run is not interrupted)", async () => {
     const thread = (await api(s.url, 'POST', '/api/threads', { body: {} })).body;
+    const active = await api(s.url, 'POST', `/api/threads/${thread.id}/runs`, {
+      body: { content: 'a long one', model: 'simulated?tps=5&tokens=500' },
+    });
     for (const [i, model] of REFUSED.entries()) {
       const task = await wsAnswer(s.url, {
         type: 'run',
@@ -265,6 +268,8 @@ describe('model allowlist: every route refuses a name outside it, before any I/O
       });
       assert.equal((run.error as { code: string } | undefined)?.code, 'model_not_allowed', JSON.stringify(run));
     }
+    assert.equal((await api(s.url, 'GET', `/api/tasks/${active.body.id}`)).body.status, 'running');
+    await api(s.url, 'POST', `/api/tasks/${active.body.id}/cancel`);
     assert.equal(upstream.requests.length, 0);
   });
 

@@ -98,6 +98,8 @@ export class Threads {
   }
 
   async run(threadId: string, owner: string, req: RunRequest): Promise<RunResult> {
+    // A model the caller may not name is refused before the run interrupts the active one.
+    this.#runtime.models.check(req.model);
     return this.#serialized(threadId, async () => {
       await this.#mustGet(threadId, owner);
       const strategy = req.multitask ?? 'interrupt';

@@ -71,8 +71,6 @@ export function registerThreadRoutes(app: FastifyInstance, deps: ThreadRouteDeps
     const streamed = body.stream ?? accept.toLowerCase().includes('text/event-stream');
     // Refused before the run exists: a stream over the cap must not leave work behind.
     if (streamed) deps.streams.holdForResponse(request, reply);
-    // Refused before the run interrupts the thread's active one (runtime.create checks too).
-    deps.runtime.models.check(body.model);
     const run = await threads.run(id, request.owner, {
       content: body.content,
       ...(body.model !== undefined && { model: body.model }),
