@@ -69,7 +69,9 @@ export class SqliteWorkerStore implements Store {
 
   /** Opens `path` (a file or `:memory:`) on a new thread; rejects as SqliteStore.open would. */
   static async open(path: string, options: { notifier?: Notifier } = {}): Promise<SqliteWorkerStore> {
-    const worker = new Worker(new URL('./worker-entry.ts', import.meta.url), { workerData: { path }, execArgv: [] });
+    // `.js` once built into dist/ (the installed package), `.ts` when run from source.
+    const entry = `./worker-entry${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`;
+    const worker = new Worker(new URL(entry, import.meta.url), { workerData: { path }, execArgv: [] });
     await new Promise<void>((resolve, reject) => {
       const onMessage = (m: FromStoreWorker): void => {
         if (m.type === 'ready') resolve();
