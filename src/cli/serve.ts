@@ -21,6 +21,7 @@ import { LeashError } from '../runtime/errors.ts';
 import { openStore } from '../store/open.ts';
 import type { Store } from '../store/store.ts';
 import { builtinTasks } from '../tasks/index.ts';
+import { contextCharsFromEnv } from '../threads/context-budget.ts';
 
 /** A mistake in how leash was invoked (bad flag, unsafe bind): exit code 2, no stack. */
 export class UsageError extends Error {
@@ -204,7 +205,8 @@ Also: LEASH_API_KEYS="key:owner,key2:owner2" (required for a non-loopback host),
       429 with Retry-After past it; default off), LEASH_SQLITE_THREAD=0 (run SQLite on the
       main thread instead of its own), LEASH_EVENT_BATCH_MS (streamed events are committed
       at most this often; readers get them at once from memory; default 100 on SQLite,
-      0 on PostgreSQL).`;
+      0 on PostgreSQL), LEASH_THREAD_CONTEXT_CHARS (the most characters of a thread sent to
+      the model per turn, oldest turns left out first; default 32000).`;
 
 const RUNTIME_ENV = {
   LEASH_CONCURRENCY: 'concurrency',
@@ -288,6 +290,11 @@ export async function runServe(argv: string[], env: NodeJS.ProcessEnv = process.
   const level = env.LEASH_LOG_LEVEL?.trim() || 'info';
   if (!LOG_LEVELS.includes(level)) {
     throw new UsageError(`Invalid LEASH_LOG_LEVEL "${level}": use one of ${LOG_LEVELS.join(', ')}.`);
+  }
+  try {
+    contextCharsFromEnv(env); // read by each chat run: a typo stops the start instead
+  } catch (err) {
+    throw new UsageError((err as Error).message);
   }
   let apiKeys: Map<string, string>;
   try {

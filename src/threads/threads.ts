@@ -9,6 +9,7 @@ import { newId } from '../runtime/ids.ts';
 import type { Runtime } from '../runtime/runtime.ts';
 import type { Page, Task } from '../runtime/types.ts';
 import { nowIso } from '../runtime/types.ts';
+import { encodeCursor, pageStart } from '../store/paging.ts';
 import type { Message, Store, Thread } from '../store/store.ts';
 import { settleAnswers } from './settle.ts';
 
@@ -24,6 +25,14 @@ export interface RunRequest {
   max_tokens?: number;
   temperature?: number;
 }
+
+/** A page of a thread's messages, in conversation order; `next_cursor` pages back to older ones. */
+export interface MessagePage extends Page<Message> {
+  has_more: boolean;
+}
+
+export const DEFAULT_MESSAGE_PAGE = 100;
+export const MAX_MESSAGE_PAGE = 1000;
 
 export interface RunResult {
   task: Task;
@@ -68,6 +77,20 @@ export class Threads {
   async messages(id: string, owner: string): Promise<Message[]> {
     await this.#mustGet(id, owner);
     return this.repair(await this.#store.listMessages(id));
+  }
+
+  /**
+   * The newest `limit` messages before `cursor` (none: the end of the thread), oldest
+   * first. A thread's first page is its latest turns: what a chat view shows first.
+   */
+  async messagesPage(id: string, owner: string, limit = DEFAULT_MESSAGE_PAGE, cursor?: string): Promise<MessagePage> {
+    await this.#mustGet(id, owner);
+    const n = Math.min(MAX_MESSAGE_PAGE, Math.max(1, Math.floor(limit)));
+    const rows = await this.#store.listRecentMessages(id, n + 1, pageStart('m', cursor));
+    const more = rows.length > n;
+    if (more) rows.shift();
+    const data = await this.repair(rows);
+    return { data, next_cursor: more ? encodeCursor('m', data[0]!.seq) : null, has_more: more };
   }
 
   /** Settled answers; one still streaming shows the text so far (one task read per answer). */

@@ -691,6 +691,15 @@ export class SqliteStore implements Store {
     return rows.map(toMessage);
   }
 
+  async listRecentMessages(threadId: string, limit: number, beforeSeq = Number.MAX_SAFE_INTEGER): Promise<Message[]> {
+    const rows = this.#q('SELECT * FROM messages WHERE thread_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?').all(
+      threadId,
+      beforeSeq,
+      Math.max(0, Math.floor(limit)),
+    ) as unknown as MessageRow[];
+    return rows.reverse().map(toMessage);
+  }
+
   async deleteMessagesOfTask(threadId: string, taskId: string): Promise<number> {
     return Number(this.#q('DELETE FROM messages WHERE thread_id = ? AND task_id = ?').run(threadId, taskId).changes);
   }

@@ -192,6 +192,9 @@ export class SqliteWorkerStore implements Store {
   listMessages(threadId: string): Promise<Message[]> {
     return this.#call('listMessages', threadId);
   }
+  listRecentMessages(threadId: string, limit: number, beforeSeq?: number): Promise<Message[]> {
+    return this.#call('listRecentMessages', threadId, limit, beforeSeq);
+  }
   deleteMessagesOfTask(threadId: string, taskId: string): Promise<number> {
     return this.#call('deleteMessagesOfTask', threadId, taskId);
   }
