@@ -376,14 +376,24 @@ export function ChatView({ threadId }: { threadId: string | null }) {
 }
 
 function textOf(m: Message, live: Record<string, LiveAnswer>): string {
-  const l = m.task_id ? live[m.task_id] : undefined;
-  // Once the stream has replayed from seq 0, its text is the whole answer so far.
-  return m.role === 'assistant' && l && l.seq > 0 ? l.text : m.content;
+  return answerText(m, m.task_id ? live[m.task_id] : undefined);
+}
+
+/**
+ * The stored text (read when the page loaded) and the stream's text (rebuilt from
+ * seq 0) are both prefixes of the same answer: show the longer. Showing the stream's
+ * text as soon as its first event arrived was the "empty bubble after a reload"
+ * flake: the replay starts with `task.queued`/`task.started`, which carry no text,
+ * so until its deltas caught up the bubble went blank ("thinking…") or shorter.
+ */
+function answerText(m: Message, l: LiveAnswer | undefined): string {
+  if (m.role !== 'assistant' || !l || l.seq === 0) return m.content;
+  return l.text.length >= m.content.length ? l.text : m.content;
 }
 
 function MessageView({ m, live }: { m: Message; live: LiveAnswer | undefined }) {
   if (m.role === 'system') return null;
-  const text = m.role === 'assistant' && live && live.seq > 0 ? live.text : m.content;
+  const text = answerText(m, live);
   let status: string = m.status;
   if (m.role === 'assistant' && live && live.seq > 0) {
     // Task statuses → message statuses (completed → complete).
