@@ -36,6 +36,20 @@ const DEFAULT_PREFIXES = ['LC_', 'NODE_'];
 /** Never passed by default, whatever the name's prefix. */
 const SECRET_LOOKING = /KEY|TOKEN|SECRET|PASS|CREDENTIAL|AUTH|COOKIE|SESSION|PRIVATE|CERT_KEY/i;
 
+/**
+ * What `ctx.models` reads to reach the model providers (src/models/providers.ts):
+ * `env: MODEL_ENV` for a type whose isolated handler calls models. The built-in
+ * model-calling types list it, so they keep working when an operator isolates them.
+ */
+export const MODEL_ENV: readonly string[] = [
+  'OPENAI_BASE_URL',
+  'OPENAI_API_KEY',
+  'OLLAMA_HOST',
+  'ANTHROPIC_BASE_URL',
+  'ANTHROPIC_API_KEY',
+  'LEASH_GGUF_GPU',
+];
+
 /** A valid `env` entry of a task definition. */
 export const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 
