@@ -1027,6 +1027,9 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
       assert.deepEqual(await seqs(10, 2), [1]);
       assert.deepEqual(await seqs(10, 1), []);
       assert.deepEqual(await seqs(100), [1, 2, 3, 4, 5]);
+      assert.equal(await store.countMessagesBefore('thr_m', 4), 3);
+      assert.equal(await store.countMessagesBefore('thr_m', 1), 0);
+      assert.equal(await store.countMessagesBefore('thr_m', Number.MAX_SAFE_INTEGER), 5);
       assert.deepEqual(
         (await store.listRecentMessages('thr_o', 100)).map((m) => m.id),
         ['msg_o1'],

@@ -4,7 +4,12 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import type { ChatMessage } from '../src/models/model.ts';
+import type { MessageStatus } from '../src/store/store.ts';
+import { SqliteStore } from '../src/store/sqlite/sqlite-store.ts';
+import { buildModelContext } from '../src/threads/context.ts';
 import { contextCharsFromEnv, DEFAULT_CONTEXT_CHARS, fitToBudget, leftOutNote } from '../src/threads/context-budget.ts';
+import { loadRecentHistory } from '../src/threads/context-load.ts';
+import { tempDbPath } from './helpers/runtime.ts';
 
 const message = fc.record({
   role: fc.constantFrom('user' as const, 'assistant' as const, 'system' as const),
@@ -41,6 +46,60 @@ describe('context budget', () => {
       ),
       { numRuns: 500 },
     );
+  });
+
+  it('reading only the end of the thread sends exactly what reading all of it would', async () => {
+    const tmp = tempDbPath();
+    const store = SqliteStore.open(tmp.path);
+    await store.migrate();
+    let n = 0;
+    try {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(
+            fc.record({
+              role: fc.constantFrom('user' as const, 'assistant' as const),
+              status: fc.constantFrom('complete' as const, 'cancelled' as const, 'failed' as const),
+              size: fc.nat({ max: 700 }),
+            }),
+            { maxLength: 60 },
+          ),
+          fc.integer({ min: 1000, max: 6000 }),
+          fc.nat({ max: 3 }),
+          async (spec, budget, after) => {
+            const thread = `thr_${++n}`;
+            await store.createThread({ id: thread, owner: 'o', created_at: new Date().toISOString(), metadata: {} });
+            const add = (i: number, role: 'user' | 'assistant', status: MessageStatus, c: string) =>
+              store.appendMessage({
+                id: `${thread}_m${i}`,
+                thread_id: thread,
+                role,
+                content: c,
+                status,
+                task_id: null,
+                created_at: new Date().toISOString(),
+              });
+            for (const [i, m] of spec.entries())
+              await add(i, m.role, m.role === 'user' ? 'complete' : m.status, `${i}:${'x'.repeat(m.size)}`);
+            await add(1000, 'user', 'complete', 'the question');
+            const answer = await add(1001, 'assistant', 'streaming', '');
+            for (let i = 0; i < after; i++) await add(2000 + i, 'user', 'complete', 'queued behind');
+            const all = (await store.listMessages(thread)).filter((m) => m.seq < answer.seq);
+            const loaded = await loadRecentHistory(store, thread, answer.id, budget);
+            assert.equal(loaded.answer.id, answer.id);
+            assert.ok(loaded.history.length <= all.length);
+            assert.deepEqual(
+              buildModelContext(loaded.history, 'sys', budget, loaded.olderLeftOut),
+              buildModelContext(all, 'sys', budget),
+            );
+          },
+        ),
+        { numRuns: 60 },
+      );
+    } finally {
+      await store.close();
+      tmp.cleanup();
+    }
   });
 
   it('a cut never splits a surrogate pair', () => {

@@ -251,6 +251,8 @@ export interface Store {
    * conversation order: a page of a long thread without reading all of it.
    */
   listRecentMessages(threadId: string, limit: number, beforeSeq?: number): Promise<Message[]>;
+  /** How many messages of the thread have `seq < beforeSeq`. */
+  countMessagesBefore(threadId: string, beforeSeq: number): Promise<number>;
   /** Deletes every message of the thread bound to `taskId` or sent as its input (rollback). */
   deleteMessagesOfTask(threadId: string, taskId: string): Promise<number>;
 }

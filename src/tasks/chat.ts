@@ -9,7 +9,7 @@ import type { Usage } from '../models/model.ts';
 import type { Message } from '../store/store.ts';
 import { buildModelContext } from '../threads/context.ts';
 import { contextCharsFromEnv } from '../threads/context-budget.ts';
-import { settleAnswers } from '../threads/settle.ts';
+import { loadRecentHistory } from '../threads/context-load.ts';
 
 const input = z
   .object({
@@ -38,20 +38,19 @@ export function createChatTask(opts: ChatTaskOptions = {}) {
     deadlineMs: 10 * 60_000,
     async run(input, ctx) {
       if (!ctx.threadId) throw new LeashError('invalid_request', 'chat tasks run inside a thread (thread_id missing).');
-      const all = await ctx.store.listMessages(ctx.threadId);
-      const answer = all.find((m) => m.id === input.assistant_message_id);
-      if (!answer) throw new LeashError('not_found', 'The message this run answers was deleted.');
-      // Earlier answers are settled from their tasks so the model sees them as cut short, not in progress.
-      const history = await settleAnswers(
+      const budgetChars = budget();
+      const { answer, history, olderLeftOut } = await loadRecentHistory(
         ctx.store,
-        all.filter((m) => m.seq < answer.seq),
+        ctx.threadId,
+        input.assistant_message_id,
+        budgetChars,
       );
       const model = ctx.models.resolve(input.model);
       let text = '';
       let usage: Usage | null = null;
       try {
         const call = {
-          messages: buildModelContext(history, input.system, budget()),
+          messages: buildModelContext(history, input.system, budgetChars, olderLeftOut),
           abortSignal: ctx.signal,
           ...(input.max_tokens !== undefined && { maxTokens: input.max_tokens }),
           ...(input.temperature !== undefined && { temperature: input.temperature }),

@@ -51,10 +51,11 @@ function truncate(text: string, max: number): string {
 /**
  * The newest messages of `conversation` (oldest first, already rendered for the
  * model) that fit in `budget` characters, preceded by a note saying how many were
- * left out. `conversation` holds no system prompt.
+ * left out — counting `olderLeftOut`, messages older than `conversation` that the
+ * caller did not even read. `conversation` holds no system prompt.
  */
-export function fitToBudget(conversation: ChatMessage[], budget: number): ChatMessage[] {
-  if (conversation.length === 0 || !Number.isFinite(budget)) return conversation;
+export function fitToBudget(conversation: ChatMessage[], budget: number, olderLeftOut = 0): ChatMessage[] {
+  if (conversation.length === 0) return conversation;
   const newest = conversation.at(-1)!;
   const last = newest.content.length > budget ? { ...newest, content: truncate(newest.content, budget) } : newest;
   let used = last.content.length;
@@ -64,7 +65,10 @@ export function fitToBudget(conversation: ChatMessage[], budget: number): ChatMe
     used += conversation[start]!.content.length;
   }
   // An answer whose question was left out would read as the model speaking first.
-  if (start > 0) while (start < conversation.length - 1 && conversation[start]!.role === 'assistant') start++;
+  if (start + olderLeftOut > 0) {
+    while (start < conversation.length - 1 && conversation[start]!.role === 'assistant') start++;
+  }
   const kept = [...conversation.slice(start, -1), last];
-  return start > 0 ? [{ role: 'system', content: leftOutNote(start) }, ...kept] : kept;
+  const leftOut = start + olderLeftOut;
+  return leftOut > 0 ? [{ role: 'system', content: leftOutNote(leftOut) }, ...kept] : kept;
 }

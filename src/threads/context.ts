@@ -14,7 +14,13 @@ export const FAILED_NOTE = '[This answer failed before it finished.]';
  * `history` in conversation order (seq), ending with the user message being answered;
  * the newest of it that fits `budgetChars` (src/threads/context-budget.ts).
  */
-export function buildModelContext(history: Message[], system?: string, budgetChars = Infinity): ChatMessage[] {
+export function buildModelContext(
+  history: Message[],
+  system?: string,
+  budgetChars = Infinity,
+  /** Messages older than `history` that were not read (loadRecentHistory); counted in the note. */
+  olderLeftOut = 0,
+): ChatMessage[] {
   const out: ChatMessage[] = [];
   for (const m of history) {
     if (m.role !== 'assistant') {
@@ -26,6 +32,6 @@ export function buildModelContext(history: Message[], system?: string, budgetCha
       out.push({ role: 'assistant', content: m.content ? `${m.content}\n\n${CUT_SHORT_NOTE}` : NO_ANSWER_NOTE });
     } else out.push({ role: 'assistant', content: m.content ? `${m.content}\n\n${FAILED_NOTE}` : FAILED_NOTE });
   }
-  const fitted = fitToBudget(out, budgetChars);
+  const fitted = fitToBudget(out, budgetChars, olderLeftOut);
   return system ? [{ role: 'system', content: system }, ...fitted] : fitted;
 }

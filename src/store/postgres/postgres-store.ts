@@ -693,6 +693,15 @@ export class PostgresStore implements Store {
     return rows.reverse().map(toMessage);
   }
 
+  async countMessagesBefore(threadId: string, beforeSeq: number): Promise<number> {
+    const r = await this.#q<{ n: string }>(
+      'SELECT COUNT(*) AS n FROM messages WHERE thread_id = $1 AND seq < $2::bigint',
+      [threadId, beforeSeq],
+      'leash_count_messages',
+    );
+    return Number(r.rows[0]!.n);
+  }
+
   async deleteMessagesOfTask(threadId: string, taskId: string): Promise<number> {
     return (
       (await this.#q('DELETE FROM messages WHERE thread_id = $1 AND task_id = $2', [threadId, taskId])).rowCount ?? 0

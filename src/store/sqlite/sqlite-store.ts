@@ -700,6 +700,16 @@ export class SqliteStore implements Store {
     return rows.reverse().map(toMessage);
   }
 
+  async countMessagesBefore(threadId: string, beforeSeq: number): Promise<number> {
+    const row = this.#q('SELECT COUNT(*) AS n FROM messages WHERE thread_id = ? AND seq < ?').get(
+      threadId,
+      beforeSeq,
+    ) as {
+      n: number;
+    };
+    return Number(row.n);
+  }
+
   async deleteMessagesOfTask(threadId: string, taskId: string): Promise<number> {
     return Number(this.#q('DELETE FROM messages WHERE thread_id = ? AND task_id = ?').run(threadId, taskId).changes);
   }
