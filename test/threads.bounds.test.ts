@@ -11,6 +11,7 @@ import { encodeCursor } from '../src/store/paging.ts';
 import { createChatTask } from '../src/tasks/chat.ts';
 import { builtinTasks } from '../src/tasks/index.ts';
 import { leftOutNote } from '../src/threads/context-budget.ts';
+import { MESSAGE_PAGE_CHARS } from '../src/threads/threads.ts';
 import { api, startTestServer, type TestServer } from './helpers/server.ts';
 
 const BUDGET = 1000;
@@ -181,6 +182,36 @@ describe('thread bounds (issue 15)', () => {
         all.map((m) => m.seq),
         Array.from({ length: 250 }, (_, i) => i + 1),
       );
+    });
+
+    it('a page of huge messages stops at its size bound; the cursor still walks them all, in order', async () => {
+      const t = await newThread();
+      const big = (i: number) => `${i}`.repeat(MESSAGE_PAGE_CHARS * 0.3); // 3 fit, the 4th would not
+      for (let i = 1; i <= 5; i++) {
+        await s.store.appendMessage({
+          id: `msg_big_${i}`,
+          thread_id: t,
+          role: 'user',
+          content: big(i),
+          status: 'complete',
+          task_id: null,
+          created_at: new Date().toISOString(),
+        });
+      }
+      const pages: number[][] = [];
+      let cursor = '';
+      do {
+        const r = await call('GET', `/api/threads/${t}/messages?limit=1000${cursor ? `&cursor=${cursor}` : ''}`);
+        assert.equal(r.status, 200);
+        const chars = r.body.data.reduce((n: number, m: { content: string }) => n + m.content.length, 0);
+        assert.ok(chars <= MESSAGE_PAGE_CHARS, `${chars} characters in one page`);
+        pages.push(seqs(r.body));
+        cursor = r.body.next_cursor ?? '';
+      } while (cursor);
+      assert.deepEqual(pages, [
+        [3, 4, 5],
+        [1, 2],
+      ]);
     });
 
     it('bad limits and cursors are 400 invalid_request, never 5xx', async () => {

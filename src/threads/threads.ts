@@ -33,6 +33,9 @@ export interface MessagePage extends Page<Message> {
 
 export const DEFAULT_MESSAGE_PAGE = 100;
 export const MAX_MESSAGE_PAGE = 1000;
+/** Content characters per page, past which a page ends early (next_cursor goes on from there). */
+export const MESSAGE_PAGE_CHARS = 4_000_000;
+const PAGE_READ_CHUNK = 50;
 
 export interface RunResult {
   task: Task;
@@ -82,14 +85,33 @@ export class Threads {
   /**
    * The newest `limit` messages before `cursor` (none: the end of the thread), oldest
    * first. A thread's first page is its latest turns: what a chat view shows first.
+   * A page also stops at MESSAGE_PAGE_CHARS of content (it always holds one message):
+   * a thousand one-megabyte messages must not become one gigabyte answer.
    */
   async messagesPage(id: string, owner: string, limit = DEFAULT_MESSAGE_PAGE, cursor?: string): Promise<MessagePage> {
     await this.#mustGet(id, owner);
     const n = Math.min(MAX_MESSAGE_PAGE, Math.max(1, Math.floor(limit)));
-    const rows = await this.#store.listRecentMessages(id, n + 1, pageStart('m', cursor));
-    const more = rows.length > n;
-    if (more) rows.shift();
-    const data = await this.repair(rows);
+    let before = pageStart('m', cursor);
+    const picked: Message[] = []; // newest first
+    let chars = 0;
+    let more = false;
+    // Read in small chunks: rows are loaded whole, and a page may stop early on size.
+    read: for (;;) {
+      const want = Math.min(PAGE_READ_CHUNK, n + 1 - picked.length);
+      const rows = await this.#store.listRecentMessages(id, want, before);
+      for (let i = rows.length - 1; i >= 0; i--) {
+        const m = rows[i]!;
+        if (picked.length === n || (picked.length > 0 && chars + m.content.length > MESSAGE_PAGE_CHARS)) {
+          more = true;
+          break read;
+        }
+        picked.push(m);
+        chars += m.content.length;
+      }
+      if (rows.length < want) break;
+      before = rows[0]!.seq;
+    }
+    const data = await this.repair(picked.reverse());
     return { data, next_cursor: more ? encodeCursor('m', data[0]!.seq) : null, has_more: more };
   }
 
