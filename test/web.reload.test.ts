@@ -114,4 +114,33 @@ describe('web UI: reload mid-answer', () => {
     assert.deepEqual(bad, []);
     await page.close();
   });
+
+  it('a long thread opens on its newest page; "Show earlier messages" brings the rest, in order', async () => {
+    const thread = (await api(s.url, 'POST', '/api/threads', { body: { metadata: { title: 'long' } } })).body.id;
+    for (let i = 1; i <= 250; i++) {
+      await s.store.appendMessage({
+        id: `msg_long_${i}`,
+        thread_id: thread,
+        role: i % 2 ? 'user' : 'assistant',
+        content: `n${i}`,
+        status: 'complete',
+        task_id: null,
+        created_at: new Date().toISOString(),
+      });
+    }
+    const page = await ctx.newPage();
+    await page.goto(`${s.url}/chat/${thread}`);
+    const bubbles = page.locator('.msg .bubble');
+    await eventually(async () => (await bubbles.count()) === 200 || null);
+    assert.equal(await bubbles.first().innerText(), 'n51');
+    await page.getByRole('button', { name: 'Show earlier messages' }).click();
+    await eventually(async () => (await bubbles.count()) === 250 || null);
+    const texts = await bubbles.allInnerTexts();
+    assert.deepEqual(
+      texts,
+      Array.from({ length: 250 }, (_, i) => `n${i + 1}`),
+    );
+    assert.equal(await page.getByRole('button', { name: 'Show earlier messages' }).count(), 0);
+    await page.close();
+  });
 });
