@@ -1019,6 +1019,22 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
         ],
       );
       assert.deepEqual(list[2]!.usage, { input_tokens: 12, output_tokens: 3 });
+      // A page of a long thread: the last `limit` before a seq, still in conversation order.
+      const seqs = async (limit: number, before?: number): Promise<number[]> =>
+        (await store.listRecentMessages('thr_m', limit, before)).map((m) => m.seq);
+      assert.deepEqual(await seqs(2), [4, 5]);
+      assert.deepEqual(await seqs(2, 4), [2, 3]);
+      assert.deepEqual(await seqs(10, 2), [1]);
+      assert.deepEqual(await seqs(10, 1), []);
+      assert.deepEqual(await seqs(100), [1, 2, 3, 4, 5]);
+      assert.equal(await store.countMessagesBefore('thr_m', 4), 3);
+      assert.equal(await store.countMessagesBefore('thr_m', 1), 0);
+      assert.equal(await store.countMessagesBefore('thr_m', Number.MAX_SAFE_INTEGER), 5);
+      assert.deepEqual(
+        (await store.listRecentMessages('thr_o', 100)).map((m) => m.id),
+        ['msg_o1'],
+        'only within the given thread',
+      );
 
       assert.equal(await store.deleteMessagesOfTask('thr_m', 'task_1'), 2);
       assert.equal(await store.deleteMessagesOfTask('thr_o', 'task_2'), 0, 'only within the given thread');

@@ -220,8 +220,9 @@ describe('web UI', () => {
     assert.match(url, /\/chat\/thread_/, 'the thread is in the URL');
     await page.reload();
     assert.equal(page.url(), url);
-    // Rarely (about 1 run in 10 under load, cause not found yet) the bubble stays empty
-    // after the reload: say what the page and the API showed when it does.
+    // The bubble used to go blank after a reload until the replay caught up (fixed in
+    // ChatView's answerText; test/web.reload.test.ts reloads 20 times). If it ever
+    // stays empty, say what the page and the API showed.
     await waitForText(page, 1).catch(async (e: unknown) => {
       const thread = /\/chat\/(thread_[^/?#]+)/.exec(url)![1];
       const msgs = (await api(s.url, 'GET', `/api/threads/${thread}/messages`)).body;

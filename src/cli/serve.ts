@@ -26,6 +26,7 @@ import { builtinTasks } from '../tasks/index.ts';
 import { UsageError } from './usage-error.ts';
 import { apiKeysFromEnv, securityFromEnv } from './security-env.ts';
 import { loadTaskModules } from './task-modules.ts';
+import { contextCharsFromEnv } from '../threads/context-budget.ts';
 
 export { UsageError };
 
@@ -248,7 +249,8 @@ Also: LEASH_API_KEYS="key:owner,key2:owner2" (required for a non-loopback host),
       429 with Retry-After past it; default off), LEASH_SQLITE_THREAD=0 (run SQLite on the
       main thread instead of its own), LEASH_EVENT_BATCH_MS (streamed events are committed
       at most this often; readers get them at once from memory; default 100 on SQLite,
-      0 on PostgreSQL).
+      0 on PostgreSQL), LEASH_THREAD_CONTEXT_CHARS (the most characters of a thread sent to
+      the model per turn, oldest turns left out first; default 32000).
       gguf limits: LEASH_GGUF_MAX_CONTEXT (largest context a call gets, tokens; a request
       may ask less; default 4096), LEASH_GGUF_THREADS (threads per call and the most a
       request may ask; default the CPU's math cores), LEASH_GGUF_IDLE_MS (a loaded model
@@ -341,6 +343,11 @@ export async function runServe(argv: string[], env: NodeJS.ProcessEnv = process.
   const level = env.LEASH_LOG_LEVEL?.trim() || 'info';
   if (!LOG_LEVELS.includes(level)) {
     throw new UsageError(`Invalid LEASH_LOG_LEVEL "${level}": use one of ${LOG_LEVELS.join(', ')}.`);
+  }
+  try {
+    contextCharsFromEnv(env); // read by each chat run: a typo stops the start instead
+  } catch (err) {
+    throw new UsageError((err as Error).message);
   }
   const apiKeys = apiKeysFromEnv(env);
   const security = securityFromEnv(env);

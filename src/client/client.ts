@@ -455,10 +455,31 @@ export class ThreadsApi {
     await this.#c.json<void>('DELETE', `/api/threads/${enc(id)}`, sig(opts));
   }
 
-  /** The conversation in order; a streaming answer shows its text so far. */
+  /** The whole conversation in order (every page); a streaming answer shows its text so far. */
   async messages(id: string, opts: RequestOptions = {}): Promise<Message[]> {
-    const r = await this.#c.json<{ data: Message[] }>('GET', `/api/threads/${enc(id)}/messages`, sig(opts));
-    return r.data;
+    const pages: Message[][] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await this.messagesPage(id, { limit: 1000, ...(cursor !== undefined && { cursor }) }, opts);
+      pages.unshift(page.data);
+      cursor = page.next_cursor ?? undefined;
+    } while (cursor !== undefined);
+    return pages.flat();
+  }
+
+  /**
+   * One page of the conversation: the newest `limit` messages (server default 100,
+   * at most 1000) before `cursor`, oldest first; `next_cursor` pages back in time.
+   */
+  messagesPage(
+    id: string,
+    params: { limit?: number; cursor?: string } = {},
+    opts: RequestOptions = {},
+  ): Promise<Page<Message> & { has_more?: boolean }> {
+    return this.#c.json('GET', `/api/threads/${enc(id)}/messages`, {
+      ...sig(opts),
+      query: { limit: params.limit, cursor: params.cursor },
+    });
   }
 
   /** Starts a `chat` run in the thread (the user message is stored first). */

@@ -6,6 +6,7 @@ import type { z } from 'zod';
 import type { Logger } from 'pino';
 import type { ModelRegistry } from '../models/model.ts';
 import type { Store } from '../store/store.ts';
+import { ENV_NAME } from './isolation/env.ts';
 import type { Isolation } from './isolation/protocol.ts';
 
 export interface TaskContext {
@@ -63,6 +64,14 @@ export interface TaskDefinition<S extends z.ZodType = z.ZodType, R = unknown> {
   graceMs?: number;
   /** V8 heap limit of an isolated handler (default 512 MB); past it the task fails `out_of_memory`. */
   memoryLimitMb?: number;
+  /**
+   * Environment variables an isolated handler gets beyond the default allowlist
+   * (PATH, HOME, locale, TZ, temp dirs, NODE_* — see src/runtime/isolation/env.ts),
+   * e.g. `['OPENAI_API_KEY']` for a handler that calls OpenAI. Nothing else of the
+   * server's environment (API keys, database URL, provider keys) reaches it.
+   * Inline handlers share the server's process and see everything.
+   */
+  env?: readonly string[];
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -74,6 +83,10 @@ export function defineTask<S extends z.ZodType, R>(def: TaskDefinition<S, R>): T
   }
   if (def.isolation && def.isolation !== 'inline' && !def.module) {
     throw new TypeError(`Task type "${def.type}" runs isolated (${def.isolation}): add \`module: import.meta.url\`.`);
+  }
+  for (const name of def.env ?? []) {
+    if (!ENV_NAME.test(name))
+      throw new TypeError(`Task type "${def.type}": env entry "${name}" is not a variable name.`);
   }
   return def;
 }

@@ -3,15 +3,18 @@
 import { LeashError } from '../runtime/errors.ts';
 import type { Page } from '../runtime/types.ts';
 
+/** What a cursor pages: tasks, threads, or a thread's messages (`num` is then the message seq). */
+export type CursorKind = 't' | 'h' | 'm';
+
 /** Opaque page cursors: base64url of `<kind>:<num>`, so a task cursor is refused for threads. */
-export function encodeCursor(kind: 't' | 'h', num: number): string {
+export function encodeCursor(kind: CursorKind, num: number): string {
   return Buffer.from(`${kind}:${num}`).toString('base64url');
 }
 
 /** The `num` in a cursor, or null when the cursor is not one of ours. */
-export function decodeCursor(kind: 't' | 'h', cursor: string): number | null {
+export function decodeCursor(kind: CursorKind, cursor: string): number | null {
   const text = Buffer.from(cursor, 'base64url').toString('utf8');
-  const m = /^([th]):(\d{1,15})$/.exec(text);
+  const m = /^([thm]):(\d{1,15})$/.exec(text);
   if (!m || m[1] !== kind) return null;
   return Number(m[2]);
 }
@@ -25,7 +28,7 @@ export function clampLimit(limit: number | undefined): number {
 }
 
 /** The `num` a page starts below: every row without a cursor; a foreign cursor is a bad request. */
-export function pageStart(kind: 't' | 'h', cursor: string | undefined): number {
+export function pageStart(kind: CursorKind, cursor: string | undefined): number {
   if (cursor === undefined || cursor === '') return Number.MAX_SAFE_INTEGER;
   const n = decodeCursor(kind, cursor);
   if (n === null) throw new LeashError('invalid_request', 'invalid cursor', { details: { cursor } });
@@ -36,7 +39,7 @@ export function pageStart(kind: 't' | 'h', cursor: string | undefined): number {
 export function pageOf<R extends { num: number | string }, T>(
   rows: R[],
   limit: number,
-  kind: 't' | 'h',
+  kind: CursorKind,
   map: (r: R) => T,
 ): Page<T> {
   const more = rows.length > limit;

@@ -246,6 +246,13 @@ export interface Store {
     patch: { content?: string; append?: string; status?: MessageStatus; usage?: Message['usage'] },
   ): Promise<void>;
   listMessages(threadId: string): Promise<Message[]>;
+  /**
+   * The last `limit` messages with `seq < beforeSeq` (all when omitted), in
+   * conversation order: a page of a long thread without reading all of it.
+   */
+  listRecentMessages(threadId: string, limit: number, beforeSeq?: number): Promise<Message[]>;
+  /** How many messages of the thread have `seq < beforeSeq`. */
+  countMessagesBefore(threadId: string, beforeSeq: number): Promise<number>;
   /** Deletes every message of the thread bound to `taskId` or sent as its input (rollback). */
   deleteMessagesOfTask(threadId: string, taskId: string): Promise<number>;
 }

@@ -4,6 +4,7 @@
 
 import { z } from 'zod';
 import { defineTask } from '../runtime/define-task.ts';
+import { MODEL_ENV } from '../runtime/isolation/env.ts';
 import type { TaskContext } from '../runtime/define-task.ts';
 import { collectStream } from '../models/collect.ts';
 import type { ChatMessage, Model } from '../models/model.ts';
@@ -39,6 +40,8 @@ const SYSTEM =
 
 export const analyze = defineTask({
   type: 'analyze',
+  // Its model call needs the provider settings if an operator runs it isolated.
+  env: MODEL_ENV,
   description: 'Analyze a long document chunk by chunk, then summarize the findings.',
   input: analyzeInput,
   deadlineMs: 30 * 60_000,

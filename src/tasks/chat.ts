@@ -8,7 +8,8 @@ import { LeashError } from '../runtime/errors.ts';
 import type { Usage } from '../models/model.ts';
 import type { Message } from '../store/store.ts';
 import { buildModelContext } from '../threads/context.ts';
-import { settleAnswers } from '../threads/settle.ts';
+import { contextCharsFromEnv } from '../threads/context-budget.ts';
+import { loadRecentHistory } from '../threads/context-load.ts';
 
 const input = z
   .object({
@@ -21,51 +22,62 @@ const input = z
   })
   .strict();
 
-export const chat = defineTask({
-  type: 'chat',
-  description: 'One assistant turn in a thread (started by POST /api/threads/:id/runs).',
-  input,
-  deadlineMs: 10 * 60_000,
-  async run(input, ctx) {
-    if (!ctx.threadId) throw new LeashError('invalid_request', 'chat tasks run inside a thread (thread_id missing).');
-    const all = await ctx.store.listMessages(ctx.threadId);
-    const answer = all.find((m) => m.id === input.assistant_message_id);
-    if (!answer) throw new LeashError('not_found', 'The message this run answers was deleted.');
-    // Earlier answers are settled from their tasks so the model sees them as cut short, not in progress.
-    const history = await settleAnswers(
-      ctx.store,
-      all.filter((m) => m.seq < answer.seq),
-    );
-    const model = ctx.models.resolve(input.model);
-    let text = '';
-    let usage: Usage | null = null;
-    try {
-      const call = {
-        messages: buildModelContext(history, input.system),
-        abortSignal: ctx.signal,
-        ...(input.max_tokens !== undefined && { maxTokens: input.max_tokens }),
-        ...(input.temperature !== undefined && { temperature: input.temperature }),
-      };
-      for await (const part of model.stream(call)) {
-        if (part.type === 'text-delta') {
-          if (ctx.emit(part.text)) text += part.text;
-        } else usage = part.usage;
+export interface ChatTaskOptions {
+  /** The model context's budget in characters; default LEASH_THREAD_CONTEXT_CHARS or 32,000. */
+  contextChars?: number;
+}
+
+/** The `chat` type with its own context budget (tests; the server uses `chat`). */
+export function createChatTask(opts: ChatTaskOptions = {}) {
+  // Read per run (`leash serve` has refused a bad value at start; nothing throws at import).
+  const budget = (): number => opts.contextChars ?? contextCharsFromEnv(process.env);
+  return defineTask({
+    type: 'chat',
+    description: 'One assistant turn in a thread (started by POST /api/threads/:id/runs).',
+    input,
+    deadlineMs: 10 * 60_000,
+    async run(input, ctx) {
+      if (!ctx.threadId) throw new LeashError('invalid_request', 'chat tasks run inside a thread (thread_id missing).');
+      const budgetChars = budget();
+      const { answer, history, olderLeftOut } = await loadRecentHistory(
+        ctx.store,
+        ctx.threadId,
+        input.assistant_message_id,
+        budgetChars,
+      );
+      const model = ctx.models.resolve(input.model);
+      let text = '';
+      let usage: Usage | null = null;
+      try {
+        const call = {
+          messages: buildModelContext(history, input.system, budgetChars, olderLeftOut),
+          abortSignal: ctx.signal,
+          ...(input.max_tokens !== undefined && { maxTokens: input.max_tokens }),
+          ...(input.temperature !== undefined && { temperature: input.temperature }),
+        };
+        for await (const part of model.stream(call)) {
+          if (part.type === 'text-delta') {
+            if (ctx.emit(part.text)) text += part.text;
+          } else usage = part.usage;
+        }
+        if (ctx.signal.aborted) throw ctx.signal.reason;
+      } catch (e) {
+        const finalUsage = usage ?? estimateUsage(history, text);
+        await ctx.store.updateMessage(answer.id, {
+          content: text,
+          status: ctx.signal.aborted ? 'cancelled' : 'failed',
+          usage: finalUsage,
+        });
+        throw e;
       }
-      if (ctx.signal.aborted) throw ctx.signal.reason;
-    } catch (e) {
       const finalUsage = usage ?? estimateUsage(history, text);
-      await ctx.store.updateMessage(answer.id, {
-        content: text,
-        status: ctx.signal.aborted ? 'cancelled' : 'failed',
-        usage: finalUsage,
-      });
-      throw e;
-    }
-    const finalUsage = usage ?? estimateUsage(history, text);
-    await ctx.store.updateMessage(answer.id, { content: text, status: 'complete', usage: finalUsage });
-    return { message_id: answer.id, text, model: model.id, usage: finalUsage };
-  },
-});
+      await ctx.store.updateMessage(answer.id, { content: text, status: 'complete', usage: finalUsage });
+      return { message_id: answer.id, text, model: model.id, usage: finalUsage };
+    },
+  });
+}
+
+export const chat = createChatTask();
 
 /** Counted when the provider reported nothing (e.g. stopped mid-stream): words ≈ tokens. */
 function estimateUsage(history: Message[], output: string): Usage {

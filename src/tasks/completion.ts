@@ -5,6 +5,7 @@
 
 import { z } from 'zod';
 import { defineTask } from '../runtime/define-task.ts';
+import { MODEL_ENV } from '../runtime/isolation/env.ts';
 import { collectStream } from '../models/collect.ts';
 import type { Usage } from '../models/model.ts';
 
@@ -34,6 +35,8 @@ export interface CompletionResult {
 
 export const completion = defineTask({
   type: 'completion',
+  // Its model call needs the provider settings if an operator runs it isolated.
+  env: MODEL_ENV,
   description: 'One model call over the given messages (POST /v1/chat/completions).',
   input: completionInput,
   deadlineMs: 10 * 60_000,

@@ -3,6 +3,7 @@
 
 import { z } from 'zod';
 import { defineTask } from '../runtime/define-task.ts';
+import { MODEL_ENV } from '../runtime/isolation/env.ts';
 import { collectStream } from '../models/collect.ts';
 import type { ChatMessage, Usage } from '../models/model.ts';
 
@@ -26,6 +27,8 @@ const COUNT_EVERY = 20;
 
 export const generate = defineTask({
   type: 'generate',
+  // Its model call needs the provider settings if an operator runs it isolated.
+  env: MODEL_ENV,
   description: 'Generate text for a prompt, streamed token by token.',
   input: generateInput,
   deadlineMs: 10 * 60_000,

@@ -4,15 +4,24 @@
 
 import type { ChatMessage } from '../models/model.ts';
 import type { Message } from '../store/store.ts';
+import { fitToBudget } from './context-budget.ts';
 
 export const CUT_SHORT_NOTE = '[This answer was cut short: the user stopped it before it finished.]';
 export const NO_ANSWER_NOTE = '[No answer: the user cancelled this request before it was answered.]';
 export const FAILED_NOTE = '[This answer failed before it finished.]';
 
-/** `history` in conversation order (seq), ending with the user message being answered. */
-export function buildModelContext(history: Message[], system?: string): ChatMessage[] {
+/**
+ * `history` in conversation order (seq), ending with the user message being answered;
+ * the newest of it that fits `budgetChars` (src/threads/context-budget.ts).
+ */
+export function buildModelContext(
+  history: Message[],
+  system?: string,
+  budgetChars = Infinity,
+  /** Messages older than `history` that were not read (loadRecentHistory); counted in the note. */
+  olderLeftOut = 0,
+): ChatMessage[] {
   const out: ChatMessage[] = [];
-  if (system) out.push({ role: 'system', content: system });
   for (const m of history) {
     if (m.role !== 'assistant') {
       out.push({ role: m.role, content: m.content });
@@ -23,5 +32,6 @@ export function buildModelContext(history: Message[], system?: string): ChatMess
       out.push({ role: 'assistant', content: m.content ? `${m.content}\n\n${CUT_SHORT_NOTE}` : NO_ANSWER_NOTE });
     } else out.push({ role: 'assistant', content: m.content ? `${m.content}\n\n${FAILED_NOTE}` : FAILED_NOTE });
   }
-  return out;
+  const fitted = fitToBudget(out, budgetChars, olderLeftOut);
+  return system ? [{ role: 'system', content: system }, ...fitted] : fitted;
 }

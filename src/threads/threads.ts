@@ -9,6 +9,7 @@ import { newId } from '../runtime/ids.ts';
 import type { Runtime } from '../runtime/runtime.ts';
 import type { Page, Task } from '../runtime/types.ts';
 import { nowIso } from '../runtime/types.ts';
+import { encodeCursor, pageStart } from '../store/paging.ts';
 import type { Message, Store, Thread } from '../store/store.ts';
 import { settleAnswers } from './settle.ts';
 
@@ -24,6 +25,17 @@ export interface RunRequest {
   max_tokens?: number;
   temperature?: number;
 }
+
+/** A page of a thread's messages, in conversation order; `next_cursor` pages back to older ones. */
+export interface MessagePage extends Page<Message> {
+  has_more: boolean;
+}
+
+export const DEFAULT_MESSAGE_PAGE = 100;
+export const MAX_MESSAGE_PAGE = 1000;
+/** Content characters per page, past which a page ends early (next_cursor goes on from there). */
+export const MESSAGE_PAGE_CHARS = 4_000_000;
+const PAGE_READ_CHUNK = 50;
 
 export interface RunResult {
   task: Task;
@@ -68,6 +80,39 @@ export class Threads {
   async messages(id: string, owner: string): Promise<Message[]> {
     await this.#mustGet(id, owner);
     return this.repair(await this.#store.listMessages(id));
+  }
+
+  /**
+   * The newest `limit` messages before `cursor` (none: the end of the thread), oldest
+   * first. A thread's first page is its latest turns: what a chat view shows first.
+   * A page also stops at MESSAGE_PAGE_CHARS of content (it always holds one message):
+   * a thousand one-megabyte messages must not become one gigabyte answer.
+   */
+  async messagesPage(id: string, owner: string, limit = DEFAULT_MESSAGE_PAGE, cursor?: string): Promise<MessagePage> {
+    await this.#mustGet(id, owner);
+    const n = Math.min(MAX_MESSAGE_PAGE, Math.max(1, Math.floor(limit)));
+    let before = pageStart('m', cursor);
+    const picked: Message[] = []; // newest first
+    let chars = 0;
+    let more = false;
+    // Read in small chunks: rows are loaded whole, and a page may stop early on size.
+    read: for (;;) {
+      const want = Math.min(PAGE_READ_CHUNK, n + 1 - picked.length);
+      const rows = await this.#store.listRecentMessages(id, want, before);
+      for (let i = rows.length - 1; i >= 0; i--) {
+        const m = rows[i]!;
+        if (picked.length === n || (picked.length > 0 && chars + m.content.length > MESSAGE_PAGE_CHARS)) {
+          more = true;
+          break read;
+        }
+        picked.push(m);
+        chars += m.content.length;
+      }
+      if (rows.length < want) break;
+      before = rows[0]!.seq;
+    }
+    const data = await this.repair(picked.reverse());
+    return { data, next_cursor: more ? encodeCursor('m', data[0]!.seq) : null, has_more: more };
   }
 
   /** Settled answers; one still streaming shows the text so far (one task read per answer). */

@@ -31,10 +31,15 @@ export class IsolatedExecutor {
     this.#maxIdle = opts.maxIdle ?? 2;
   }
 
-  pool(kind: SlotKind, memoryLimitMb = DEFAULT_MEMORY_LIMIT_MB): IsolationPool {
-    const key = `${kind}:${memoryLimitMb}`;
+  /** One pool per kind, heap limit and environment allowlist: a warm slot never carries another type's secrets. */
+  pool(kind: SlotKind, memoryLimitMb = DEFAULT_MEMORY_LIMIT_MB, env: readonly string[] = []): IsolationPool {
+    const names = [...new Set(env)].sort();
+    const key = `${kind}:${memoryLimitMb}:${names.join(',')}`;
     let p = this.#pools.get(key);
-    if (!p) this.#pools.set(key, (p = new IsolationPool({ kind, memoryLimitMb, maxIdle: this.#maxIdle })));
+    if (!p) {
+      p = new IsolationPool({ kind, memoryLimitMb, maxIdle: this.#maxIdle, env: names });
+      this.#pools.set(key, p);
+    }
     return p;
   }
 
@@ -56,7 +61,7 @@ export class IsolatedExecutor {
       );
     }
     ctx.signal.throwIfAborted();
-    const pool = this.pool(kind, opts.memoryLimitMb);
+    const pool = this.pool(kind, opts.memoryLimitMb, def.env);
     const slot = await pool.acquire();
     if (ctx.signal.aborted) {
       pool.release(slot);

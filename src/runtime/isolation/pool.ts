@@ -6,6 +6,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { isolatedEnv } from './env.ts';
 import type { FromChild, ToChild } from './protocol.ts';
 
 export type SlotKind = 'worker' | 'process';
@@ -39,6 +40,8 @@ export interface PoolOptions {
   memoryLimitMb: number;
   /** Slots kept warm after use. */
   maxIdle: number;
+  /** Environment names passed through beyond the default allowlist (src/runtime/isolation/env.ts). */
+  env?: readonly string[];
 }
 
 export class IsolationPool {
@@ -86,8 +89,12 @@ export class IsolationPool {
 
   #spawn(): Promise<Slot> {
     this.spawned++;
+    // Read at each spawn: a slot sees the server's environment as it is now, filtered.
+    const env = isolatedEnv(process.env, this.#opts.env);
     const slot =
-      this.#opts.kind === 'worker' ? workerSlot(this.#opts.memoryLimitMb) : processSlot(this.#opts.memoryLimitMb);
+      this.#opts.kind === 'worker'
+        ? workerSlot(this.#opts.memoryLimitMb, env)
+        : processSlot(this.#opts.memoryLimitMb, env);
     this.#live.add(slot.slot);
     void slot.gone.then(() => {
       this.#live.delete(slot.slot);
@@ -139,8 +146,9 @@ const EXT = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
 const WORKER_ENTRY = new URL(`./worker-entry${EXT}`, import.meta.url);
 const PROCESS_ENTRY = fileURLToPath(new URL(`./process-entry${EXT}`, import.meta.url));
 
-function workerSlot(memoryLimitMb: number): Spawned {
-  const w = new Worker(WORKER_ENTRY, { resourceLimits: { maxOldGenerationSizeMb: memoryLimitMb } });
+function workerSlot(memoryLimitMb: number, env: Record<string, string>): Spawned {
+  // `env`: without it a worker thread gets a copy of the server's whole process.env.
+  const w = new Worker(WORKER_ENTRY, { env, resourceLimits: { maxOldGenerationSizeMb: memoryLimitMb } });
   let lastError: unknown = null;
   let goneResolve!: () => void;
   const gone = new Promise<void>((r) => (goneResolve = r));
@@ -163,8 +171,9 @@ function workerSlot(memoryLimitMb: number): Spawned {
   return { slot: s.slot, ready: s.ready, gone };
 }
 
-function processSlot(memoryLimitMb: number): Spawned {
+function processSlot(memoryLimitMb: number, env: Record<string, string>): Spawned {
   const child: ChildProcess = fork(PROCESS_ENTRY, [], {
+    env,
     execArgv: [`--max-old-space-size=${memoryLimitMb}`],
     // Its own process group, so a kill reaches anything the handler spawned too.
     detached: true,

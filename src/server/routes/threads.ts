@@ -4,7 +4,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { LeashError } from '../../runtime/errors.ts';
-import { MULTITASK_STRATEGIES, type Threads } from '../../threads/threads.ts';
+import { MAX_MESSAGE_PAGE, MULTITASK_STRATEGIES, type Threads } from '../../threads/threads.ts';
 import { parseOrThrow } from '../errors.ts';
 import { deadlineMsField, onDisconnectField, pageQuery } from '../schemas.ts';
 import { streamTaskEvents, type TaskRouteDeps } from './tasks.ts';
@@ -16,6 +16,10 @@ export interface ThreadRouteDeps extends TaskRouteDeps {
 const idParams = z.object({ id: z.string().min(1).max(128) });
 const createBody = z.strictObject({ metadata: z.record(z.string(), z.unknown()).optional() });
 const listQuery = z.object(pageQuery);
+const messagesQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(MAX_MESSAGE_PAGE).optional(),
+  cursor: pageQuery.cursor,
+});
 export const MAX_MESSAGE_CHARS = 1_000_000;
 const runBody = z.strictObject({
   content: z.string().min(1, 'must not be empty').max(MAX_MESSAGE_CHARS),
@@ -60,8 +64,12 @@ export function registerThreadRoutes(app: FastifyInstance, deps: ThreadRouteDeps
     return reply.code(204).send();
   });
 
+  // Newest page first (a chat view's first screen), oldest → newest within it;
+  // `next_cursor` leads to older messages.
   app.get('/api/threads/:id/messages', async (request) => {
-    return { data: await threads.messages(threadId(request), request.owner) };
+    const id = threadId(request);
+    const q = parseOrThrow(messagesQuery, request.query, 'query');
+    return threads.messagesPage(id, request.owner, q.limit, q.cursor);
   });
 
   app.post('/api/threads/:id/runs', async (request, reply) => {

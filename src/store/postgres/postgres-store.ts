@@ -682,6 +682,26 @@ export class PostgresStore implements Store {
     return rows.map(toMessage);
   }
 
+  async listRecentMessages(threadId: string, limit: number, beforeSeq = Number.MAX_SAFE_INTEGER): Promise<Message[]> {
+    const rows = (
+      await this.#q<PgMessageRow>(
+        'SELECT * FROM messages WHERE thread_id = $1 AND seq < $2::bigint ORDER BY seq DESC LIMIT $3',
+        [threadId, beforeSeq, Math.max(0, Math.floor(limit))],
+        'leash_recent_messages',
+      )
+    ).rows;
+    return rows.reverse().map(toMessage);
+  }
+
+  async countMessagesBefore(threadId: string, beforeSeq: number): Promise<number> {
+    const r = await this.#q<{ n: string }>(
+      'SELECT COUNT(*) AS n FROM messages WHERE thread_id = $1 AND seq < $2::bigint',
+      [threadId, beforeSeq],
+      'leash_count_messages',
+    );
+    return Number(r.rows[0]!.n);
+  }
+
   async deleteMessagesOfTask(threadId: string, taskId: string): Promise<number> {
     return (
       (await this.#q('DELETE FROM messages WHERE thread_id = $1 AND task_id = $2', [threadId, taskId])).rowCount ?? 0

@@ -691,6 +691,25 @@ export class SqliteStore implements Store {
     return rows.map(toMessage);
   }
 
+  async listRecentMessages(threadId: string, limit: number, beforeSeq = Number.MAX_SAFE_INTEGER): Promise<Message[]> {
+    const rows = this.#q('SELECT * FROM messages WHERE thread_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?').all(
+      threadId,
+      beforeSeq,
+      Math.max(0, Math.floor(limit)),
+    ) as unknown as MessageRow[];
+    return rows.reverse().map(toMessage);
+  }
+
+  async countMessagesBefore(threadId: string, beforeSeq: number): Promise<number> {
+    const row = this.#q('SELECT COUNT(*) AS n FROM messages WHERE thread_id = ? AND seq < ?').get(
+      threadId,
+      beforeSeq,
+    ) as {
+      n: number;
+    };
+    return Number(row.n);
+  }
+
   async deleteMessagesOfTask(threadId: string, taskId: string): Promise<number> {
     return Number(this.#q('DELETE FROM messages WHERE thread_id = ? AND task_id = ?').run(threadId, taskId).changes);
   }

@@ -194,6 +194,12 @@ export class SqliteWorkerStore implements Store {
   listMessages(threadId: string): Promise<Message[]> {
     return this.#call('listMessages', threadId);
   }
+  listRecentMessages(threadId: string, limit: number, beforeSeq?: number): Promise<Message[]> {
+    return this.#call('listRecentMessages', threadId, limit, beforeSeq);
+  }
+  countMessagesBefore(threadId: string, beforeSeq: number): Promise<number> {
+    return this.#call('countMessagesBefore', threadId, beforeSeq);
+  }
   deleteMessagesOfTask(threadId: string, taskId: string): Promise<number> {
     return this.#call('deleteMessagesOfTask', threadId, taskId);
   }

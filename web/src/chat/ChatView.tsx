@@ -28,6 +28,8 @@ const REASONS: Record<string, string> = {
 };
 
 export const LAST_THREAD_KEY = 'leash.thread';
+/** Messages per page read from the server. */
+const PAGE_SIZE = 200;
 
 const titleOf = (t: Thread): string =>
   typeof t.metadata?.title === 'string' && t.metadata.title !== '' ? t.metadata.title : 'Untitled chat';
@@ -67,12 +69,34 @@ export function ChatView({ threadId }: { threadId: string | null }) {
     }
   }, [client, show]);
 
+  /** Cursor to the messages older than those shown (null: the thread's start is shown). */
+  const [olderCursor, setOlderCursor] = useState<string | null>(null);
+  /** Seq of the oldest message shown: a refresh reads back down to it, so nothing shown goes missing. */
+  const oldestShown = useRef<number | null>(null);
+
+  // The newest page of a thread (a long one is not read whole on every refresh); earlier
+  // pages on demand ("Show earlier messages").
   const loadMessages = useCallback(
     async (id: string) => {
       const seq = ++loadSeq.current;
       try {
-        const list = await client.threads.messages(id);
-        if (seq === loadSeq.current) setMessages(list);
+        const floor = oldestShown.current;
+        let list: Message[] = [];
+        let cursor: string | undefined;
+        for (;;) {
+          const page = await client.threads.messagesPage(id, {
+            limit: PAGE_SIZE,
+            ...(cursor !== undefined && { cursor }),
+          });
+          list = [...page.data, ...list];
+          cursor = page.next_cursor ?? undefined;
+          if (cursor === undefined || floor === null || (page.data[0]?.seq ?? 0) <= floor) break;
+        }
+        if (seq === loadSeq.current) {
+          setMessages(list);
+          setOlderCursor(cursor ?? null);
+          oldestShown.current = list[0]?.seq ?? null;
+        }
         return list;
       } catch (err) {
         if (seq === loadSeq.current) show(err);
@@ -81,6 +105,20 @@ export function ChatView({ threadId }: { threadId: string | null }) {
     },
     [client, show],
   );
+
+  const loadEarlier = useCallback(async () => {
+    if (threadId === null || olderCursor === null) return;
+    const seq = loadSeq.current;
+    try {
+      const page = await client.threads.messagesPage(threadId, { limit: PAGE_SIZE, cursor: olderCursor });
+      if (seq !== loadSeq.current) return; // a refresh or another thread meanwhile
+      setMessages((ms) => [...page.data.filter((m) => !ms.some((x) => x.id === m.id)), ...ms]);
+      setOlderCursor(page.next_cursor ?? null);
+      oldestShown.current = page.data[0]?.seq ?? oldestShown.current;
+    } catch (err) {
+      show(err);
+    }
+  }, [client, show, threadId, olderCursor]);
 
   const { live, follow, markStopping, reset } = useTaskStreams(client, () => {
     if (threadId !== null) void loadMessages(threadId);
@@ -95,6 +133,8 @@ export function ChatView({ threadId }: { threadId: string | null }) {
   useEffect(() => {
     reset();
     setMessages([]);
+    setOlderCursor(null);
+    oldestShown.current = null;
     setError(null);
     setNotice(null);
     // `pending` stays: a first message creates its thread and navigates there while it is being sent.
@@ -282,6 +322,11 @@ export function ChatView({ threadId }: { threadId: string | null }) {
               </p>
             </div>
           )}
+          {olderCursor !== null && (
+            <button type="button" className="ghost load-earlier" onClick={() => void loadEarlier()}>
+              Show earlier messages
+            </button>
+          )}
           {messages.map((m) => (
             <MessageView key={m.id} m={m} live={m.task_id ? live[m.task_id] : undefined} />
           ))}
@@ -376,14 +421,24 @@ export function ChatView({ threadId }: { threadId: string | null }) {
 }
 
 function textOf(m: Message, live: Record<string, LiveAnswer>): string {
-  const l = m.task_id ? live[m.task_id] : undefined;
-  // Once the stream has replayed from seq 0, its text is the whole answer so far.
-  return m.role === 'assistant' && l && l.seq > 0 ? l.text : m.content;
+  return answerText(m, m.task_id ? live[m.task_id] : undefined);
+}
+
+/**
+ * The stored text (read when the page loaded) and the stream's text (rebuilt from
+ * seq 0) are both prefixes of the same answer: show the longer. Showing the stream's
+ * text as soon as its first event arrived was the "empty bubble after a reload"
+ * flake: the replay starts with `task.queued`/`task.started`, which carry no text,
+ * so until its deltas caught up the bubble went blank ("thinking…") or shorter.
+ */
+function answerText(m: Message, l: LiveAnswer | undefined): string {
+  if (m.role !== 'assistant' || !l || l.seq === 0) return m.content;
+  return l.text.length >= m.content.length ? l.text : m.content;
 }
 
 function MessageView({ m, live }: { m: Message; live: LiveAnswer | undefined }) {
   if (m.role === 'system') return null;
-  const text = m.role === 'assistant' && live && live.seq > 0 ? live.text : m.content;
+  const text = answerText(m, live);
   let status: string = m.status;
   if (m.role === 'assistant' && live && live.seq > 0) {
     // Task statuses → message statuses (completed → complete).
