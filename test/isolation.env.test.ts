@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { defineTask } from '../src/runtime/define-task.ts';
 import { isolatedEnv } from '../src/runtime/isolation/env.ts';
-import { envTasks } from './fixtures/env-tasks.ts';
+import { envTasks, modelsProcess } from './fixtures/env-tasks.ts';
+import { createModelRegistry } from '../src/models/registry.ts';
 import { startRuntime, type TestRuntime } from './helpers/runtime.ts';
 
 const OWNER = 'alice';
@@ -101,6 +102,28 @@ describe('isolated handlers get a filtered environment', () => {
         () => defineTask({ type: 'bad', input: envTasks[0]!.input, env: [bad], run: async () => 1 }),
         /not a variable name/,
       );
+    }
+  });
+});
+
+describe('isolated handlers keep the model allowlist', () => {
+  it('a process handler may name what the server allows, and nothing more (its environment has no LEASH_MODELS)', async () => {
+    const models = createModelRegistry({
+      defaultModel: 'simulated',
+      allow: ['simulated*', 'openai:gpt-allowed'],
+      env: {},
+    });
+    const t = await startRuntime([modelsProcess], { models });
+    try {
+      const names = ['simulated?tps=5', 'openai:gpt-allowed', 'openai:gpt-other', 'gguf:x.gguf'];
+      const { task } = await t.runtime.create(OWNER, { type: 'models.process', input: { names } });
+      const done = await t.runtime.wait(task.id, OWNER, 20_000);
+      assert.equal(done?.status, 'completed', JSON.stringify(done?.error));
+      const r = done!.result as { patterns: string[]; allowed: boolean[] };
+      assert.deepEqual(r.allowed, [true, true, false, false]);
+      assert.ok(r.patterns.includes('openai:gpt-allowed'));
+    } finally {
+      await t.close();
     }
   });
 });

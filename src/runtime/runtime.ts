@@ -680,6 +680,7 @@ export class Runtime {
                 graceMs: options?.grace_ms ?? def.graceMs ?? DEFAULT_GRACE_MS,
                 memoryLimitMb: def.memoryLimitMb ?? DEFAULT_MEMORY_LIMIT_MB,
                 defaultModel: this.models.defaultModel,
+                allowedModels: this.models.allowedModels,
                 onForced: () => {
                   a.forced = true;
                   this.#log.warn({ task_id: task.id }, 'handler ignored its cancel past its grace: killed');

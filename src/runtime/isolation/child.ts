@@ -69,7 +69,7 @@ async function runOne(port: ParentPort, req: RunRequest, signal: AbortSignal): P
       checkpoint: async (state) => port.post({ t: 'checkpoint', state }),
       // Built on first use: a handler that calls no model pays nothing for it.
       get models() {
-        return (models ??= createModelRegistry({ defaultModel: req.defaultModel }));
+        return (models ??= createModelRegistry({ defaultModel: req.defaultModel, allow: req.allowedModels }));
       },
       store: noStore,
       log: pino({ level: process.env.LEASH_LOG_LEVEL ?? 'warn' }, pino.destination(2)).child({ task_id: req.taskId }),

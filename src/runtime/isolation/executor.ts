@@ -11,6 +11,8 @@ export interface IsolatedRunOptions {
   graceMs: number;
   memoryLimitMb: number;
   defaultModel: string;
+  /** The model allowlist (LEASH_MODELS), carried over: the child's filtered environment has none. */
+  allowedModels: readonly string[];
   /** Told when the grace ran out and the slot was killed. */
   onForced?: () => void;
 }
@@ -131,6 +133,7 @@ export class IsolatedExecutor {
         deadline: ctx.deadline ? ctx.deadline.toISOString() : null,
         resumeState: ctx.resumeState,
         defaultModel: opts.defaultModel,
+        allowedModels: opts.allowedModels,
       });
     });
   }

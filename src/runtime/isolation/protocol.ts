@@ -18,6 +18,8 @@ export interface RunRequest {
   deadline: string | null;
   resumeState: unknown;
   defaultModel: string;
+  /** The parent's model allowlist: an isolated handler may name no more than an inline one. */
+  allowedModels: readonly string[];
 }
 
 export type ToChild = RunRequest | { t: 'abort'; reason: string };
