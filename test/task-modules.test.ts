@@ -86,7 +86,7 @@ describe('leash serve --tasks', () => {
       'tasks',
       { LEASH_DB: join(dir, 'leash.db') },
       {
-        args: ['--tasks', `${FIX}/count.ts`],
+        args: ['--tasks', `${FIX}/count.ts`, '--tasks', `${FIX}/isolated.ts`],
         nodeArgs: ['--conditions=leash-source'],
       },
     );
@@ -148,5 +148,26 @@ describe('leash serve --tasks', () => {
     assert.equal(done.body.status, 'cancelled');
     await eventually(async () => existsSync(marker));
     assert.equal(readFileSync(marker, 'utf8'), 'user');
+  });
+
+  it('a module type runs isolated like a built-in: a handler deaf to its signal is killed after its grace', async () => {
+    const t = await api(s.url, 'POST', '/api/tasks', { body: { type: 'spin', input: {} } });
+    assert.equal(t.status, 202, JSON.stringify(t.body));
+    const frames = await readSse(await fetch(`${s.url}/api/tasks/${t.body.id}/events`), {
+      until: (f) => f.event === 'task.progress',
+    });
+    const pid = Number(/^pid (\d+)$/.exec(frames.at(-1)!.data.message)?.[1]);
+    assert.ok(pid > 0 && pid !== s.proc.pid, 'it ran in a child process of its own');
+    await api(s.url, 'POST', `/api/tasks/${t.body.id}/cancel`, { body: {} });
+    const done = await api(s.url, 'GET', `/api/tasks/${t.body.id}/wait?timeout_s=10`);
+    assert.equal(done.body.status, 'cancelled');
+    await eventually(async () => {
+      try {
+        process.kill(pid, 0);
+        return false;
+      } catch {
+        return true;
+      }
+    });
   });
 });

@@ -7,6 +7,7 @@
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { AnyTaskDefinition } from '../runtime/define-task.ts';
+import { taskExportsOf } from '../runtime/task-exports.ts';
 import { UsageError } from './usage-error.ts';
 
 const TYPE_RE = /^[a-z][a-z0-9_.-]{0,63}$/;
@@ -39,11 +40,6 @@ function describe(v: unknown): string {
   return typeof v === 'function' ? 'a function' : typeof v === 'object' ? 'an object' : `a ${typeof v}`;
 }
 
-/** The definitions a module exports: its default (one or an array), else its named exports. */
-function definitionsOf(mod: Record<string, unknown>): unknown[] {
-  if (mod.default !== undefined) return Array.isArray(mod.default) ? mod.default : [mod.default];
-  return Object.values(mod).flatMap((v) => (Array.isArray(v) ? v : [v]));
-}
 
 /**
  * Imports each module (paths relative to `cwd`) and returns its task definitions.
@@ -69,7 +65,7 @@ export async function loadTaskModules(
       if (e.code === 'ERR_MODULE_NOT_FOUND' && String(e.message).includes(resolve(cwd, p))) fail('no such file');
       fail(`failed to load: ${firstLine(e)}`);
     }
-    const defs = definitionsOf(mod!);
+    const defs = taskExportsOf(mod!);
     if (defs.length === 0) fail('exports no task definition (export default defineTask({...}))');
     for (const d of defs) {
       const problem = taskDefinitionProblem(d);

@@ -3,6 +3,7 @@
 // messages, and aborts the handler's signal when the runtime says so. If the
 // handler ignores that signal, the runtime kills this thread or process.
 
+import { taskExportsOf } from '../task-exports.ts';
 import { createModelRegistry } from '../../models/registry.ts';
 import { pino } from 'pino';
 import { CancelledError } from '../cancel.ts';
@@ -18,7 +19,7 @@ export interface ParentPort {
 
 async function findDefinition(moduleUrl: string, type: string): Promise<AnyTaskDefinition> {
   const mod = (await import(moduleUrl)) as Record<string, unknown>;
-  for (const v of Object.values(mod)) {
+  for (const v of taskExportsOf(mod)) {
     if (
       v &&
       typeof v === 'object' &&

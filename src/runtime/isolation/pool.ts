@@ -171,10 +171,23 @@ function workerSlot(memoryLimitMb: number, env: Record<string, string>): Spawned
   return { slot: s.slot, ready: s.ready, gone };
 }
 
+/** The `--conditions` flags among Node's own arguments. */
+export function resolutionConditions(execArgv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < execArgv.length; i++) {
+    const a = execArgv[i]!;
+    if (a.startsWith('--conditions=') || (a.startsWith('-C') && a.length > 2)) out.push(a);
+    else if ((a === '--conditions' || a === '-C') && execArgv[i + 1] !== undefined) out.push(a, execArgv[++i]!);
+  }
+  return out;
+}
+
 function processSlot(memoryLimitMb: number, env: Record<string, string>): Spawned {
   const child: ChildProcess = fork(PROCESS_ENTRY, [], {
     env,
-    execArgv: [`--max-old-space-size=${memoryLimitMb}`],
+    // The parent's resolution conditions (--conditions / -C) so the handler's module resolves
+    // its imports (e.g. `leash`) the way the server did.
+    execArgv: [...resolutionConditions(process.execArgv), `--max-old-space-size=${memoryLimitMb}`],
     // Its own process group, so a kill reaches anything the handler spawned too.
     detached: true,
     stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
