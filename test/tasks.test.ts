@@ -126,18 +126,18 @@ describe('generate: run', () => {
 
   it('stops at once on cancel, with the signal reason and nothing left running', async () => {
     const before = timeouts();
-    let cancelledAt = 0;
+    // Cancelled right after the third token (no timer: the machine's load must not decide
+    // how many tokens come first); the model must not emit a fourth.
     const f = createFakeContext({
       defaultModel: 'simulated?tps=50&tokens=1000',
       onEmit: (_t, n) => {
-        if (n === 3) setTimeout(() => ((cancelledAt = performance.now()), f.cancel('user')), 5);
+        if (n === 3) f.cancel('user');
       },
     });
     await assert.rejects(
       generate.run({ prompt: 'long' }, f.ctx),
       (e) => e instanceof CancelledError && e.reason === 'user',
     );
-    assert.ok(performance.now() - cancelledAt < 30);
     assert.equal(f.emitted.length, 3);
     assert.equal(timeouts(), before);
   });
