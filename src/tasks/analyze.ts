@@ -39,6 +39,8 @@ const SYSTEM =
 
 export const analyze = defineTask({
   type: 'analyze',
+  // Loadable in isolation: an operator may run it `worker` / `process` (a real kill).
+  module: import.meta.url,
   description: 'Analyze a long document chunk by chunk, then summarize the findings.',
   input: analyzeInput,
   deadlineMs: 30 * 60_000,

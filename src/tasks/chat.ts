@@ -23,6 +23,8 @@ const input = z
 
 export const chat = defineTask({
   type: 'chat',
+  // Loadable in isolation: an operator may run it `worker` / `process` (a real kill).
+  module: import.meta.url,
   description: 'One assistant turn in a thread (started by POST /api/threads/:id/runs).',
   input,
   deadlineMs: 10 * 60_000,

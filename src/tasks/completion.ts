@@ -34,6 +34,8 @@ export interface CompletionResult {
 
 export const completion = defineTask({
   type: 'completion',
+  // Loadable in isolation: an operator may run it `worker` / `process` (a real kill).
+  module: import.meta.url,
   description: 'One model call over the given messages (POST /v1/chat/completions).',
   input: completionInput,
   deadlineMs: 10 * 60_000,

@@ -26,6 +26,8 @@ const COUNT_EVERY = 20;
 
 export const generate = defineTask({
   type: 'generate',
+  // Loadable in isolation: an operator may run it `worker` / `process` (a real kill).
+  module: import.meta.url,
   description: 'Generate text for a prompt, streamed token by token.',
   input: generateInput,
   deadlineMs: 10 * 60_000,
