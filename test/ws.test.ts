@@ -336,6 +336,52 @@ describe('websocket /api/ws', () => {
     await c.close();
   });
 
+  it('cancel by request_id, sent in one burst with its run (before the ack), stops that run', async () => {
+    const c = await tracked();
+    // One write: both frames are on the wire before any ack can come back.
+    c.ws.send(
+      JSON.stringify({
+        type: 'run',
+        request_id: 'rc1',
+        task: { type: 'generate', input: { prompt: 'x', model: SLOW } },
+      }),
+    );
+    c.ws.send(JSON.stringify({ type: 'cancel', request_id: 'rc1' }));
+    const ack = await c.waitFor((f) => f.type === 'ack' && f.request_id === 'rc1');
+    const cancelAck = await c.waitFor((f) => f.type === 'cancel_ack' && f.request_id === 'rc1');
+    assert.equal(cancelAck.task_id, ack.task_id);
+    assert.ok(['cancelling', 'cancelled'].includes(cancelAck.status), cancelAck.status);
+    const events = await c.untilTerminal(ack.task_id);
+    assertCompleteLog(events);
+    assert.equal(events.at(-1).event, 'task.cancelled');
+    assert.equal(events.at(-1).data.reason, 'user');
+    assert.equal((await call('GET', `/api/tasks/${ack.task_id}`)).body.status, 'cancelled');
+
+    // A thread run too, with a reason.
+    const thread = await newThread();
+    c.send({ type: 'run', request_id: 7, thread_id: thread, content: 'hello', model: SLOW });
+    c.send({ type: 'cancel', request_id: 7, reason: 'interrupted' });
+    const tack = await c.waitFor((f) => f.type === 'ack' && f.request_id === 7);
+    const tevents = await c.untilTerminal(tack.task_id);
+    assert.equal(tevents.at(-1).event, 'task.cancelled');
+    assert.equal(tevents.at(-1).data.reason, 'interrupted');
+
+    // Unknown request_ids (never used, or a run that failed) get an error frame.
+    c.send({ type: 'cancel', request_id: 'nope' });
+    const err = await c.waitFor((f) => f.request_id === 'nope');
+    assert.equal(err.type, 'error');
+    assert.equal(err.error.code, 'not_found');
+    c.send({ type: 'run', request_id: 'bad', task: { type: 'no-such-type', input: {} } });
+    c.send({ type: 'cancel', request_id: 'bad' });
+    await c.waitFor((f) => f.request_id === 'bad' && f.type === 'error' && f.error.code === 'not_found');
+    // Another socket cannot cancel this one's runs by request_id.
+    const other = await tracked();
+    other.send({ type: 'cancel', request_id: 'rc1' });
+    assert.equal((await other.waitFor((f) => f.request_id === 'rc1')).error.code, 'not_found');
+    await c.close();
+    await other.close();
+  });
+
   it('subscribe with after resumes a stream on another socket without duplicates or gaps', async () => {
     const a = await tracked();
     const id = await runTask(a, 's1', {
@@ -413,7 +459,7 @@ describe('websocket /api/ws', () => {
       'invalid_frame',
       'invalid_request',
       'invalid_request',
-      'invalid_request',
+      'not_found', // a cancel by a request_id no run of this socket had
       'invalid_request',
       'invalid_request',
       'invalid_frame',

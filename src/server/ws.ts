@@ -14,7 +14,8 @@
 // `cancel`, `interrupt` (cancel with reason `interrupted`, by task or by thread),
 // `subscribe` / `unsubscribe`, `ping`. Server → client: `ack`, `event`,
 // `cancel_ack`, `error`, `pong`. Frames of one socket are handled in the order they
-// arrive (a `cancel` after a `run` sees that run); events of a task are sent in seq
+// arrive (a `cancel` after a `run` sees that run, also when it names the run by its
+// `request_id` before the ack came back); events of a task are sent in seq
 // order without gaps, but their order relative to acks of other frames is not fixed.
 //
 // Closing a socket cancels only the tasks it started with `on_disconnect: "cancel"`
@@ -112,12 +113,21 @@ const runThreadFrame = z.strictObject({
   on_disconnect: onDisconnect.optional(),
 });
 
-const cancelFrame = z.strictObject({
-  type: z.literal('cancel'),
-  request_id: requestId.optional(),
-  task_id: taskId,
-  reason: z.enum(CANCEL_REASONS).optional(),
-});
+// By task_id, or by the request_id of a run of this socket (SPEC §3): sent right after
+// the run, before its ack, it stops that run.
+const cancelFrame = z
+  .strictObject({
+    type: z.literal('cancel'),
+    request_id: requestId.optional(),
+    task_id: taskId.optional(),
+    reason: z.enum(CANCEL_REASONS).optional(),
+  })
+  .refine((f) => f.task_id !== undefined || f.request_id !== undefined, {
+    message: 'give task_id, or the request_id of a run of this socket',
+  });
+
+/** Runs remembered per socket for cancel by request_id (the oldest are forgotten first). */
+const MAX_REMEMBERED_RUNS = 1000;
 
 const interruptFrame = z
   .strictObject({
@@ -281,6 +291,10 @@ class WsSession {
   readonly #subs = new Map<string, AbortController>();
   /** Tasks this socket started with on_disconnect "cancel". */
   readonly #cancelOnClose = new Set<string>();
+  /** request_id of this socket's runs → their task id, or null while the run is being created. */
+  readonly #runs = new Map<RequestId, string | null>();
+  /** Cancels by request_id that came while their run was being created: applied once its task exists. */
+  readonly #earlyCancels = new Map<RequestId, CancelReason>();
   #queue: Promise<void> = Promise.resolve();
   #pending = 0;
   #alive = true;
@@ -390,7 +404,8 @@ class WsSession {
         return 'task' in frame ? this.#runTask(frame) : this.#runThread(frame);
       case 'cancel': {
         const f = parseOrThrow(cancelFrame, frame, 'cancel frame');
-        return this.#cancel(f.request_id, f.task_id, f.reason ?? 'user');
+        if (f.task_id !== undefined) return this.#cancel(f.request_id, f.task_id, f.reason ?? 'user');
+        return this.#cancelRun(f.request_id!, f.reason ?? 'user');
       }
       case 'interrupt': {
         const f = parseOrThrow(interruptFrame, frame, 'interrupt frame');
@@ -421,8 +436,26 @@ class WsSession {
     }
   }
 
+  /** Remembers a run being created (for cancel by request_id); forgets it if it fails. */
+  async #creating(reqId: RequestId, create: () => Promise<void>): Promise<void> {
+    this.#runs.delete(reqId); // a reused request_id names its latest run
+    this.#runs.set(reqId, null);
+    while (this.#runs.size > MAX_REMEMBERED_RUNS) this.#runs.delete(this.#runs.keys().next().value!);
+    try {
+      await create();
+    } catch (err) {
+      if (this.#runs.get(reqId) === null) this.#runs.delete(reqId);
+      this.#earlyCancels.delete(reqId);
+      throw err;
+    }
+  }
+
   async #runTask(frame: Record<string, unknown>): Promise<void> {
     const f = parseOrThrow(runTaskFrame, frame, 'run frame');
+    return this.#creating(f.request_id, () => this.#createTask(f));
+  }
+
+  async #createTask(f: z.output<typeof runTaskFrame>): Promise<void> {
     const t = f.task;
     this.#checkSubscriptionRoom();
     if (f.on_disconnect !== undefined && t.on_disconnect !== undefined && f.on_disconnect !== t.on_disconnect) {
@@ -442,6 +475,10 @@ class WsSession {
 
   async #runThread(frame: Record<string, unknown>): Promise<void> {
     const f = parseOrThrow(runThreadFrame, frame, 'run frame');
+    return this.#creating(f.request_id, () => this.#createThreadRun(f));
+  }
+
+  async #createThreadRun(f: z.output<typeof runThreadFrame>): Promise<void> {
     this.#checkSubscriptionRoom();
     const run = await this.#deps.threads.run(f.thread_id, this.#owner, {
       content: f.content,
@@ -474,6 +511,16 @@ class WsSession {
     onDisc: 'cancel' | 'continue',
     extra: Record<string, unknown>,
   ): Promise<void> {
+    this.#runs.set(reqId, task.id);
+    const early = this.#earlyCancels.get(reqId);
+    if (early !== undefined) {
+      // Cancelled by request_id before it existed: it never runs to completion.
+      this.#earlyCancels.delete(reqId);
+      this.#send({ type: 'ack', request_id: reqId, task_id: task.id, ...extra });
+      this.#follow(task.id, 0);
+      await this.#cancel(reqId, task.id, early);
+      return;
+    }
     if (onDisc === 'cancel') {
       // The client left while the run was being created: it asked for it not to outlive the socket.
       if (this.#closed && !this.#serverClosed) {
@@ -484,6 +531,18 @@ class WsSession {
     }
     this.#send({ type: 'ack', request_id: reqId, task_id: task.id, ...extra });
     this.#follow(task.id, 0);
+  }
+
+  /** Cancel by the request_id of one of this socket's runs. */
+  async #cancelRun(reqId: RequestId, reason: CancelReason): Promise<void> {
+    const id = this.#runs.get(reqId);
+    if (id === undefined) {
+      throw new LeashError('not_found', `No run of this socket has request_id ${JSON.stringify(reqId)}.`);
+    }
+    // Still being created (frames are handled in order, so only if that changes): the
+    // cancel is applied, and acknowledged, the moment its task exists.
+    if (id === null) this.#earlyCancels.set(reqId, reason);
+    else await this.#cancel(reqId, id, reason);
   }
 
   async #cancel(reqId: RequestId | undefined, id: string, reason: CancelReason): Promise<void> {
