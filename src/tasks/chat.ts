@@ -8,6 +8,7 @@ import { LeashError } from '../runtime/errors.ts';
 import type { Usage } from '../models/model.ts';
 import type { Message } from '../store/store.ts';
 import { buildModelContext } from '../threads/context.ts';
+import { cancelReasons } from '../threads/cut-short.ts';
 import { settleAnswers } from '../threads/settle.ts';
 
 const input = z
@@ -43,7 +44,7 @@ export const chat = defineTask({
     let usage: Usage | null = null;
     try {
       const call = {
-        messages: buildModelContext(history, input.system),
+        messages: buildModelContext(history, input.system, await cancelReasons(ctx.store, history)),
         abortSignal: ctx.signal,
         ...(input.max_tokens !== undefined && { maxTokens: input.max_tokens }),
         ...(input.temperature !== undefined && { temperature: input.temperature }),
