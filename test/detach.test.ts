@@ -7,6 +7,10 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
+import { z } from 'zod';
+import { runtimeLimitsFromEnv, UsageError } from '../src/cli/serve.ts';
+import { defineTask } from '../src/runtime/define-task.ts';
+import type { TypeOverride } from '../src/runtime/runtime.ts';
 import { builtinTasks } from '../src/tasks/index.ts';
 import { deaf, quick } from './fixtures/hard-tasks.ts';
 import { api, eventually, readSse, startOnTempDb } from './helpers/server.ts';
@@ -174,5 +178,80 @@ describe('detaching an inline handler that ignores its signal', () => {
     const done = (await api(url, 'GET', `/api/tasks/${r.body.id}/wait?timeout_s=20`)).body;
     assert.equal(done.status, 'completed', JSON.stringify(done));
     assert.ok(done.output_text.length > 0);
+  });
+});
+
+describe('the operator decides how a type runs (LEASH_ISOLATION, LEASH_GRACE_MS)', () => {
+  it('parses type=value pairs and refuses bad ones', () => {
+    assert.deepEqual(
+      runtimeLimitsFromEnv({ LEASH_ISOLATION: 'chat=process, analyze=worker', LEASH_GRACE_MS: '*=3000,chat=500' })
+        .typeOverrides,
+      { chat: { isolation: 'process', graceMs: 500 }, analyze: { isolation: 'worker' }, '*': { graceMs: 3000 } },
+    );
+    for (const env of [
+      { LEASH_ISOLATION: 'chat=thread' },
+      { LEASH_ISOLATION: 'chat' },
+      { LEASH_GRACE_MS: 'chat=-1' },
+      { LEASH_GRACE_MS: 'Chat=5' },
+    ]) {
+      assert.throws(() => runtimeLimitsFromEnv(env), UsageError, JSON.stringify(env));
+    }
+  });
+
+  it('an unknown type, or isolation for a type without a module, stops the start with a usage error', async () => {
+    const cases: Array<Record<string, TypeOverride>> = [
+      { nope: { isolation: 'worker' } },
+      { plain: { isolation: 'process' } },
+    ];
+    for (const typeOverrides of cases) {
+      await assert.rejects(
+        startOnTempDb('leash-override-', pino({ level: 'silent' }), {
+          tasks: [...builtinTasks, defineTask({ type: 'plain', input: z.object({}), run: async () => 1 })],
+          runtime: { typeOverrides },
+        }),
+        UsageError,
+      );
+    }
+  });
+
+  it('the built-in chat in a child process: a turn is answered and saved, a stopped one kept as cancelled', async () => {
+    const started = await startOnTempDb('leash-chat-process-', pino({ level: 'silent' }), {
+      runtime: { typeOverrides: { chat: { isolation: 'process', graceMs: 500 } } },
+    });
+    const url = started.server.url;
+    try {
+      const thread = (await api(url, 'POST', '/api/threads', { body: {} })).body.id;
+      const first = (
+        await api(url, 'POST', `/api/threads/${thread}/runs`, {
+          body: { content: 'hello', model: 'simulated?tps=0&tokens=5' },
+        })
+      ).body;
+      const done = (await api(url, 'GET', `/api/tasks/${first.id}/wait?timeout_s=20`)).body;
+      assert.equal(done.status, 'completed', JSON.stringify(done));
+      const second = (
+        await api(url, 'POST', `/api/threads/${thread}/runs`, {
+          body: { content: 'and more', model: 'simulated?tps=20&tokens=1000' },
+        })
+      ).body;
+      await eventually(async () => (await api(url, 'GET', `/api/tasks/${second.id}`)).body.output_text);
+      await api(url, 'POST', `/api/tasks/${second.id}/cancel`);
+      const stopped = (await api(url, 'GET', `/api/tasks/${second.id}/wait?timeout_s=20`)).body;
+      assert.equal(stopped.status, 'cancelled');
+      const msgs = (await api(url, 'GET', `/api/threads/${thread}/messages`)).body.data;
+      assert.deepEqual(
+        msgs.map((m: { role: string; status: string }) => [m.role, m.status]),
+        [
+          ['user', 'complete'],
+          ['assistant', 'complete'],
+          ['user', 'complete'],
+          ['assistant', 'cancelled'],
+        ],
+      );
+      assert.equal(msgs[1].content, done.result.text, 'the isolated turn saved its answer through the parent');
+      assert.equal(msgs[3].content, stopped.output_text);
+      assert.ok(started.server.runtime.isolation.pool('process').size >= 1, 'the turns ran in a child process');
+    } finally {
+      await started.close();
+    }
   });
 });

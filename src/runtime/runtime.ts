@@ -84,6 +84,16 @@ export interface RuntimeOptions {
   isolationMaxIdle?: number;
   /** How often queued tasks past their deadline are looked for and ended (ms, default 250). */
   reaperIntervalMs?: number;
+  /**
+   * The operator's say over how task types run, by type (`*`: every type): isolation
+   * (e.g. the built-in `chat` in `process`, so a stuck turn is killed) and grace.
+   */
+  typeOverrides?: Record<string, TypeOverride>;
+}
+
+export interface TypeOverride {
+  isolation?: Isolation;
+  graceMs?: number;
 }
 
 export type TaskWithProgress = Task & {
@@ -199,8 +209,27 @@ export class Runtime {
       shutdownGraceMs: opts.shutdownGraceMs ?? 10_000,
       leaseMs: opts.leaseMs ?? 30_000,
     };
-    for (const def of opts.tasks) {
-      if (this.#defs.has(def.type)) throw new TypeError(`Task type "${def.type}" is registered twice`);
+    const overrides = opts.typeOverrides ?? {};
+    for (const type of Object.keys(overrides)) {
+      if (type !== '*' && !opts.tasks.some((d) => d.type === type)) {
+        throw new TypeError(
+          `No task type "${type}" to set options for (known: ${opts.tasks.map((d) => d.type).join(', ')})`,
+        );
+      }
+    }
+    for (const task of opts.tasks) {
+      if (this.#defs.has(task.type)) throw new TypeError(`Task type "${task.type}" is registered twice`);
+      const o = { ...overrides['*'], ...overrides[task.type] };
+      const def = {
+        ...task,
+        ...(o.isolation !== undefined && { isolation: o.isolation }),
+        ...(o.graceMs !== undefined && { graceMs: o.graceMs }),
+      };
+      if (def.isolation && def.isolation !== 'inline' && !def.module) {
+        throw new TypeError(
+          `Task type "${def.type}" can't run ${def.isolation}: its definition names no module to load in isolation`,
+        );
+      }
       this.#defs.set(def.type, def);
     }
   }
