@@ -11,8 +11,10 @@ import { z } from 'zod';
 import { runtimeLimitsFromEnv, UsageError } from '../src/cli/serve.ts';
 import { defineTask } from '../src/runtime/define-task.ts';
 import type { TypeOverride } from '../src/runtime/runtime.ts';
+import { createModelRegistry } from '../src/models/registry.ts';
 import { builtinTasks } from '../src/tasks/index.ts';
 import { deaf, quick } from './fixtures/hard-tasks.ts';
+import { startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.ts';
 import { api, eventually, readSse, startOnTempDb } from './helpers/server.ts';
 
 const GRACE = 300; // deaf's graceMs
@@ -253,5 +255,100 @@ describe('the operator decides how a type runs (LEASH_ISOLATION, LEASH_GRACE_MS)
     } finally {
       await started.close();
     }
+  });
+});
+
+describe('one log line per cancel', () => {
+  let url: string;
+  let close: () => Promise<void>;
+  let upstream: FakeUpstream;
+  const logs: LogLine[] = [];
+
+  before(async () => {
+    upstream = await startFakeUpstream({
+      behaviour: 'stream',
+      intervalMs: 30,
+      tokens: Array.from({ length: 300 }, (_, i) => ` t${i}`),
+    });
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        for (const line of chunk.toString('utf8').split('\n')) if (line) logs.push(JSON.parse(line) as LogLine);
+        cb();
+      },
+    });
+    const started = await startOnTempDb('leash-cancel-log-', pino({ level: 'info' }, sink), {
+      models: createModelRegistry({
+        defaultModel: 'simulated',
+        env: { OPENAI_BASE_URL: upstream.baseURL, OPENAI_API_KEY: 'test-key' },
+      }),
+      runtime: { maxRunningPerOwner: 1 },
+    });
+    url = started.server.url;
+    close = started.close;
+  });
+  after(async () => {
+    await close?.();
+    await upstream?.close();
+  });
+
+  const lineOf = (id: string) =>
+    eventually(async () => {
+      const found = logs.filter((l) => l.msg === 'task cancelled' && l.task_id === id);
+      return found.length > 0 && found;
+    });
+
+  it('running: reason, stop time, tokens, and that the upstream call was closed; queued: stage queued', async () => {
+    const t = (
+      await api(url, 'POST', '/api/tasks', {
+        body: { type: 'generate', input: { prompt: 'x', model: 'openai:fake-model' } },
+      })
+    ).body;
+    await eventually(async () => (await api(url, 'GET', `/api/tasks/${t.id}`)).body.output_text.length > 6);
+    const queued = (
+      await api(url, 'POST', '/api/tasks', {
+        body: { type: 'generate', input: { prompt: 'y', model: 'simulated' } },
+      })
+    ).body;
+    assert.equal(queued.status, 'queued');
+    await api(url, 'POST', `/api/tasks/${queued.id}/cancel`, { body: { reason: 'batch' } });
+    await api(url, 'POST', `/api/tasks/${t.id}/cancel`);
+    const done = (await api(url, 'GET', `/api/tasks/${t.id}/wait?timeout_s=10`)).body;
+    const [line, ...more] = await lineOf(t.id);
+    assert.equal(more.length, 0);
+    assert.equal(line!.level, 30);
+    assert.equal(line!.type, 'generate');
+    assert.equal(line!.reason, 'user');
+    assert.equal(line!.stage, 'running');
+    assert.equal(line!.upstream_closed, true);
+    assert.equal(line!.detached, false);
+    assert.equal(line!.output_chars, done.output_text.length);
+    assert.ok((line!.deltas as number) >= 1);
+    assert.ok(typeof line!.stopped_ms === 'number' && typeof line!.cleanup_ms === 'number');
+
+    const [q] = await lineOf(queued.id);
+    assert.equal(q!.stage, 'queued');
+    assert.equal(q!.reason, 'batch');
+    assert.equal(q!.deltas, 0);
+
+    // A model with no upstream: said so.
+    const sim = (
+      await api(url, 'POST', '/api/tasks', {
+        body: { type: 'generate', input: { prompt: 'z', model: 'simulated?tps=20&tokens=1000' } },
+      })
+    ).body;
+    await eventually(async () => (await api(url, 'GET', `/api/tasks/${sim.id}`)).body.output_text.length > 0);
+    await api(url, 'POST', `/api/tasks/${sim.id}/cancel`);
+    const [s] = await lineOf(sim.id);
+    assert.equal(s!.upstream_closed, false);
+
+    const metrics: string = (await api(url, 'GET', '/metrics')).body;
+    assert.match(metrics, /^leash_cancels_total\{reason="batch",stage="queued"\} 1$/m);
+    assert.match(metrics, /^leash_cancels_total\{reason="user",stage="running"\} 2$/m);
+    assert.match(metrics, /^leash_cancel_cleanup_seconds_count\{reason="user"\} 2$/m);
+    assert.doesNotMatch(
+      metrics,
+      /leash_cancel_latency_seconds_count\{[^}]*reason="batch"/,
+      'a queued cancel is no 0 s stop',
+    );
   });
 });

@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import type { ZodType } from 'zod';
 import type { ModelRegistry } from '../models/model.ts';
 import type { ClaimedTask, Store, TaskRunOptions } from '../store/store.ts';
-import { CancelledError } from './cancel.ts';
+import { CancelledError, upstreamClosed } from './cancel.ts';
 import type { AnyTaskDefinition, TaskContext } from './define-task.ts';
 import { LeashError, toTaskError } from './errors.ts';
 import { EventLog } from './event-log.ts';
@@ -990,6 +990,8 @@ export class Runtime {
           isolation: a.isolation,
           forced: a.forced,
           detached: a.abandoned,
+          // Inline only: an isolated handler's model calls have their own signal in its thread or process.
+          ...(a.isolation === 'inline' && { upstream_closed: upstreamClosed(a.controller.signal) }),
         },
         'task cancelled',
       );
