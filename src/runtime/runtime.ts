@@ -377,7 +377,17 @@ export class Runtime {
   }
 
   // ── API ─────────────────────────────────────────────────────────────────
-  async create(owner: string, req: CreateTaskRequest): Promise<{ task: Task; created: boolean }> {
+  /**
+   * `cancelled`: asked once the task exists, before it can start: a reason stops it
+   * before its handler runs (a WebSocket cancel that came with its run) — an eagerly
+   * started task is cancelled before its handler is called, a queued one is cancelled
+   * before this node asks for a claim.
+   */
+  async create(
+    owner: string,
+    req: CreateTaskRequest,
+    opts: { cancelled?: () => CancelReason | null } = {},
+  ): Promise<{ task: Task; created: boolean }> {
     if (!this.#accepting) throw new LeashError('shutting_down', 'The server is shutting down and takes no new tasks.');
     const def = this.#defs.get(req.type);
     if (!def) {
@@ -452,7 +462,10 @@ export class Runtime {
     const created = creating.then((r) => {
       if (r.kind === 'created' && r.started) {
         const c = r.started;
+        const stop = opts.cancelled?.() ?? null;
+        if (stop !== null) this.#earlyCancels.set(c.task.id, stop); // #execute stops it before the handler runs
         this.#execute(c.task, c.lastSeq, c.checkpoint, c.options);
+        this.#earlyCancels.delete(c.task.id);
       }
       return r;
     });
@@ -483,6 +496,18 @@ export class Runtime {
       );
     }
     if (res.kind === 'created') {
+      // Stopped before anyone could claim it (no claim has been asked for it yet here).
+      const stop = opts.cancelled?.() ?? null;
+      if (stop !== null) {
+        const asked = performance.now();
+        const c = await this.store.cancelQueued(res.task.id, stop, nowIso());
+        if (c) {
+          this.#events.poke(c.id);
+          this.#announceCrossNode(c.id);
+          this.#endedQueued(c, stop, performance.now() - asked);
+          return { task: c, created: true };
+        }
+      }
       this.#schedulePump();
       if (this.store.kind !== 'sqlite') {
         void this.store.notifier.publish('wakeup', '').catch(() => {});
