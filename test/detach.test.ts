@@ -15,6 +15,7 @@ import { createModelRegistry } from '../src/models/registry.ts';
 import { builtinTasks } from '../src/tasks/index.ts';
 import { deaf, quick } from './fixtures/hard-tasks.ts';
 import { startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.ts';
+import { startRuntime } from './helpers/runtime.ts';
 import { api, eventually, readSse, startOnTempDb } from './helpers/server.ts';
 
 const GRACE = 300; // deaf's graceMs
@@ -350,5 +351,27 @@ describe('one log line per cancel', () => {
       /leash_cancel_latency_seconds_count\{[^}]*reason="batch"/,
       'a queued cancel is no 0 s stop',
     );
+  });
+});
+
+describe('shutdown with a handler that ignores its signal', () => {
+  it('stop() detaches it after its grace: the task ends cancelled (shutdown, detached), nothing is left running', async () => {
+    const t = await startRuntime([deaf]);
+    try {
+      const { task } = await t.runtime.create('local', { type: 'deaf', input: { sleepMs: 2000 } });
+      await eventually(async () => (await t.runtime.get(task.id, 'local'))?.output_text);
+      const t0 = Date.now();
+      await t.runtime.stop({ graceMs: 0 });
+      assert.ok(Date.now() - t0 < 1900, 'stop did not wait for the handler to return');
+      const ended = await t.store.getTask(task.id);
+      assert.equal(ended?.status, 'cancelled');
+      assert.deepEqual(ended?.cancel && { reason: ended.cancel.reason, detached: ended.cancel.detached }, {
+        reason: 'shutdown',
+        detached: true,
+      });
+      assert.equal(t.runtime.activeCount, 0);
+    } finally {
+      await t.close();
+    }
   });
 });

@@ -337,8 +337,17 @@ export class Runtime {
     }
     // Inline handlers can't be killed: one that ignores its signal is detached after its
     // own grace (its task ends `cancelled`, cancel.detached). Wait for that or the rest.
-    if (this.#active.size > 0) await raceTimeout(allDone(), Math.max(grace, 1000));
+    if (this.#active.size > 0) {
+      const inlineGrace = Math.max(
+        0,
+        ...[...this.#active.values()].filter((a) => a.isolation === 'inline').map((a) => a.graceMs + 50),
+      );
+      // (An operator-set grace of minutes is not waited out on stop: 30 s at most.)
+      await raceTimeout(allDone(), Math.max(grace, 1000, Math.min(inlineGrace, 30_000)));
+    }
     await Promise.all(this.#ending);
+    // Nothing is detached once the store may be closing: what is left is recovered at the next start.
+    for (const a of this.#active.values()) if (a.graceTimer) clearTimeout(a.graceTimer);
     await this.#events.flush();
     if (this.#renewTimer) clearInterval(this.#renewTimer);
     this.#renewTimer = null;
