@@ -544,6 +544,28 @@ describe('client SDK: WebSocket', () => {
     }
   });
 
+  it('a run aborted before its ack is cancelled on the server by its request_id', async () => {
+    const sock = client.socket();
+    try {
+      await sock.ready();
+      const before = new Set((await client.tasks.list({ limit: 200 })).data.map((t) => t.id));
+      const ac = new AbortController();
+      const pending = sock.runTask({ type: 'generate', input: { prompt: 'x', model: SLOW } }, { signal: ac.signal });
+      // Next turn of the loop: the run frame is on the wire, its ack not back (the server
+      // shares this loop and has not even read it yet).
+      setImmediate(() => ac.abort());
+      await assert.rejects(pending, { name: 'AbortError' });
+      const created = await eventually(async () =>
+        (await client.tasks.list({ limit: 200 })).data.find((t) => !before.has(t.id)),
+      );
+      const ended = await client.tasks.wait(created.id, { timeoutMs: 10_000 });
+      assert.equal(ended.status, 'cancelled', 'not left running');
+      assert.equal(ended.cancel?.reason, 'user');
+    } finally {
+      sock.close();
+    }
+  });
+
   it('runThread + cancel: cancel_ack, then the stream ends with task.cancelled and the partial text', async () => {
     const sock = client.socket();
     try {

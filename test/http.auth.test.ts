@@ -124,14 +124,17 @@ describe('auth', () => {
       'leash_tasks_started_total{type="generate"}',
       'leash_tasks_ended_total{type="generate",status="cancelled"}',
       'leash_pickup_seconds_bucket',
-      'leash_cancel_latency_seconds_bucket{le="0.0005",isolation="inline",outcome="cooperative"}',
-      'leash_cancel_latency_seconds_bucket{le="30",isolation="inline",outcome="cooperative"}',
+      'leash_cancel_latency_seconds_bucket{le="0.0005",isolation="inline",outcome="cooperative",reason="user"}',
+      'leash_cancel_latency_seconds_bucket{le="30",isolation="inline",outcome="cooperative",reason="user"}',
+      'leash_cancel_cleanup_seconds_bucket{le="30",reason="user"}',
+      'leash_cancels_total{reason="user",stage="running"}',
       'leash_http_requests_total{method="GET",route="/api/tasks/:id",status="200"}',
       'process_cpu_seconds_total',
     ]) {
       assert.ok(text.includes(name), `metrics lack ${name}`);
     }
-    const count = /^leash_cancel_latency_seconds_count\{isolation="inline",outcome="cooperative"\} (\d+)/m.exec(text);
+    const count =
+      /^leash_cancel_latency_seconds_count\{isolation="inline",outcome="cooperative",reason="user"\} (\d+)/m.exec(text);
     assert.ok(count !== null && Number(count[1]) >= 1, 'a cancel latency was observed');
     assert.doesNotMatch(text, /alice|bob|owner=/);
     assert.doesNotMatch(text, /task_[0-9a-z]{20}/);

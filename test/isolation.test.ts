@@ -91,8 +91,16 @@ describe('hard cancellation', () => {
       assert.equal(done?.output_text, 'before spin', 'output of the dying work is dropped');
       assert.ok(elapsed < GRACE + 1500, `stopped in ${elapsed.toFixed(0)} ms (grace ${GRACE})`);
       assert.deepEqual(
-        { ...ends.get(task.id), cancelLatencyMs: 0 },
-        { cancelLatencyMs: 0, isolation: kind, forced: true },
+        { ...ends.get(task.id), cancelLatencyMs: 0, cleanupMs: 0 },
+        {
+          cancelLatencyMs: 0,
+          cleanupMs: 0,
+          isolation: kind,
+          forced: true,
+          detached: false,
+          cancelReason: 'user',
+          cancelStage: 'running',
+        },
       );
       // The CPU goes quiet: the spinning thread / process is gone.
       if (kind === 'worker') assert.ok((await ownCpuShare(300)) < 0.5, 'this process is no longer spinning');
@@ -184,8 +192,16 @@ describe('hard cancellation', () => {
     const done = await t.runtime.wait(task.id, OWNER, 10_000);
     assert.equal(done?.status, 'cancelled');
     assert.deepEqual(
-      { ...ends.get(task.id), cancelLatencyMs: 0 },
-      { cancelLatencyMs: 0, isolation: 'process', forced: true },
+      { ...ends.get(task.id), cancelLatencyMs: 0, cleanupMs: 0 },
+      {
+        cancelLatencyMs: 0,
+        cleanupMs: 0,
+        isolation: 'process',
+        forced: true,
+        detached: false,
+        cancelReason: 'user',
+        cancelStage: 'running',
+      },
     );
     assert.ok(performance.now() - t0 < 100 + 1500);
   });

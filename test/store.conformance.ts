@@ -602,6 +602,55 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
       assert.equal(await store.cancelQueued('task_missing', 'user', iso(71)), null);
     });
 
+    it('a queued task past its deadline is never claimed, and expireQueued ends it cancelled (deadline)', async () => {
+      const late = await create({ deadline_at: iso(50), priority: 5 }); // first in claim order
+      const soon = await create({ deadline_at: iso(200) });
+      const never = await create({ deadline_at: null });
+      assert.deepEqual(await store.expireQueued(iso(49)), [], 'nothing due yet');
+      // At 100 `late` is past its deadline: the claim skips it even though the reaper has not run.
+      const got = await claim({ max: 1, now: iso(100) });
+      assert.deepEqual(
+        got.map((r) => r.task.id),
+        [soon.id],
+      );
+      assert.equal((await store.getTask(late.id))!.status, 'queued');
+
+      const ended = await store.expireQueued(iso(101));
+      assert.deepEqual(
+        ended.map((t) => t.id),
+        [late.id],
+      );
+      const t = (await store.getTask(late.id))!;
+      assert.equal(t.status, 'cancelled');
+      assert.deepEqual(t.cancel, { reason: 'deadline', requested_at: iso(50) });
+      assert.equal(t.ended_at, iso(101));
+      assert.equal(t.started_at, null);
+      assert.deepEqual(ended[0], t);
+      assert.deepEqual(await store.listEvents(late.id, 0), [
+        { task_id: late.id, seq: 1, type: 'task.queued', data: {}, created_at: late.created_at },
+        {
+          task_id: late.id,
+          seq: 2,
+          type: 'task.cancelled',
+          data: { reason: 'deadline', output_text: '' },
+          created_at: iso(101),
+        },
+      ]);
+      // Running tasks past their deadline are the running node's business; no-deadline tasks never expire.
+      assert.deepEqual(await store.expireQueued(iso(10_000)), []);
+      assert.equal((await store.getTask(soon.id))!.status, 'running');
+      assert.equal((await store.getTask(never.id))!.status, 'queued');
+      assert.equal(await store.cancelQueued(late.id, 'user', iso(102)), null, 'ended for good');
+    });
+
+    it('markDetached shows as cancel.detached', async () => {
+      const t = await create();
+      await claim({ max: 1 });
+      await store.requestCancel(t.id, 'user', iso(60));
+      await store.markDetached(t.id);
+      assert.deepEqual((await store.getTask(t.id))!.cancel, { reason: 'user', requested_at: iso(60), detached: true });
+    });
+
     it('requestCancel moves only a running task to cancelling, without an event', async () => {
       const run = await create();
       const queued = await create();

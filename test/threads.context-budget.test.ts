@@ -89,8 +89,8 @@ describe('context budget', () => {
             assert.equal(loaded.answer.id, answer.id);
             assert.ok(loaded.history.length <= all.length);
             assert.deepEqual(
-              buildModelContext(loaded.history, 'sys', budget, loaded.olderLeftOut),
-              buildModelContext(all, 'sys', budget),
+              buildModelContext(loaded.history, 'sys', { budgetChars: budget, olderLeftOut: loaded.olderLeftOut }),
+              buildModelContext(all, 'sys', { budgetChars: budget }),
             );
           },
         ),

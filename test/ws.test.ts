@@ -337,6 +337,83 @@ describe('websocket /api/ws', () => {
     await c.close();
   });
 
+  it('cancel by request_id, sent in one burst with its run (before the ack), stops that run', async () => {
+    const c = await tracked();
+    // One write: both frames are on the wire before any ack can come back.
+    c.ws.send(
+      JSON.stringify({
+        type: 'run',
+        request_id: 'rc1',
+        task: { type: 'generate', input: { prompt: 'x', model: SLOW } },
+      }),
+    );
+    c.ws.send(JSON.stringify({ type: 'cancel', request_id: 'rc1' }));
+    const ack = await c.waitFor((f) => f.type === 'ack' && f.request_id === 'rc1');
+    const cancelAck = await c.waitFor((f) => f.type === 'cancel_ack' && f.request_id === 'rc1');
+    assert.equal(cancelAck.task_id, ack.task_id);
+    assert.ok(['cancelling', 'cancelled'].includes(cancelAck.status), cancelAck.status);
+    const events = await c.untilTerminal(ack.task_id);
+    assertCompleteLog(events);
+    assert.equal(events.at(-1).event, 'task.cancelled');
+    assert.equal(events.at(-1).data.reason, 'user');
+    assert.equal((await call('GET', `/api/tasks/${ack.task_id}`)).body.status, 'cancelled');
+
+    // A run that would finish at once is still stopped: the cancel is taken as it arrives.
+    for (let i = 0; i < 10; i++) {
+      const rid = `fast-${i}`;
+      c.ws.send(
+        JSON.stringify({
+          type: 'run',
+          request_id: rid,
+          task: { type: 'generate', input: { prompt: 'x', model: FAST } },
+        }),
+      );
+      c.ws.send(JSON.stringify({ type: 'cancel', request_id: rid }));
+      const a = await c.waitFor((f) => f.type === 'ack' && f.request_id === rid);
+      const evs = await c.untilTerminal(a.task_id);
+      assert.equal(evs.at(-1).event, 'task.cancelled', `run ${i} ran to completion`);
+    }
+
+    // Thread runs too (queued: their thread's runs start one at a time, never eagerly).
+    for (let i = 0; i < 10; i++) {
+      const rid = `fast-thread-${i}`;
+      const th = await newThread();
+      c.ws.send(JSON.stringify({ type: 'run', request_id: rid, thread_id: th, content: 'hi', model: ECHO }));
+      c.ws.send(JSON.stringify({ type: 'cancel', request_id: rid }));
+      const a = await c.waitFor((f) => f.type === 'ack' && f.request_id === rid);
+      const evs = await c.untilTerminal(a.task_id);
+      assert.equal(evs.at(-1).event, 'task.cancelled', `thread run ${i} ran to completion`);
+    }
+
+    // A thread run too, with a reason.
+    const thread = await newThread();
+    c.send({ type: 'run', request_id: 7, thread_id: thread, content: 'hello', model: SLOW });
+    c.send({ type: 'cancel', request_id: 7, reason: 'interrupted' });
+    const tack = await c.waitFor((f) => f.type === 'ack' && f.request_id === 7);
+    const tevents = await c.untilTerminal(tack.task_id);
+    assert.equal(tevents.at(-1).event, 'task.cancelled');
+    assert.equal(tevents.at(-1).data.reason, 'interrupted');
+
+    // Unknown request_ids (never used, or a run that failed) get an error frame.
+    c.send({ type: 'cancel', request_id: 'nope' });
+    const err = await c.waitFor((f) => f.request_id === 'nope');
+    assert.equal(err.type, 'error');
+    assert.equal(err.error.code, 'not_found');
+    // A run that fails: the cancel sent with it is answered by the run's own error; later ones are not_found.
+    c.send({ type: 'run', request_id: 'bad', task: { type: 'no-such-type', input: {} } });
+    c.send({ type: 'cancel', request_id: 'bad' });
+    await c.waitFor((f) => f.request_id === 'bad' && f.type === 'error' && f.error.code === 'unknown_task_type');
+    c.send({ type: 'cancel', request_id: 'bad' });
+    await c.waitFor((f) => f.request_id === 'bad' && f.type === 'error' && f.error.code === 'not_found');
+    assert.equal(c.frames.filter((f) => f.request_id === 'bad').length, 2);
+    // Another socket cannot cancel this one's runs by request_id.
+    const other = await tracked();
+    other.send({ type: 'cancel', request_id: 'rc1' });
+    assert.equal((await other.waitFor((f) => f.request_id === 'rc1')).error.code, 'not_found');
+    await c.close();
+    await other.close();
+  });
+
   it('subscribe with after resumes a stream on another socket without duplicates or gaps', async () => {
     const a = await tracked();
     const id = await runTask(a, 's1', {
@@ -414,7 +491,7 @@ describe('websocket /api/ws', () => {
       'invalid_frame',
       'invalid_request',
       'invalid_request',
-      'invalid_request',
+      'not_found', // a cancel by a request_id no run of this socket had
       'invalid_request',
       'invalid_request',
       'invalid_frame',

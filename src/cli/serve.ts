@@ -13,7 +13,8 @@ import { ggufLimitsFromEnv, type GgufLimits } from '../models/gguf.ts';
 import type { ModelRegistry } from '../models/model.ts';
 import type { AnyTaskDefinition } from '../runtime/define-task.ts';
 import { Runtime } from '../runtime/runtime.ts';
-import type { RuntimeOptions } from '../runtime/runtime.ts';
+import type { RuntimeOptions, TypeOverride } from '../runtime/runtime.ts';
+import { ISOLATIONS, type Isolation } from '../runtime/isolation/protocol.ts';
 import { buildServer, type SecurityOptions } from '../server/app.ts';
 import { parseRateLimit, type RateLimitOptions } from '../server/rate-limit.ts';
 import type { ConnectionTimeouts } from '../server/timeouts.ts';
@@ -153,14 +154,21 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
     await store.migrate();
     const models = opts.models ?? defaultModels(opts.model ?? DEFAULT_MODEL, opts, logger);
     const metrics = createMetrics();
-    const rt = new Runtime({
-      ...opts.runtime,
-      store,
-      models,
-      logger,
-      tasks: opts.tasks ?? builtinTasks,
-      observer: metrics.observer,
-    });
+    let rt: Runtime;
+    try {
+      rt = new Runtime({
+        ...opts.runtime,
+        store,
+        models,
+        logger,
+        tasks: opts.tasks ?? builtinTasks,
+        observer: metrics.observer,
+      });
+    } catch (err) {
+      // A type named in LEASH_ISOLATION / LEASH_GRACE_MS that does not exist or can't run so.
+      if (err instanceof TypeError && opts.runtime?.typeOverrides) throw new UsageError(err.message);
+      throw err;
+    }
     runtime = rt;
     await rt.start();
     const server = buildServer({
@@ -250,7 +258,11 @@ Also: LEASH_API_KEYS="key:owner,key2:owner2" (required for a non-loopback host),
       main thread instead of its own), LEASH_EVENT_BATCH_MS (streamed events are committed
       at most this often; readers get them at once from memory; default 100 on SQLite,
       0 on PostgreSQL), LEASH_THREAD_CONTEXT_CHARS (the most characters of a thread sent to
-      the model per turn, oldest turns left out first; default 32000).
+      the model per turn, oldest turns left out first; default 32000), LEASH_ISOLATION (how
+      task types run, e.g. "chat=process,analyze=worker"; "*=worker" for every type; inline
+      handlers that ignore a cancel are detached after their grace, isolated ones killed),
+      LEASH_GRACE_MS (how long a handler may take to stop after a cancel, by type, e.g.
+      "chat=5000" or "*=3000"; default 2000).
       gguf limits: LEASH_GGUF_MAX_CONTEXT (largest context a call gets, tokens; a request
       may ask less; default 4096), LEASH_GGUF_THREADS (threads per call and the most a
       request may ask; default the CPU's math cores), LEASH_GGUF_IDLE_MS (a loaded model
@@ -293,6 +305,29 @@ export function runtimeLimitsFromEnv(env: NodeJS.ProcessEnv): NonNullable<StartS
   }
   const days = env.LEASH_RETENTION_DAYS?.trim();
   if (days) out.retentionMs = int('LEASH_RETENTION_DAYS', days, 1) * 24 * 3_600_000;
+  const overrides: Record<string, TypeOverride> = {};
+  for (const [type, value] of typePairs('LEASH_ISOLATION', env.LEASH_ISOLATION)) {
+    if (!(ISOLATIONS as readonly string[]).includes(value)) {
+      throw new UsageError(`Invalid LEASH_ISOLATION entry "${type}=${value}": use inline, worker or process.`);
+    }
+    (overrides[type] ??= {}).isolation = value as Isolation;
+  }
+  for (const [type, value] of typePairs('LEASH_GRACE_MS', env.LEASH_GRACE_MS)) {
+    (overrides[type] ??= {}).graceMs = int(`LEASH_GRACE_MS (${type})`, value, 0);
+  }
+  if (Object.keys(overrides).length > 0) out.typeOverrides = overrides;
+  return out;
+}
+
+/** `type=value,type2=value` (`*` for every type) → pairs; a malformed entry is a usage error. */
+function typePairs(name: string, raw: string | undefined): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  for (const entry of (raw ?? '').split(',').map((e) => e.trim())) {
+    if (entry === '') continue;
+    const m = /^(\*|[a-z][a-z0-9_.-]{0,63})=(\S+)$/.exec(entry);
+    if (!m) throw new UsageError(`Invalid ${name} entry "${entry}": expected type=value (or *=value).`);
+    out.push([m[1]!, m[2]!]);
+  }
   return out;
 }
 

@@ -40,7 +40,6 @@ function describe(v: unknown): string {
   return typeof v === 'function' ? 'a function' : typeof v === 'object' ? 'an object' : `a ${typeof v}`;
 }
 
-
 /**
  * Imports each module (paths relative to `cwd`) and returns its task definitions.
  * `taken` maps type names already registered (the built-ins) to where they come from.

@@ -338,6 +338,9 @@ export class LeashSocket {
       const onAbort = (): void => {
         this.#pending.delete(id);
         done();
+        // A run aborted before its ack may already exist on the server: stop it by its
+        // request_id (SPEC §3), so giving up on the answer never leaves it running.
+        if (frame.type === 'run') this.#sendRaw({ type: 'cancel', request_id: id });
         reject(signal?.reason);
       };
       const done = (): void => {

@@ -13,6 +13,7 @@
 // a server that only uses `simulated` never loads them.
 
 import type { LanguageModel } from 'ai';
+import { noteUpstreamClosed } from '../runtime/cancel.ts';
 import { LeashError } from '../runtime/errors.ts';
 import type { Model, ModelCallOptions, ModelStreamPart } from './model.ts';
 
@@ -48,9 +49,12 @@ async function* aiSdkStream(config: AiSdkModelConfig, call: ModelCallOptions): A
   const stop = new AbortController();
   const requestSignal = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
   let ended = false;
+  // The request is in flight from streamText until the stream ends: an abort then closes it.
+  const onAbort = (): void => noteUpstreamClosed(signal!);
   try {
     const model = await config.create();
     signal?.throwIfAborted();
+    signal?.addEventListener('abort', onAbort, { once: true });
     const result = ai.streamText({
       model,
       messages: call.messages,
@@ -89,6 +93,7 @@ async function* aiSdkStream(config: AiSdkModelConfig, call: ModelCallOptions): A
     if (signal?.aborted) throw signal.reason;
     throw toUpstreamError(ai, e, config);
   } finally {
+    signal?.removeEventListener('abort', onAbort);
     if (!ended) stop.abort(new DOMException('The consumer stopped reading the model stream.', 'AbortError'));
   }
   signal?.throwIfAborted();

@@ -20,7 +20,7 @@ import type { ClientRequest, IncomingMessage } from 'node:http';
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
-import { sleep } from '../runtime/cancel.ts';
+import { noteUpstreamClosed, sleep } from '../runtime/cancel.ts';
 import { LeashError } from '../runtime/errors.ts';
 import type { Model, ModelCallOptions, ModelStreamPart } from './model.ts';
 
@@ -66,7 +66,10 @@ async function* streamChat(config: OpenAiCompatibleConfig, call: ModelCallOption
 
   // From here on, a cancel and a consumer that stops reading both end in `finally`,
   // which destroys the request: the upstream socket closes.
-  const onAbort = (): void => void req.destroy();
+  const onAbort = (): void => {
+    noteUpstreamClosed(signal!);
+    req.destroy();
+  };
   signal?.addEventListener('abort', onAbort, { once: true });
   let text = '';
   let tokens = 0;
@@ -227,6 +230,7 @@ function attemptOnce(
       agent: https ? agents.https : agents.http,
     });
     const onAbort = (): void => {
+      noteUpstreamClosed(signal!);
       req.destroy();
       reject(signal!.reason);
     };

@@ -15,6 +15,22 @@ export class CancelledError extends LeashError {
   }
 }
 
+const closedUpstream = new WeakSet<AbortSignal>();
+
+/**
+ * A model client closed an upstream call in flight because this signal aborted. The
+ * runtime's cancel log line says so (`upstream_closed`); clients that don't call this
+ * leave it unknown.
+ */
+export function noteUpstreamClosed(signal: AbortSignal): void {
+  closedUpstream.add(signal);
+}
+
+/** Whether a model call was closed upstream because this signal aborted. */
+export function upstreamClosed(signal: AbortSignal): boolean {
+  return closedUpstream.has(signal);
+}
+
 /** The cancel reason carried by an aborted signal, if leash aborted it. */
 export function cancelReasonOf(signal: AbortSignal): CancelReason | null {
   return signal.aborted && signal.reason instanceof CancelledError ? signal.reason.reason : null;

@@ -51,16 +51,21 @@ export interface TaskDefinition<S extends z.ZodType = z.ZodType, R = unknown> {
   cache?: { ttlMs: number };
   /**
    * Where the handler runs. `inline` (default): in the server's event loop; it
-   * must honour `ctx.signal`, and a handler that doesn't keeps its task
-   * `cancelling` until it returns. `worker` (a pooled worker thread) and
-   * `process` (a pooled child process): the signal fires first, and if the
-   * handler has not returned within `graceMs` its thread or process is killed.
-   * Isolated handlers need `module` and get no `ctx.store`.
+   * must honour `ctx.signal`: a handler that has not returned `graceMs` after it is
+   * detached — its task ends `cancelled` with `cancel.detached: true` and whatever it
+   * does later is dropped, but it keeps running. `worker` (a pooled worker thread) and
+   * `process` (a pooled child process): the signal fires first, and if the handler has
+   * not returned within `graceMs` its thread or process is killed.
+   * Isolated handlers need `module`; their `ctx.store` offers only the reads and
+   * conversation writes of ISOLATED_STORE_CALLS (run by the parent).
    */
   isolation?: Isolation;
   /** `import.meta.url` of the module exporting this definition (required unless inline). */
   module?: string;
-  /** How long after the signal a handler may take to return before it is killed (isolated only; default 2000 ms). */
+  /**
+   * How long after the signal a handler may take to return (default 2000 ms) before it
+   * is killed (isolated) or detached (inline). A create's `grace_ms` overrides it.
+   */
   graceMs?: number;
   /** V8 heap limit of an isolated handler (default 512 MB); past it the task fails `out_of_memory`. */
   memoryLimitMb?: number;

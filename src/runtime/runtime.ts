@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import type { ZodType } from 'zod';
 import type { ModelRegistry } from '../models/model.ts';
 import type { ClaimedTask, Store, TaskRunOptions } from '../store/store.ts';
-import { CancelledError } from './cancel.ts';
+import { CancelledError, upstreamClosed } from './cancel.ts';
 import { modelsOfInput } from './define-task.ts';
 import type { AnyTaskDefinition, TaskContext } from './define-task.ts';
 import { LeashError, toTaskError } from './errors.ts';
@@ -32,11 +32,23 @@ import type {
 import { isTerminal, nowIso } from './types.ts';
 
 export interface TaskEndInfo {
-  /** Stop asked → handler returned or killed (null when not cancelled while running). */
+  /**
+   * Stop asked → work stopped: the handler returned, its worker/process was killed, or
+   * it was detached. Null unless it was cancelled while running (a queued task that is
+   * cancelled never ran: it is not a 0 s stop).
+   */
   cancelLatencyMs: number | null;
+  /** Work stopped → its terminal event stored (cancelled while running), else null. */
+  cleanupMs: number | null;
   isolation: Isolation;
   /** The handler ignored its signal past its grace and was killed. */
   forced: boolean;
+  /** The inline handler ignored its signal past its grace and was left running (detached). */
+  detached: boolean;
+  /** Why it was cancelled, when it ended `cancelled`. */
+  cancelReason: CancelReason | null;
+  /** Where a cancelled task was when it was stopped: never started (`queued`) or running. */
+  cancelStage: 'queued' | 'running' | null;
 }
 
 export interface RuntimeObserver {
@@ -71,6 +83,18 @@ export interface RuntimeOptions {
   observer?: RuntimeObserver;
   /** Warm slots kept per isolation pool (worker / process). */
   isolationMaxIdle?: number;
+  /** How often queued tasks past their deadline are looked for and ended (ms, default 250). */
+  reaperIntervalMs?: number;
+  /**
+   * The operator's say over how task types run, by type (`*`: every type): isolation
+   * (e.g. the built-in `chat` in `process`, so a stuck turn is killed) and grace.
+   */
+  typeOverrides?: Record<string, TypeOverride>;
+}
+
+export interface TypeOverride {
+  isolation?: Isolation;
+  graceMs?: number;
 }
 
 export type TaskWithProgress = Task & {
@@ -93,6 +117,15 @@ interface Active {
   cancelAskedAt: number | null;
   recent: TaskWithProgress['recent_progress'];
   deadlineTimer: NodeJS.Timeout | null;
+  /** How long an inline handler may take to return after its signal before it is detached. */
+  graceMs: number;
+  graceTimer: NodeJS.Timeout | null;
+  /** Inline handler detached past its grace: its task ended without it; whatever it does later is dropped. */
+  abandoned: boolean;
+  /** When the work stopped after a cancel (performance.now()): handler returned, killed or detached. */
+  stoppedAt: number | null;
+  /** `ctx.emit` calls kept (one per model delta for the built-in types): the cancel log's token count. */
+  deltas: number;
   done: Promise<void>;
   /**
    * No longer this node's to finish. `lost`: another node recovered it after its
@@ -150,6 +183,11 @@ export class Runtime {
   /** Lease renewals fail (the store is unreachable); and when they last started working again (Date.now()). */
   #renewFailing = false;
   #storeBackAt = 0;
+  /** Ends of detached handlers' tasks being written (stop() waits for them). */
+  #ending = new Set<Promise<void>>();
+  #reaping = false;
+  #reapFailing = false;
+  readonly #reaperIntervalMs: number;
 
   constructor(opts: RuntimeOptions) {
     this.store = opts.store;
@@ -162,6 +200,7 @@ export class Runtime {
       batchWindowMs: opts.eventBatchMs ?? (opts.store.kind === 'sqlite' ? 100 : 0),
     });
     this.#isolated = new IsolatedExecutor({ maxIdle: opts.isolationMaxIdle ?? 2 });
+    this.#reaperIntervalMs = Math.max(10, opts.reaperIntervalMs ?? 250);
     this.#opts = {
       concurrency: opts.concurrency ?? 64,
       maxRunningPerOwner: opts.maxRunningPerOwner ?? 4,
@@ -171,8 +210,27 @@ export class Runtime {
       shutdownGraceMs: opts.shutdownGraceMs ?? 10_000,
       leaseMs: opts.leaseMs ?? 30_000,
     };
-    for (const def of opts.tasks) {
-      if (this.#defs.has(def.type)) throw new TypeError(`Task type "${def.type}" is registered twice`);
+    const overrides = opts.typeOverrides ?? {};
+    for (const type of Object.keys(overrides)) {
+      if (type !== '*' && !opts.tasks.some((d) => d.type === type)) {
+        throw new TypeError(
+          `No task type "${type}" to set options for (known: ${opts.tasks.map((d) => d.type).join(', ')})`,
+        );
+      }
+    }
+    for (const task of opts.tasks) {
+      if (this.#defs.has(task.type)) throw new TypeError(`Task type "${task.type}" is registered twice`);
+      const o = { ...overrides['*'], ...overrides[task.type] };
+      const def = {
+        ...task,
+        ...(o.isolation !== undefined && { isolation: o.isolation }),
+        ...(o.graceMs !== undefined && { graceMs: o.graceMs }),
+      };
+      if (def.isolation && def.isolation !== 'inline' && !def.module) {
+        throw new TypeError(
+          `Task type "${def.type}" can't run ${def.isolation}: its definition names no module to load in isolation`,
+        );
+      }
       this.#defs.set(def.type, def);
     }
   }
@@ -230,6 +288,9 @@ export class Runtime {
       this.#timers.push(t);
     };
     every(1000, async () => this.#schedulePump()); // backstop for a missed wake-up
+    // The reaper: queued tasks past their deadline end (every node sweeps; the store
+    // hands each expired task to one of them). Claims never start them either.
+    every(this.#reaperIntervalMs, () => this.#reapQueued());
     // Heartbeat: a third of the lease, so two renewals can fail before it runs out.
     // It also carries stop requests whose notification this node missed.
     this.#renewTimer = setInterval(
@@ -275,9 +336,19 @@ export class Runtime {
         this.#detach(id, 'released', false);
       } else if (a.detached === null) this.#cancelLocal(id, 'shutdown');
     }
-    // Inline handlers can't be killed: give them another grace, then leave them
-    // `cancelling`; the next start() ends them `cancelled`.
-    if (this.#active.size > 0) await raceTimeout(allDone(), Math.max(grace, 1000));
+    // Inline handlers can't be killed: one that ignores its signal is detached after its
+    // own grace (its task ends `cancelled`, cancel.detached). Wait for that or the rest.
+    if (this.#active.size > 0) {
+      const inlineGrace = Math.max(
+        0,
+        ...[...this.#active.values()].filter((a) => a.isolation === 'inline').map((a) => a.graceMs + 50),
+      );
+      // (An operator-set grace of minutes is not waited out on stop: 30 s at most.)
+      await raceTimeout(allDone(), Math.max(grace, 1000, Math.min(inlineGrace, 30_000)));
+    }
+    await Promise.all(this.#ending);
+    // Nothing is detached once the store may be closing: what is left is recovered at the next start.
+    for (const a of this.#active.values()) if (a.graceTimer) clearTimeout(a.graceTimer);
     await this.#events.flush();
     if (this.#renewTimer) clearInterval(this.#renewTimer);
     this.#renewTimer = null;
@@ -316,7 +387,17 @@ export class Runtime {
   }
 
   // ── API ─────────────────────────────────────────────────────────────────
-  async create(owner: string, req: CreateTaskRequest): Promise<{ task: Task; created: boolean }> {
+  /**
+   * `cancelled`: asked once the task exists, before it can start: a reason stops it
+   * before its handler runs (a WebSocket cancel that came with its run) — an eagerly
+   * started task is cancelled before its handler is called, a queued one is cancelled
+   * before this node asks for a claim.
+   */
+  async create(
+    owner: string,
+    req: CreateTaskRequest,
+    opts: { cancelled?: () => CancelReason | null } = {},
+  ): Promise<{ task: Task; created: boolean }> {
     if (!this.#accepting) throw new LeashError('shutting_down', 'The server is shutting down and takes no new tasks.');
     const def = this.#defs.get(req.type);
     if (!def) {
@@ -393,7 +474,10 @@ export class Runtime {
     const created = creating.then((r) => {
       if (r.kind === 'created' && r.started) {
         const c = r.started;
+        const stop = opts.cancelled?.() ?? null;
+        if (stop !== null) this.#earlyCancels.set(c.task.id, stop); // #execute stops it before the handler runs
         this.#execute(c.task, c.lastSeq, c.checkpoint, c.options);
+        this.#earlyCancels.delete(c.task.id);
       }
       return r;
     });
@@ -424,6 +508,18 @@ export class Runtime {
       );
     }
     if (res.kind === 'created') {
+      // Stopped before anyone could claim it (no claim has been asked for it yet here).
+      const stop = opts.cancelled?.() ?? null;
+      if (stop !== null) {
+        const asked = performance.now();
+        const c = await this.store.cancelQueued(res.task.id, stop, nowIso());
+        if (c) {
+          this.#events.poke(c.id);
+          this.#announceCrossNode(c.id);
+          this.#endedQueued(c, stop, performance.now() - asked);
+          return { task: c, created: true };
+        }
+      }
       this.#schedulePump();
       if (this.store.kind !== 'sqlite') {
         void this.store.notifier.publish('wakeup', '').catch(() => {});
@@ -497,15 +593,12 @@ export class Runtime {
             details: { status: t.status },
           });
         case 'queued': {
+          const asked = performance.now();
           const c = await this.store.cancelQueued(id, reason, nowIso());
           if (!c) continue; // claimed meanwhile: look again
           this.#events.poke(id);
           this.#announceCrossNode(id);
-          this.#observer.taskEnded?.(c, {
-            cancelLatencyMs: 0,
-            isolation: this.#defs.get(c.type)?.isolation ?? 'inline',
-            forced: false,
-          });
+          this.#endedQueued(c, reason, performance.now() - asked);
           return { task: c, alreadyCancelled: false };
         }
         case 'running':
@@ -641,6 +734,11 @@ export class Runtime {
       cancelAskedAt: null,
       recent: [],
       deadlineTimer: null,
+      graceMs: options?.grace_ms ?? def?.graceMs ?? DEFAULT_GRACE_MS,
+      graceTimer: null,
+      abandoned: false,
+      stoppedAt: null,
+      deltas: 0,
       done: Promise.resolve(),
       detached: null,
     };
@@ -677,13 +775,16 @@ export class Runtime {
           a.isolation === 'inline'
             ? await def.run(input, ctx)
             : await this.#isolated.run(a.isolation, def, input, ctx, {
-                graceMs: options?.grace_ms ?? def.graceMs ?? DEFAULT_GRACE_MS,
+                graceMs: a.graceMs,
                 memoryLimitMb: def.memoryLimitMb ?? DEFAULT_MEMORY_LIMIT_MB,
                 defaultModel: this.models.defaultModel,
                 allowedModels: this.models.allowedModels,
                 onForced: () => {
                   a.forced = true;
-                  this.#log.warn({ task_id: task.id }, 'handler ignored its cancel past its grace: killed');
+                  this.#log.warn(
+                    { task_id: task.id, type: task.type, isolation: a.isolation, grace_ms: a.graceMs },
+                    `handler of type "${task.type}" ignored its cancel past its grace: killed`,
+                  );
                 },
               });
         outcome = { ok: true, result };
@@ -731,6 +832,7 @@ export class Runtime {
         if (a.state !== 'running' || typeof text !== 'string' || text.length === 0) return false;
         a.task.output_text += text;
         a.pendingText += text;
+        a.deltas++;
         if (a.textFlush !== null) return true;
         const now = performance.now();
         if (now - a.lastDeltaAt >= SLOW_DELTA_MS) {
@@ -767,6 +869,13 @@ export class Runtime {
       a.task.cancel = cancel;
       this.#events.append(id, ++a.seq, { type: 'task.cancelling', data: { reason } }, { status: 'cancelling', cancel });
       if (a.deadlineTimer) clearTimeout(a.deadlineTimer);
+      // An inline handler can't be killed: if it has not returned within its grace it
+      // is detached, so nothing stays `cancelling` for ever (isolated ones are killed
+      // by the executor instead).
+      if (a.isolation === 'inline') {
+        a.graceTimer = setTimeout(() => this.#abandon(a), Math.min(a.graceMs, MAX_TIMER_MS));
+        a.graceTimer.unref();
+      }
       a.controller.abort(new CancelledError(reason));
     }
     return { task: { ...a.task }, alreadyCancelled: a.state === 'ended' && a.task.status === 'cancelled' };
@@ -784,7 +893,55 @@ export class Runtime {
     this.#events.append(a.task.id, ++a.seq, { type: 'output.delta', data: { text } }, { append_output: text });
   }
 
-  async #finish(a: Active, outcome: { ok: true; result: unknown } | { ok: false; error: unknown }): Promise<void> {
+  /** The handler returned (or threw, or was killed). */
+  async #finish(a: Active, outcome: Outcome): Promise<void> {
+    if (a.abandoned) {
+      // Detached past its grace: its task has ended without it. Nothing of it is kept.
+      this.#log.info(
+        { task_id: a.task.id, type: a.task.type },
+        'detached handler returned at last: its outcome is dropped',
+      );
+      return;
+    }
+    if (a.graceTimer) clearTimeout(a.graceTimer);
+    a.graceTimer = null;
+    a.stoppedAt ??= performance.now();
+    await this.#writeEnd(a, outcome);
+  }
+
+  /**
+   * An inline handler has not returned within its grace after its signal: detach it.
+   * Its task ends `cancelled` with `cancel.detached: true`, its slot and its owner's
+   * running count are freed, and whatever the handler does later is dropped (emit and
+   * progress already are, since the cancel; its result by #finish).
+   */
+  #abandon(a: Active): void {
+    a.graceTimer = null;
+    if (a.state !== 'cancelling' || a.detached !== null || a.abandoned) return;
+    a.abandoned = true;
+    a.stoppedAt = performance.now();
+    const t = a.task;
+    if (t.cancel) t.cancel = { ...t.cancel, detached: true };
+    this.#log.warn(
+      { task_id: t.id, type: t.type, grace_ms: a.graceMs },
+      `inline handler of type "${t.type}" ignored its cancel past its grace of ${a.graceMs} ms: detached (its task ends cancelled; the handler is left running, its output dropped). Run the type with isolation "worker" or "process" to have it killed instead.`,
+    );
+    const ending = (async () => {
+      try {
+        // The row says detached before anyone can read the terminal event.
+        await this.store.markDetached(t.id);
+      } catch (err) {
+        this.#log.error({ err, task_id: t.id }, 'recording a detached handler failed');
+      }
+      await this.#writeEnd(a, { ok: false, error: null });
+    })()
+      .catch((err) => this.#log.error({ err, task_id: t.id }, 'ending a detached task failed'))
+      .finally(() => this.#ending.delete(ending));
+    this.#ending.add(ending);
+  }
+
+  /** Writes the one terminal event of a run and frees its slot. */
+  async #writeEnd(a: Active, outcome: Outcome): Promise<void> {
     this.#flushText(a);
     const t = a.task;
     if (a.detached !== null) {
@@ -805,7 +962,10 @@ export class Runtime {
       this.#events.append(
         t.id,
         ++a.seq,
-        { type: 'task.cancelled', data: { reason, output_text: t.output_text } },
+        {
+          type: 'task.cancelled',
+          data: { reason, output_text: t.output_text, ...(a.abandoned && { detached: true as const }) },
+        },
         {
           status: 'cancelled',
           ended_at: endedAt,
@@ -848,9 +1008,93 @@ export class Runtime {
     await this.#events.flush();
     if (this.#active.get(t.id) === a) this.#active.delete(t.id);
     if (a.detached !== null) return; // taken over while its end was being written
-    const latency = a.cancelAskedAt === null ? null : performance.now() - a.cancelAskedAt;
-    this.#observer.taskEnded?.({ ...t }, { cancelLatencyMs: latency, isolation: a.isolation, forced: a.forced });
+    const stoppedAt = a.stoppedAt ?? performance.now();
+    const latency = a.cancelAskedAt === null ? null : stoppedAt - a.cancelAskedAt;
+    const cleanup = a.cancelAskedAt === null ? null : performance.now() - stoppedAt;
+    const reason = wasCancelling ? (t.cancel?.reason ?? 'user') : null;
+    if (wasCancelling) {
+      // Seed 003: one line per cancel. Whether an upstream call was closed is not known
+      // here (the model client closes its request on the signal): not logged.
+      this.#log.info(
+        {
+          task_id: t.id,
+          type: t.type,
+          reason,
+          stage: 'running',
+          stopped_ms: round(latency),
+          cleanup_ms: round(cleanup),
+          output_chars: t.output_text.length,
+          deltas: a.deltas,
+          isolation: a.isolation,
+          forced: a.forced,
+          detached: a.abandoned,
+          // Inline only: an isolated handler's model calls have their own signal in its thread or process.
+          ...(a.isolation === 'inline' && { upstream_closed: upstreamClosed(a.controller.signal) }),
+        },
+        'task cancelled',
+      );
+    }
+    this.#observer.taskEnded?.(
+      { ...t },
+      {
+        cancelLatencyMs: latency,
+        cleanupMs: cleanup,
+        isolation: a.isolation,
+        forced: a.forced,
+        detached: a.abandoned,
+        cancelReason: reason,
+        cancelStage: wasCancelling ? 'running' : null,
+      },
+    );
     this.#schedulePump();
+  }
+
+  /** A task ended `cancelled` before it ever started (a cancel of a queued task, or its deadline in the queue). */
+  #endedQueued(t: Task, reason: CancelReason, stoppedMs: number): void {
+    this.#log.info(
+      {
+        task_id: t.id,
+        type: t.type,
+        reason,
+        stage: 'queued',
+        stopped_ms: round(stoppedMs),
+        output_chars: 0,
+        deltas: 0,
+        detached: false,
+      },
+      'task cancelled',
+    );
+    this.#observer.taskEnded?.(t, {
+      cancelLatencyMs: null,
+      cleanupMs: null,
+      isolation: this.#defs.get(t.type)?.isolation ?? 'inline',
+      forced: false,
+      detached: false,
+      cancelReason: reason,
+      cancelStage: 'queued',
+    });
+  }
+
+  /** The reaper: queued tasks past their deadline end `cancelled` (reason `deadline`). */
+  async #reapQueued(): Promise<void> {
+    if (this.#reaping) return;
+    this.#reaping = true;
+    try {
+      const ended = await this.store.expireQueued(nowIso());
+      this.#reapFailing = false;
+      for (const t of ended) {
+        this.#events.poke(t.id);
+        this.#announceCrossNode(t.id);
+        // stopped_ms: how long after its deadline it was ended.
+        this.#endedQueued(t, 'deadline', t.deadline_at ? Date.now() - Date.parse(t.deadline_at) : 0);
+      }
+    } catch (err) {
+      // Once per outage (the store is unreachable), not four times a second.
+      if (!this.#reapFailing) this.#log.error({ err }, 'ending queued tasks past their deadline failed');
+      this.#reapFailing = true;
+    } finally {
+      this.#reaping = false;
+    }
   }
 
   #onRemoteCancel(payload: string): void {
@@ -910,6 +1154,7 @@ export class Runtime {
       );
     }
     if (a.deadlineTimer) clearTimeout(a.deadlineTimer);
+    if (a.graceTimer) clearTimeout(a.graceTimer);
     if (a.state !== 'ended') {
       a.state = 'ended'; // no more output, progress or cancel events from this run
       a.controller.abort(new CancelledError('shutdown'));
@@ -964,6 +1209,12 @@ function runOptions(def: AnyTaskDefinition, req: CreateTaskRequest): TaskRunOpti
     ...(req.isolation !== undefined && { isolation: req.isolation }),
     ...(req.grace_ms !== undefined && { grace_ms: req.grace_ms }),
   };
+}
+
+type Outcome = { ok: true; result: unknown } | { ok: false; error: unknown };
+
+function round(ms: number | null): number | null {
+  return ms === null ? null : Math.round(ms * 10) / 10;
 }
 
 function stripRecent(t: TaskWithProgress): Task {

@@ -26,6 +26,8 @@ export interface TaskError {
 export interface CancelInfo {
   reason: CancelReason;
   requested_at: string;
+  /** The inline handler ignored its signal past its grace: the task ended, its handler was left running. */
+  detached?: true;
 }
 
 export interface Task {
@@ -57,7 +59,7 @@ export type TaskEventData =
   | { type: 'task.cancelling'; data: { reason: CancelReason } }
   | { type: 'task.completed'; data: { result: unknown } }
   | { type: 'task.failed'; data: { error: TaskError } }
-  | { type: 'task.cancelled'; data: { reason: CancelReason; output_text: string } };
+  | { type: 'task.cancelled'; data: { reason: CancelReason; output_text: string; detached?: true } };
 
 export type TaskEventType = TaskEventData['type'];
 

@@ -94,9 +94,28 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
   });
   const cancelLatency = new Histogram({
     name: 'leash_cancel_latency_seconds',
-    help: 'Time from a cancel request to the work having stopped (handler returned, or its worker/process killed), by isolation and outcome (cooperative: the handler honoured its signal; forced: killed after its grace).',
-    labelNames: ['isolation', 'outcome'] as const,
+    help: 'Time from a cancel request to the work of a running task having stopped (handler returned, its worker/process killed, or the handler detached), by isolation, outcome (cooperative: the handler honoured its signal; forced: killed after its grace; detached: an inline handler left running after its grace) and reason. Cancels of queued tasks are not in it (leash_cancels_total{stage="queued"}).',
+    labelNames: ['isolation', 'outcome', 'reason'] as const,
     buckets: CANCEL_LATENCY_BUCKETS,
+    registers,
+  });
+  const cancelCleanup = new Histogram({
+    name: 'leash_cancel_cleanup_seconds',
+    help: 'Time from the work of a cancelled task having stopped to its terminal event being stored, by reason.',
+    labelNames: ['reason'] as const,
+    buckets: CANCEL_LATENCY_BUCKETS,
+    registers,
+  });
+  const cancels = new Counter({
+    name: 'leash_cancels_total',
+    help: 'Tasks ended cancelled on this node, by reason and stage (queued: it never started; running).',
+    labelNames: ['reason', 'stage'] as const,
+    registers,
+  });
+  const detached = new Counter({
+    name: 'leash_tasks_detached_total',
+    help: 'Inline handlers that ignored their cancel past their grace and were left running (their task ended cancelled, cancel.detached), by type.',
+    labelNames: ['type'] as const,
     registers,
   });
   const httpRequests = new Counter({
@@ -113,13 +132,18 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     },
     taskEnded(task: Task, info: TaskEndInfo) {
       ended.inc({ type: task.type, status: task.status });
+      if (info.detached) detached.inc({ type: task.type });
+      const reason = info.cancelReason;
+      if (reason === null || info.cancelStage === null) return;
+      cancels.inc({ reason, stage: info.cancelStage });
       const ms = info.cancelLatencyMs;
       if (ms !== null && Number.isFinite(ms) && ms >= 0) {
-        cancelLatency.observe(
-          { isolation: info.isolation, outcome: info.forced ? 'forced' : 'cooperative' },
-          ms / 1000,
-        );
+        const outcome = info.detached ? 'detached' : info.forced ? 'forced' : 'cooperative';
+        cancelLatency.observe({ isolation: info.isolation, outcome, reason }, ms / 1000);
       }
+      const cleanup = info.cleanupMs;
+      if (cleanup !== null && Number.isFinite(cleanup) && cleanup >= 0)
+        cancelCleanup.observe({ reason }, cleanup / 1000);
     },
   };
 

@@ -14,7 +14,9 @@
 // `cancel`, `interrupt` (cancel with reason `interrupted`, by task or by thread),
 // `subscribe` / `unsubscribe`, `ping`. Server → client: `ack`, `event`,
 // `cancel_ack`, `error`, `pong`. Frames of one socket are handled in the order they
-// arrive (a `cancel` after a `run` sees that run); events of a task are sent in seq
+// arrive (a `cancel` after a `run` sees that run), except that a `cancel` naming by its
+// `request_id` a run still being created is taken as it arrives, so that run is stopped
+// before its handler starts; events of a task are sent in seq
 // order without gaps, but their order relative to acks of other frames is not fixed.
 //
 // Closing a socket cancels only the tasks it started with `on_disconnect: "cancel"`
@@ -118,12 +120,23 @@ const runThreadFrame = z.strictObject({
   on_disconnect: onDisconnect.optional(),
 });
 
-const cancelFrame = z.strictObject({
-  type: z.literal('cancel'),
-  request_id: requestId.optional(),
-  task_id: taskId,
-  reason: z.enum(CANCEL_REASONS).optional(),
-});
+// By task_id, or by the request_id of a run of this socket (SPEC §3): sent right after
+// the run, before its ack, it stops that run.
+const cancelFrame = z
+  .strictObject({
+    type: z.literal('cancel'),
+    request_id: requestId.optional(),
+    task_id: taskId.optional(),
+    reason: z.enum(CANCEL_REASONS).optional(),
+  })
+  .refine((f) => f.task_id !== undefined || f.request_id !== undefined, {
+    message: 'give task_id, or the request_id of a run of this socket',
+  });
+
+/** Runs remembered per socket for cancel by request_id (the oldest are forgotten first). */
+const MAX_REMEMBERED_RUNS = 1000;
+/** Frames up to this size are looked at on arrival (a `run`'s request_id, an early `cancel`). */
+const PEEK_MAX_BYTES = 16 * 1024;
 
 const interruptFrame = z
   .strictObject({
@@ -295,6 +308,10 @@ class WsSession {
   readonly #subs = new Map<string, AbortController>();
   /** Tasks this socket started with on_disconnect "cancel". */
   readonly #cancelOnClose = new Set<string>();
+  /** request_id of this socket's runs → their task id, or null while the run is being created. */
+  readonly #runs = new Map<RequestId, string | null>();
+  /** Cancels by request_id that came while their run was being created: applied once its task exists. */
+  readonly #earlyCancels = new Map<RequestId, CancelReason>();
   #queue: Promise<void> = Promise.resolve();
   #pending = 0;
   #alive = true;
@@ -340,6 +357,7 @@ class WsSession {
 
   // ── inbound ─────────────────────────────────────────────────────────────
   #enqueue(data: RawData, isBinary: boolean): void {
+    if (!isBinary && this.#onArrival(data)) return;
     this.#pending++;
     // Backpressure on input: a client that floods frames is simply read more slowly.
     if (this.#pending >= MAX_PENDING_FRAMES && !this.#socket.isPaused) this.#socket.pause();
@@ -350,6 +368,52 @@ class WsSession {
         this.#pending--;
         if (this.#pending <= RESUME_PENDING_FRAMES && this.#socket.isPaused) this.#socket.resume();
       });
+  }
+
+  /**
+   * Looks at a small frame as it arrives, before the frames queued ahead of it are
+   * handled: a `run` marks its request_id as being created, and a `cancel` by the
+   * request_id of such a run is taken now (returns true: not queued) — the run is
+   * cancelled, and the cancel acknowledged, the moment its task exists. Anything else
+   * waits its turn in the queue.
+   */
+  #onArrival(data: RawData): boolean {
+    const buf = toBuffer(data);
+    if (buf.length > PEEK_MAX_BYTES) return false;
+    const text = buf.toString('utf8');
+    // Refused frames are left to #handle, which answers them in order.
+    if (jsonDepthExceeds(text)) return false;
+    let rec: unknown;
+    try {
+      rec = JSON.parse(text);
+    } catch {
+      return false;
+    }
+    if (rec === null || typeof rec !== 'object' || Array.isArray(rec)) return false;
+    const f = rec as Record<string, unknown>;
+    const rid = requestId.safeParse(f.request_id);
+    if (!rid.success) return false;
+    if (f.type === 'run') {
+      this.#rememberRun(rid.data, null);
+      return false;
+    }
+    if (f.type !== 'cancel' || f.task_id !== undefined || this.#runs.get(rid.data) !== null) return false;
+    const c = cancelFrame.safeParse(f);
+    if (!c.success) return false;
+    this.#earlyCancels.set(rid.data, c.data.reason ?? 'user');
+    return true;
+  }
+
+  #rememberRun(reqId: RequestId, taskId: string | null): void {
+    this.#runs.delete(reqId); // a reused request_id names its latest run
+    this.#runs.set(reqId, taskId);
+    while (this.#runs.size > MAX_REMEMBERED_RUNS) this.#runs.delete(this.#runs.keys().next().value!);
+  }
+
+  /** A run that failed before its task existed: nothing to cancel (its error frame answers an early cancel too). */
+  #forgetRun(reqId: RequestId): void {
+    if (this.#runs.get(reqId) === null) this.#runs.delete(reqId);
+    this.#earlyCancels.delete(reqId);
   }
 
   /** Never throws: every failure becomes an `error` frame. Frames still queued when the socket closes are handled. */
@@ -420,11 +484,19 @@ class WsSession {
 
   async #dispatch(type: FrameType, frame: Record<string, unknown>): Promise<void> {
     switch (type) {
-      case 'run':
-        return 'task' in frame ? this.#runTask(frame) : this.#runThread(frame);
+      case 'run': {
+        try {
+          return await ('task' in frame ? this.#runTask(frame) : this.#runThread(frame));
+        } catch (err) {
+          const rid = requestId.safeParse(frame.request_id);
+          if (rid.success) this.#forgetRun(rid.data);
+          throw err;
+        }
+      }
       case 'cancel': {
         const f = parseOrThrow(cancelFrame, frame, 'cancel frame');
-        return this.#cancel(f.request_id, f.task_id, f.reason ?? 'user');
+        if (f.task_id !== undefined) return this.#cancel(f.request_id, f.task_id, f.reason ?? 'user');
+        return this.#cancelRun(f.request_id!, f.reason ?? 'user');
       }
       case 'interrupt': {
         const f = parseOrThrow(interruptFrame, frame, 'interrupt frame');
@@ -455,8 +527,18 @@ class WsSession {
     }
   }
 
+  /** Remembers a run being created (for cancel by request_id; a large frame was not seen on arrival). */
+  async #creating(reqId: RequestId, create: () => Promise<void>): Promise<void> {
+    if (this.#runs.get(reqId) !== null) this.#rememberRun(reqId, null);
+    await create();
+  }
+
   async #runTask(frame: Record<string, unknown>): Promise<void> {
     const f = parseOrThrow(runTaskFrame, frame, 'run frame');
+    return this.#creating(f.request_id, () => this.#createTask(f));
+  }
+
+  async #createTask(f: z.output<typeof runTaskFrame>): Promise<void> {
     const t = f.task;
     this.#checkSubscriptionRoom();
     if (f.on_disconnect !== undefined && t.on_disconnect !== undefined && f.on_disconnect !== t.on_disconnect) {
@@ -464,26 +546,40 @@ class WsSession {
         details: [{ path: 'task.on_disconnect', message: 'differs from on_disconnect' }],
       });
     }
-    const { task } = await this.#deps.runtime.create(this.#owner, {
-      type: t.type,
-      input: t.input === undefined ? {} : t.input,
-      ...(t.priority !== undefined && { priority: t.priority }),
-      ...(t.deadline_ms !== undefined && { deadline_ms: t.deadline_ms }),
-      ...(t.thread_id !== undefined && { thread_id: t.thread_id }),
-    });
+    const { task } = await this.#deps.runtime.create(
+      this.#owner,
+      {
+        type: t.type,
+        input: t.input === undefined ? {} : t.input,
+        ...(t.priority !== undefined && { priority: t.priority }),
+        ...(t.deadline_ms !== undefined && { deadline_ms: t.deadline_ms }),
+        ...(t.thread_id !== undefined && { thread_id: t.thread_id }),
+      },
+      // A cancel that came with the run stops it before its handler starts.
+      { cancelled: () => this.#earlyCancels.get(f.request_id) ?? null },
+    );
     await this.#started(f.request_id, task, f.on_disconnect ?? t.on_disconnect ?? 'continue', {});
   }
 
   async #runThread(frame: Record<string, unknown>): Promise<void> {
     const f = parseOrThrow(runThreadFrame, frame, 'run frame');
+    return this.#creating(f.request_id, () => this.#createThreadRun(f));
+  }
+
+  async #createThreadRun(f: z.output<typeof runThreadFrame>): Promise<void> {
     this.#checkSubscriptionRoom();
-    const run = await this.#deps.threads.run(f.thread_id, this.#owner, {
-      content: f.content,
-      ...(f.model !== undefined && { model: f.model }),
-      ...(f.multitask !== undefined && { multitask: f.multitask }),
-      ...(f.system !== undefined && { system: f.system }),
-      ...(f.deadline_ms !== undefined && { deadline_ms: f.deadline_ms }),
-    });
+    const run = await this.#deps.threads.run(
+      f.thread_id,
+      this.#owner,
+      {
+        content: f.content,
+        ...(f.model !== undefined && { model: f.model }),
+        ...(f.multitask !== undefined && { multitask: f.multitask }),
+        ...(f.system !== undefined && { system: f.system }),
+        ...(f.deadline_ms !== undefined && { deadline_ms: f.deadline_ms }),
+      },
+      { cancelled: () => this.#earlyCancels.get(f.request_id) ?? null },
+    );
     await this.#started(f.request_id, run.task, f.on_disconnect ?? 'continue', {
       thread_id: f.thread_id,
       user_message_id: run.user_message.id,
@@ -508,6 +604,16 @@ class WsSession {
     onDisc: 'cancel' | 'continue',
     extra: Record<string, unknown>,
   ): Promise<void> {
+    this.#rememberRun(reqId, task.id);
+    const early = this.#earlyCancels.get(reqId);
+    if (early !== undefined) {
+      // Cancelled by request_id before it existed: it never runs to completion.
+      this.#earlyCancels.delete(reqId);
+      this.#send({ type: 'ack', request_id: reqId, task_id: task.id, ...extra });
+      this.#follow(task.id, 0);
+      await this.#cancel(reqId, task.id, early);
+      return;
+    }
     if (onDisc === 'cancel') {
       // The client left while the run was being created: it asked for it not to outlive the socket.
       if (this.#closed && !this.#serverClosed) {
@@ -518,6 +624,18 @@ class WsSession {
     }
     this.#send({ type: 'ack', request_id: reqId, task_id: task.id, ...extra });
     this.#follow(task.id, 0);
+  }
+
+  /** Cancel by the request_id of one of this socket's runs. */
+  async #cancelRun(reqId: RequestId, reason: CancelReason): Promise<void> {
+    const id = this.#runs.get(reqId);
+    if (id === undefined) {
+      throw new LeashError('not_found', `No run of this socket has request_id ${JSON.stringify(reqId)}.`);
+    }
+    // Still being created (not expected here: a cancel that arrives while its run is
+    // being created is taken on arrival): applied, and acknowledged, once the task exists.
+    if (id === null) this.#earlyCancels.set(reqId, reason);
+    else await this.#cancel(reqId, id, reason);
   }
 
   async #cancel(reqId: RequestId | undefined, id: string, reason: CancelReason): Promise<void> {

@@ -29,6 +29,8 @@ export interface TaskRowOf<C extends ColumnTypes> {
   deadline_at: C['ts'] | null;
   cancel_reason: CancelReason | null;
   cancel_requested_at: C['ts'] | null;
+  /** Set when the task's inline handler was left running past its grace (migration: SQLite 3, PostgreSQL 6). */
+  cancel_detached?: C['bool'] | null;
   idempotency_key: string | null;
   input_hash: string;
   last_seq: number;
@@ -107,7 +109,11 @@ export function rowMappers<C extends ColumnTypes>(c: RowCodec<C>): RowMappers<C>
       error: c.json(r.error) as TaskError | null,
       cancel:
         r.cancel_reason !== null && r.cancel_requested_at !== null
-          ? { reason: r.cancel_reason, requested_at: c.iso(r.cancel_requested_at) }
+          ? {
+              reason: r.cancel_reason,
+              requested_at: c.iso(r.cancel_requested_at),
+              ...(r.cancel_detached ? { detached: true as const } : {}),
+            }
           : null,
       priority: r.priority,
       thread_id: r.thread_id,

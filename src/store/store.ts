@@ -207,6 +207,14 @@ export interface Store {
   /** queued → cancelled with a `task.cancelled` event, atomically. Null when the task was not queued. */
   cancelQueued(id: string, reason: CancelReason, now: string): Promise<Task | null>;
   /**
+   * The reaper: queued tasks whose deadline has passed (`deadline_at <= now`, at most
+   * `limit`) end `cancelled` with reason `deadline` and a `task.cancelled` event,
+   * atomically; returns them. Claims never start such a task either.
+   */
+  expireQueued(now: string, limit?: number): Promise<Task[]>;
+  /** Records `cancel.detached: true` on a task whose inline handler was left running past its grace. */
+  markDetached(id: string): Promise<void>;
+  /**
    * Records a stop request for a task running on some node: status → cancelling,
    * cancel info set. The running node writes the `task.cancelling` event. Null when
    * the task was not running.

@@ -40,6 +40,8 @@ const SYSTEM =
 
 export const analyze = defineTask({
   type: 'analyze',
+  // Loadable in isolation: an operator may run it `worker` / `process` (a real kill).
+  module: import.meta.url,
   // Its model call needs the provider settings if an operator runs it isolated.
   env: MODEL_ENV,
   description: 'Analyze a long document chunk by chunk, then summarize the findings.',

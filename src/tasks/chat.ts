@@ -10,6 +10,7 @@ import type { Message } from '../store/store.ts';
 import { buildModelContext } from '../threads/context.ts';
 import { contextCharsFromEnv } from '../threads/context-budget.ts';
 import { loadRecentHistory } from '../threads/context-load.ts';
+import { cancelReasons } from '../threads/cut-short.ts';
 
 const input = z
   .object({
@@ -33,6 +34,8 @@ export function createChatTask(opts: ChatTaskOptions = {}) {
   const budget = (): number => opts.contextChars ?? contextCharsFromEnv(process.env);
   return defineTask({
     type: 'chat',
+    // Loadable in isolation: an operator may run it `worker` / `process` (a real kill).
+    module: import.meta.url,
     description: 'One assistant turn in a thread (started by POST /api/threads/:id/runs).',
     input,
     deadlineMs: 10 * 60_000,
@@ -50,7 +53,11 @@ export function createChatTask(opts: ChatTaskOptions = {}) {
       let usage: Usage | null = null;
       try {
         const call = {
-          messages: buildModelContext(history, input.system, budgetChars, olderLeftOut),
+          messages: buildModelContext(history, input.system, {
+            budgetChars,
+            olderLeftOut,
+            cancelReasons: await cancelReasons(ctx.store, history),
+          }),
           abortSignal: ctx.signal,
           ...(input.max_tokens !== undefined && { maxTokens: input.max_tokens }),
           ...(input.temperature !== undefined && { temperature: input.temperature }),

@@ -35,6 +35,8 @@ export interface CompletionResult {
 
 export const completion = defineTask({
   type: 'completion',
+  // Loadable in isolation: an operator may run it `worker` / `process` (a real kill).
+  module: import.meta.url,
   // Its model call needs the provider settings if an operator runs it isolated.
   env: MODEL_ENV,
   description: 'One model call over the given messages (POST /v1/chat/completions).',

@@ -27,6 +27,8 @@ const COUNT_EVERY = 20;
 
 export const generate = defineTask({
   type: 'generate',
+  // Loadable in isolation: an operator may run it `worker` / `process` (a real kill).
+  module: import.meta.url,
   // Its model call needs the provider settings if an operator runs it isolated.
   env: MODEL_ENV,
   description: 'Generate text for a prompt, streamed token by token.',

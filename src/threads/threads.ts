@@ -7,7 +7,7 @@
 import { LeashError } from '../runtime/errors.ts';
 import { newId } from '../runtime/ids.ts';
 import type { Runtime } from '../runtime/runtime.ts';
-import type { Page, Task } from '../runtime/types.ts';
+import type { CancelReason, Page, Task } from '../runtime/types.ts';
 import { nowIso } from '../runtime/types.ts';
 import { encodeCursor, pageStart } from '../store/paging.ts';
 import type { Message, Store, Thread } from '../store/store.ts';
@@ -142,7 +142,13 @@ export class Threads {
     return stopped;
   }
 
-  async run(threadId: string, owner: string, req: RunRequest): Promise<RunResult> {
+  /** `opts.cancelled`: see Runtime.create (a cancel that came with the run). */
+  async run(
+    threadId: string,
+    owner: string,
+    req: RunRequest,
+    opts: { cancelled?: () => CancelReason | null } = {},
+  ): Promise<RunResult> {
     // A model the caller may not name is refused before the run interrupts the active one.
     this.#runtime.models.check(req.model);
     return this.#serialized(threadId, async () => {
@@ -186,20 +192,24 @@ export class Threads {
         created_at: createdAt,
       });
       try {
-        const { task } = await this.#runtime.create(owner, {
-          id: taskId,
-          type: 'chat',
-          thread_id: threadId,
-          input: {
-            user_message_id: user.id,
-            assistant_message_id: assistant.id,
-            ...(req.model ? { model: req.model } : {}),
-            ...(req.system ? { system: req.system } : {}),
-            ...(req.max_tokens !== undefined && { max_tokens: req.max_tokens }),
-            ...(req.temperature !== undefined && { temperature: req.temperature }),
+        const { task } = await this.#runtime.create(
+          owner,
+          {
+            id: taskId,
+            type: 'chat',
+            thread_id: threadId,
+            input: {
+              user_message_id: user.id,
+              assistant_message_id: assistant.id,
+              ...(req.model ? { model: req.model } : {}),
+              ...(req.system ? { system: req.system } : {}),
+              ...(req.max_tokens !== undefined && { max_tokens: req.max_tokens }),
+              ...(req.temperature !== undefined && { temperature: req.temperature }),
+            },
+            ...(req.deadline_ms ? { deadline_ms: req.deadline_ms } : {}),
           },
-          ...(req.deadline_ms ? { deadline_ms: req.deadline_ms } : {}),
-        });
+          opts,
+        );
         return { task, user_message: user, assistant_message: assistant, cancelled_task_ids: cancelled };
       } catch (e) {
         // The run never started (queue full, shutting down): the turn is not kept half-made.

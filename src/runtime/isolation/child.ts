@@ -10,7 +10,7 @@ import { CancelledError } from '../cancel.ts';
 import type { AnyTaskDefinition, TaskContext } from '../define-task.ts';
 import { LeashError, toTaskError } from '../errors.ts';
 import type { CancelReason } from '../types.ts';
-import type { FromChild, RunRequest, ToChild } from './protocol.ts';
+import { ISOLATED_STORE_CALLS, type FromChild, type RunRequest, type ToChild } from './protocol.ts';
 
 export interface ParentPort {
   post(msg: FromChild): void;
@@ -32,25 +32,56 @@ async function findDefinition(moduleUrl: string, type: string): Promise<AnyTaskD
   throw new LeashError('unknown_task_type', `Module ${moduleUrl} exports no task definition of type "${type}".`);
 }
 
-const noStore = new Proxy({} as TaskContext['store'], {
-  get() {
-    throw new LeashError('not_supported', 'ctx.store is not available to isolated handlers; run the task inline.');
-  },
-});
+type Pending = { resolve: (v: unknown) => void; reject: (e: unknown) => void };
+
+/** `ctx.store` of an isolated handler: the calls of ISOLATED_STORE_CALLS, run by the parent. */
+function parentStore(port: ParentPort, pending: Map<number, Pending>): TaskContext['store'] {
+  let next = 0;
+  return new Proxy({} as TaskContext['store'], {
+    get(_target, prop) {
+      if (prop === 'then') return undefined; // not a thenable
+      if (typeof prop !== 'string' || !ISOLATED_STORE_CALLS.has(prop)) {
+        throw new LeashError(
+          'not_supported',
+          `ctx.store.${String(prop)} is not available to isolated handlers; run the task inline.`,
+        );
+      }
+      return (...args: unknown[]) =>
+        new Promise((resolve, reject) => {
+          const id = ++next;
+          pending.set(id, { resolve, reject });
+          port.post({ t: 'store', id, method: prop, args });
+        });
+    },
+  });
+}
 
 export function serveParent(port: ParentPort): void {
   let controller: AbortController | null = null;
+  const pending = new Map<number, Pending>();
+  const store = parentStore(port, pending);
   port.onMessage((msg) => {
-    if (msg.t === 'abort') controller?.abort(new CancelledError(msg.reason as CancelReason));
+    if (msg.t === 'store-result') {
+      const p = pending.get(msg.id);
+      pending.delete(msg.id);
+      if (!p) return;
+      if (msg.ok) p.resolve(msg.value);
+      else p.reject(new LeashError(msg.error.code, msg.error.message, { details: msg.error.details }));
+    } else if (msg.t === 'abort') controller?.abort(new CancelledError(msg.reason as CancelReason));
     else if (msg.t === 'run') {
       controller = new AbortController();
-      void runOne(port, msg, controller.signal).finally(() => (controller = null));
+      void runOne(port, msg, controller.signal, store).finally(() => (controller = null));
     }
   });
   port.post({ t: 'ready' });
 }
 
-async function runOne(port: ParentPort, req: RunRequest, signal: AbortSignal): Promise<void> {
+async function runOne(
+  port: ParentPort,
+  req: RunRequest,
+  signal: AbortSignal,
+  store: TaskContext['store'],
+): Promise<void> {
   try {
     const def = await findDefinition(req.moduleUrl, req.type);
     let models: TaskContext['models'] | null = null;
@@ -72,7 +103,7 @@ async function runOne(port: ParentPort, req: RunRequest, signal: AbortSignal): P
       get models() {
         return (models ??= createModelRegistry({ defaultModel: req.defaultModel, allow: req.allowedModels }));
       },
-      store: noStore,
+      store,
       log: pino({ level: process.env.LEASH_LOG_LEVEL ?? 'warn' }, pino.destination(2)).child({ task_id: req.taskId }),
     };
     const result = await def.run(def.input.parse(req.input), ctx);

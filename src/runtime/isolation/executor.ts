@@ -4,7 +4,8 @@
 // does the call settle, so the task is never `cancelled` while its work still runs.
 
 import type { AnyTaskDefinition, TaskContext } from '../define-task.ts';
-import { LeashError } from '../errors.ts';
+import { LeashError, toTaskError } from '../errors.ts';
+import { ISOLATED_STORE_CALLS } from './protocol.ts';
 import { IsolationPool, type Slot, type SlotExit, type SlotKind } from './pool.ts';
 
 export interface IsolatedRunOptions {
@@ -92,6 +93,21 @@ export class IsolatedExecutor {
           case 'checkpoint':
             void ctx.checkpoint(m.state).catch(() => {});
             break;
+          case 'store': {
+            // ctx.store of the isolated handler (a chat turn reads and writes its thread).
+            const store = ctx.store as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>;
+            const call = async (): Promise<unknown> => {
+              if (!ISOLATED_STORE_CALLS.has(m.method)) {
+                throw new LeashError('not_supported', `ctx.store.${m.method} is not available to isolated handlers.`);
+              }
+              return store[m.method]!.apply(ctx.store, m.args);
+            };
+            call().then(
+              (value) => slot.send({ t: 'store-result', id: m.id, ok: true, value }),
+              (e: unknown) => slot.send({ t: 'store-result', id: m.id, ok: false, error: toTaskError(e) }),
+            );
+            break;
+          }
           case 'done':
             settle(() => {
               pool.release(slot);

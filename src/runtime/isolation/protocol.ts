@@ -22,12 +22,35 @@ export interface RunRequest {
   allowedModels: readonly string[];
 }
 
-export type ToChild = RunRequest | { t: 'abort'; reason: string };
+/**
+ * Store methods an isolated handler may call through its parent (`ctx.store`): reads and
+ * the conversation writes a chat turn makes. The rest (claims, leases, event writes)
+ * belong to the runtime alone.
+ */
+export const ISOLATED_STORE_CALLS: ReadonlySet<string> = new Set([
+  'getTask',
+  'listEvents',
+  'getThread',
+  'listMessages',
+  'listRecentMessages',
+  'countMessagesBefore',
+  'appendMessage',
+  'updateMessage',
+  'deleteMessagesOfTask',
+  'findCachedResult',
+]);
+
+export type ToChild =
+  | RunRequest
+  | { t: 'abort'; reason: string }
+  | { t: 'store-result'; id: number; ok: true; value: unknown }
+  | { t: 'store-result'; id: number; ok: false; error: TaskError & { name?: string } };
 
 export type FromChild =
   | { t: 'ready' }
   | { t: 'progress'; percent: number | null; message?: string }
   | { t: 'emit'; text: string }
   | { t: 'checkpoint'; state: unknown }
+  | { t: 'store'; id: number; method: string; args: unknown[] }
   | { t: 'done'; result: unknown }
   | { t: 'error'; error: TaskError & { name?: string } };

@@ -307,6 +307,22 @@ END
 $fn$;
 `;
 
+// leash_claim, version 2: a queued task past its deadline is never started (the
+// reaper, Store.expireQueued, ends it `cancelled` with reason `deadline`). The same
+// function as migration 2 with one more candidate condition, derived from it so the two
+// cannot drift apart silently.
+const CLAIM_CANDIDATE = "WHERE t.status = 'queued' AND NOT (t.owner = ANY(saturated))";
+if (!CLAIM.includes(CLAIM_CANDIDATE)) throw new Error('leash_claim v2: the candidate condition moved');
+const CLAIM_V2 = CLAIM.replace('CREATE FUNCTION', 'CREATE OR REPLACE FUNCTION').replace(
+  CLAIM_CANDIDATE,
+  `${CLAIM_CANDIDATE}\n          AND (t.deadline_at IS NULL OR t.deadline_at > p_now)`,
+);
+const REAPER = /* sql */ `
+CREATE INDEX tasks_queued_deadline ON tasks (deadline_at) WHERE status = 'queued';
+ALTER TABLE tasks ADD COLUMN cancel_detached boolean NOT NULL DEFAULT false;
+${CLAIM_V2}
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   { id: 1, name: 'init', sql: INIT },
   { id: 2, name: 'claim function', sql: CLAIM },
@@ -315,6 +331,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { id: 3, name: 'task run options', sql: 'ALTER TABLE tasks ADD COLUMN options json;' },
   { id: 4, name: 'create function (eager start)', sql: CREATE },
   { id: 5, name: 'create function: shared owner lock far below the limit', sql: CREATE_V2 },
+  { id: 6, name: 'reaper: queued deadline index, claim skips expired, cancel_detached', sql: REAPER },
 ];
 
 /** Session-level advisory lock key held while migrating ("leash" + 1). */

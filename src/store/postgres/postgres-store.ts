@@ -467,6 +467,35 @@ export class PostgresStore implements Store {
     return row ? toTask(row) : null;
   }
 
+  async expireQueued(now: string, limit = 256): Promise<Task[]> {
+    // SKIP LOCKED: a row a claim holds is being started or skipped by it (claims skip
+    // expired tasks); another node's reaper may hold it too. The next pass sees it.
+    const rows = (
+      await this.#q<PgTaskRow>(
+        `WITH due AS (
+           SELECT id FROM tasks WHERE status = 'queued' AND deadline_at <= $1
+           ORDER BY deadline_at LIMIT $2 FOR UPDATE SKIP LOCKED
+         ), up AS (
+           UPDATE tasks t SET status = 'cancelled', cancel_reason = 'deadline', cancel_requested_at = t.deadline_at,
+             ended_at = $1, last_seq = t.last_seq + 1
+           FROM due WHERE t.id = due.id AND t.status = 'queued' RETURNING t.*
+         ), ev AS (
+           INSERT INTO task_events (task_id, seq, type, created_at, data)
+           SELECT id, last_seq, 'task.cancelled', $1, json_build_object('reason', 'deadline', 'output_text', output_text)
+           FROM up
+         )
+         SELECT * FROM up`,
+        [now, limit],
+        'leash_expire_queued',
+      )
+    ).rows;
+    return rows.map(toTask);
+  }
+
+  async markDetached(id: string): Promise<void> {
+    await this.#q('UPDATE tasks SET cancel_detached = true WHERE id = $1', [id], 'leash_mark_detached');
+  }
+
   async requestCancel(id: string, reason: CancelReason, now: string): Promise<Task | null> {
     const row = (
       await this.#q<PgTaskRow>(

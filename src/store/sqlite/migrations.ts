@@ -97,6 +97,14 @@ export const MIGRATIONS: readonly Migration[] = [
   { id: 1, name: 'init', sql: INIT },
   // Per-task run options (isolation, grace_ms) as JSON; NULL = the type's defaults.
   { id: 2, name: 'task run options', sql: 'ALTER TABLE tasks ADD COLUMN options TEXT;' },
+  // The reaper finds queued tasks past their deadline by this index (a few rows, not the
+  // whole queue); `cancel_detached` marks a task whose inline handler was left running.
+  {
+    id: 3,
+    name: 'queued deadline index, cancel_detached',
+    sql: `CREATE INDEX tasks_queued_deadline ON tasks (deadline_at) WHERE status = 'queued';
+      ALTER TABLE tasks ADD COLUMN cancel_detached INTEGER NOT NULL DEFAULT 0;`,
+  },
 ];
 
 const CREATE_TABLE = `CREATE TABLE IF NOT EXISTS migrations (

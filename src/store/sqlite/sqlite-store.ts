@@ -384,8 +384,8 @@ export class SqliteStore implements Store {
       // progress, and no statement scans rows it already rejected.
       const page = (): Array<{ id: string; owner: string }> =>
         (saturated.length === 0
-          ? this.#q(CLAIM_SQL[0]).all(pageSize)
-          : this.#q(CLAIM_SQL[1]).all(JSON.stringify(saturated), pageSize)) as Array<{
+          ? this.#q(CLAIM_SQL[0]).all(opts.now, pageSize)
+          : this.#q(CLAIM_SQL[1]).all(JSON.stringify(saturated), opts.now, pageSize)) as Array<{
           id: string;
           owner: string;
         }>;
@@ -535,6 +535,35 @@ export class SqliteStore implements Store {
       );
       return toTask(row);
     });
+  }
+
+  async expireQueued(now: string, limit = 256): Promise<Task[]> {
+    // Read first, outside a write transaction: almost always nothing is due.
+    const due = this.#q(
+      `SELECT id FROM tasks INDEXED BY tasks_queued_deadline WHERE status = 'queued' AND deadline_at <= ?
+       ORDER BY deadline_at LIMIT ?`,
+    ).all(now, limit) as Array<{ id: string }>;
+    if (due.length === 0) return [];
+    return this.#tx(() => {
+      const out: Task[] = [];
+      const end = this.#q(
+        `UPDATE tasks SET status = 'cancelled', cancel_reason = 'deadline', cancel_requested_at = deadline_at,
+           ended_at = ?1, last_seq = last_seq + 1
+         WHERE id = ?2 AND status = 'queued' AND deadline_at <= ?1 RETURNING *`,
+      );
+      for (const { id } of due) {
+        const row = end.get(now, id) as TaskRow | undefined;
+        if (!row) continue;
+        const data = { reason: 'deadline', output_text: row.output_text };
+        this.#insertEvent(id, row.last_seq, 'task.cancelled', JSON.stringify(data), now);
+        out.push(toTask(row));
+      }
+      return out;
+    });
+  }
+
+  async markDetached(id: string): Promise<void> {
+    this.#q('UPDATE tasks SET cancel_detached = 1 WHERE id = ?').run(id);
   }
 
   async requestCancel(id: string, reason: CancelReason, now: string): Promise<Task | null> {
@@ -742,13 +771,15 @@ export class SqliteStore implements Store {
 }
 
 /**
- * Queued tasks in claim order that may start now: not of an owner already at its limit
+ * Queued tasks in claim order that may start now: not past their deadline (those never
+ * start: the reaper ends them), not of an owner already at its limit
  * (the JSON list; omitted when empty, it costs a bloom filter) and, for a thread's
  * task, only its thread's next one (nothing running or cancelling, nothing older queued).
  */
 function claimCandidatesSql(excludeOwners: boolean): string {
   return `SELECT t.id, t.owner FROM tasks t
     WHERE t.status = 'queued'${excludeOwners ? `\n      AND t.owner NOT IN (SELECT value FROM json_each(?))` : ''}
+      AND (t.deadline_at IS NULL OR t.deadline_at > ?)
       AND (t.thread_id IS NULL OR (
         NOT EXISTS (SELECT 1 FROM tasks o WHERE o.thread_id = t.thread_id AND o.status IN ('running', 'cancelling'))
         AND NOT EXISTS (SELECT 1 FROM tasks o WHERE o.thread_id = t.thread_id AND o.status = 'queued' AND o.num < t.num)))

@@ -151,6 +151,12 @@ export class SqliteWorkerStore implements Store {
   cancelQueued(id: string, reason: CancelReason, now: string): Promise<Task | null> {
     return this.#call('cancelQueued', id, reason, now);
   }
+  expireQueued(now: string, limit?: number): Promise<Task[]> {
+    return this.#call('expireQueued', now, limit);
+  }
+  markDetached(id: string): Promise<void> {
+    return this.#call('markDetached', id);
+  }
   requestCancel(id: string, reason: CancelReason, now: string): Promise<Task | null> {
     return this.#call('requestCancel', id, reason, now);
   }
