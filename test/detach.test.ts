@@ -280,6 +280,7 @@ describe('one log line per cancel', () => {
     const started = await startOnTempDb('leash-cancel-log-', pino({ level: 'info' }, sink), {
       models: createModelRegistry({
         defaultModel: 'simulated',
+        allow: ['simulated*', 'openai:fake-model'],
         env: { OPENAI_BASE_URL: upstream.baseURL, OPENAI_API_KEY: 'test-key' },
       }),
       runtime: { maxRunningPerOwner: 1 },

@@ -26,6 +26,7 @@ describe('the cut-short note names the cause', () => {
     });
     const models = createModelRegistry({
       defaultModel: 'simulated',
+      allow: ['simulated*', MODEL],
       env: { OPENAI_BASE_URL: upstream.baseURL, OPENAI_API_KEY: 'test-key' },
     });
     s = await startTestServer({ models });
