@@ -27,6 +27,7 @@ import { builtinTasks } from '../tasks/index.ts';
 import { UsageError } from './usage-error.ts';
 import { apiKeysFromEnv, securityFromEnv } from './security-env.ts';
 import { loadTaskModules } from './task-modules.ts';
+import { detectDefaultModel, SIMULATED_NOTE } from './default-model.ts';
 import { contextCharsFromEnv } from '../threads/context-budget.ts';
 
 export { UsageError };
@@ -228,7 +229,8 @@ Options (environment variable in brackets):
   --port PORT     TCP port, 0 for any free one [PORT] (default ${DEFAULT_PORT})
   --db FILE|URL   SQLite database file, or postgres://user@host/db to run several
                   nodes over one PostgreSQL [LEASH_DB] (default ${DEFAULT_DB})
-  --model MODEL   default model, e.g. simulated or openai:gpt-4o-mini [LEASH_MODEL] (default ${DEFAULT_MODEL})
+  --model MODEL   default model, e.g. simulated or openai:gpt-4o-mini [LEASH_MODEL] (default: the
+                  first model of an Ollama answering at OLLAMA_HOST, else ${DEFAULT_MODEL})
   --tasks FILE    a module of your own task types (export default defineTask({...}) or
                   an array); repeat for several [LEASH_TASKS, comma-separated]
   --models LIST   models callers may name: comma list, * matches anything, matched on the
@@ -408,13 +410,19 @@ export async function runServe(argv: string[], env: NodeJS.ProcessEnv = process.
   // Logs on stderr keep stdout for the one line scripts read (the URL).
   const logger = pino({ level, base: { pid: process.pid } }, pino.destination(2));
 
+  // Unset: a real model when Ollama answers, else the simulated one, said plainly.
+  const explicit = values.model ?? (env.LEASH_MODEL?.trim() || undefined);
+  const choice: { model: string; note: string | null } =
+    explicit === undefined
+      ? await detectDefaultModel(env)
+      : { model: explicit, note: explicit.startsWith('simulated') ? SIMULATED_NOTE : null };
   const server = await startServer({
     host,
     port,
     runtime: runtimeLimitsFromEnv(env),
     rateLimit: rateLimitFromEnv(env),
     db: values.db ?? (env.LEASH_DB?.trim() || DEFAULT_DB),
-    model: values.model ?? (env.LEASH_MODEL?.trim() || DEFAULT_MODEL),
+    model: choice.model,
     // Explicit (not left to the environment), so the flags win and unset means the default.
     allowModels: allowModels ?? [...DEFAULT_MODEL_PATTERNS],
     gguf: { ...gguf, modelsDir },
@@ -424,6 +432,7 @@ export async function runServe(argv: string[], env: NodeJS.ProcessEnv = process.
     ...(ownTasks.length > 0 && { tasks: [...builtinTasks, ...ownTasks] }),
   });
   process.stdout.write(`leash listening on ${server.url}\n`);
+  if (choice.note !== null) process.stdout.write(`model ${choice.model}: ${choice.note}\n`);
   if (apiKeys.size === 0) logger.info('no LEASH_API_KEYS: no auth, every request is owner "local"');
 
   return new Promise<number>((resolve) => {

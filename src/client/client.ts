@@ -185,6 +185,11 @@ export class LeashClient {
     return Array.isArray(r.data) ? r.data : [];
   }
 
+  /** The server's default model (what a request naming none gets) and the models it lists. */
+  async modelInfo(opts: RequestOptions = {}): Promise<{ default: string; data: ModelInfo[] }> {
+    return this.json<{ default: string; data: ModelInfo[] }>('GET', '/api/models', opts);
+  }
+
   /** Full URL of an API path, with a query string from the defined values. */
   url(path: string, query?: CallOptions['query']): string {
     const qs = new URLSearchParams();

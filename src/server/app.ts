@@ -164,6 +164,8 @@ export function buildServer(opts: BuildServerOptions): FastifyInstance {
   };
   app.decorate('leashTaskDeps', taskDeps);
   registerTaskRoutes(app, taskDeps);
+  // What the web UI needs to say which model answers (the OpenAI-shaped /v1/models has no "default").
+  app.get('/api/models', async () => ({ default: opts.models.defaultModel, data: opts.models.list() }));
   const threads = new Threads(opts.runtime);
   registerThreadRoutes(app, { ...taskDeps, threads });
   registerOpenAiRoutes(app, { ...taskDeps, threads });

@@ -32,7 +32,8 @@ export async function startServeProcess(
 ): Promise<ServeProcess> {
   const { args = [], nodeArgs = [], startTimeoutMs = 20_000 } = opts;
   const proc = spawn(process.execPath, [...nodeArgs, MAIN, 'serve', '--port', '0', ...args], {
-    env: { ...process.env, LEASH_LOG_LEVEL: 'warn', LEASH_API_KEYS: '', HOST: '', PORT: '', ...env },
+    // LEASH_MODEL set: an Ollama on the developer's machine must not change what tests run.
+    env: { ...process.env, LEASH_LOG_LEVEL: 'warn', LEASH_API_KEYS: '', HOST: '', PORT: '', LEASH_MODEL: 'simulated', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

@@ -23,12 +23,45 @@ export function useModels(): string[] {
   return models;
 }
 
-export function ModelSelect(props: { value: string; onChange(v: string): void; models: string[]; id?: string }) {
+/** The server's default model, or null until known (or when the server is too old to say). */
+export function useDefaultModel(): string | null {
+  const { client, version } = useApi();
+  const [model, setModel] = useState<string | null>(null);
+  useEffect(() => {
+    const ac = new AbortController();
+    client
+      .modelInfo({ signal: ac.signal })
+      .then((r) => setModel(r.default))
+      .catch(() => setModel(null));
+    return () => ac.abort();
+  }, [client, version]);
+  return model;
+}
+
+/** Said wherever answers come from the built-in simulated model, so nobody takes them for real ones. */
+export function SimulatedNotice({ model }: { model: string | null }) {
+  if (model === null || !model.startsWith('simulated')) return null;
+  return (
+    <p className="simulated-notice" role="note">
+      Answers are simulated: <code>{model}</code> is leash&apos;s built-in model and writes plausible nonsense. For real
+      ones, run Ollama on this machine or start leash with <code>LEASH_MODEL=openai:&lt;model&gt;</code> and{' '}
+      <code>OPENAI_API_KEY</code>.
+    </p>
+  );
+}
+
+export function ModelSelect(props: {
+  value: string;
+  onChange(v: string): void;
+  models: string[];
+  id?: string;
+  defaultModel?: string | null;
+}) {
   const { value, onChange, models } = props;
   const options = value !== '' && !models.includes(value) ? [value, ...models] : models;
   return (
     <select id={props.id} value={value} onChange={(e) => onChange(e.target.value)} aria-label="Model">
-      <option value="">server default</option>
+      <option value="">{props.defaultModel ? `server default (${props.defaultModel})` : 'server default'}</option>
       {options.map((m) => (
         <option key={m} value={m}>
           {m}

@@ -6,7 +6,7 @@
 import { useCallback, useEffect, useRef, useState, type FormEvent, type KeyboardEvent } from 'react';
 import { ConflictError, type Message, type MultitaskStrategy, type Thread } from '../../../src/client/index.ts';
 import { readStored, useApi, writeStored } from '../api.tsx';
-import { ModelSelect, useModels } from '../models.tsx';
+import { ModelSelect, SimulatedNotice, useDefaultModel, useModels } from '../models.tsx';
 import { navigate } from '../router.ts';
 import { isOver, useTaskStreams, type LiveAnswer } from './useTaskStreams.ts';
 
@@ -37,6 +37,7 @@ const titleOf = (t: Thread): string =>
 export function ChatView({ threadId }: { threadId: string | null }) {
   const { client, version, describe } = useApi();
   const models = useModels();
+  const defaultModel = useDefaultModel();
   const [threads, setThreads] = useState<Thread[]>([]);
   const [messages, setMessages] = useState<Message[]>([]);
   const [pending, setPending] = useState<string | null>(null);
@@ -320,6 +321,7 @@ export function ChatView({ threadId }: { threadId: string | null }) {
                 Answers stream in as they are written. Press <kbd>Esc</kbd> or <b>Stop</b> to stop one: the model call
                 is cancelled on the server and the partial answer stays in the conversation.
               </p>
+              <SimulatedNotice model={model !== '' ? model : defaultModel} />
             </div>
           )}
           {olderCursor !== null && (
@@ -374,6 +376,7 @@ export function ChatView({ threadId }: { threadId: string | null }) {
               <ModelSelect
                 value={model}
                 models={models}
+                defaultModel={defaultModel}
                 onChange={(v) => {
                   setModel(v);
                   writeStored('leash.model', v);
