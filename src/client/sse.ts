@@ -1,14 +1,16 @@
-// A Server-Sent Events parser over a fetch body (WHATWG rules: LF, CRLF or CR
-// line ends, `field: value` with one optional space, several `data` lines joined
-// by "\n", comments ignored). EventSource is not used: it cannot send an
-// Authorization header, and fetch works the same in browsers and Node.
+// Server-Sent Events over a fetch body, parsed by `eventsource-parser` (the parser the
+// AI SDK uses: WHATWG line ends, multi-line data, comments, BOM). EventSource itself is
+// not used: it cannot send an Authorization header, and fetch works the same in
+// browsers and Node.
+
+import { createParser, type EventSourceMessage } from 'eventsource-parser';
 
 export interface SseFrame {
-  /** `id:` of the frame, null when it had none. */
+  /** `id:` of this frame, null when it had none (leash puts the event's seq on every frame). */
   id: string | null;
   event: string;
   data: string;
-  /** `retry:` in ms, when the frame set one. */
+  /** `retry:` in ms, when the stream set one since the previous frame. */
   retry?: number;
 }
 
@@ -16,56 +18,37 @@ export interface SseFrame {
 export async function* parseSse(body: ReadableStream<Uint8Array>): AsyncGenerator<SseFrame> {
   const reader = body.getReader();
   const decoder = new TextDecoder();
-  let buf = '';
-  let id: string | null = null;
-  let event = '';
-  let data: string[] = [];
+  const ready: SseFrame[] = [];
   let retry: number | undefined;
-  let sawCr = false;
-
-  const line = (l: string): SseFrame | null => {
-    if (l === '') {
-      const frame: SseFrame | null =
-        data.length === 0
-          ? null
-          : { id, event: event || 'message', data: data.join('\n'), ...(retry !== undefined && { retry }) };
-      id = null;
-      event = '';
-      data = [];
+  let endsWithCr = false;
+  const parser = createParser({
+    onEvent(m: EventSourceMessage) {
+      ready.push({
+        id: m.id ?? null,
+        event: m.event ?? 'message',
+        data: m.data,
+        ...(retry !== undefined && { retry }),
+      });
       retry = undefined;
-      return frame;
-    }
-    if (l.startsWith(':')) return null;
-    const colon = l.indexOf(':');
-    const field = colon === -1 ? l : l.slice(0, colon);
-    let value = colon === -1 ? '' : l.slice(colon + 1);
-    if (value.startsWith(' ')) value = value.slice(1);
-    if (field === 'data') data.push(value);
-    else if (field === 'event') event = value;
-    else if (field === 'id' && !value.includes('\0')) id = value;
-    else if (field === 'retry' && /^\d+$/.test(value)) retry = Number(value);
-    return null;
-  };
-
+    },
+    onRetry(ms: number) {
+      retry = ms;
+    },
+  });
   try {
     for (;;) {
       const { value, done } = await reader.read();
-      if (done) break;
-      let chunk = decoder.decode(value, { stream: true });
-      // A CRLF split across chunks: the LF was already counted with the CR.
-      if (sawCr && chunk.startsWith('\n')) chunk = chunk.slice(1);
-      sawCr = chunk.endsWith('\r');
-      buf += chunk;
-      let start = 0;
-      for (let i = 0; i < buf.length; i++) {
-        const c = buf.charCodeAt(i);
-        if (c !== 10 && c !== 13) continue;
-        const frame = line(buf.slice(start, i));
-        if (c === 13 && buf.charCodeAt(i + 1) === 10) i++;
-        start = i + 1;
-        if (frame !== null) yield frame;
+      if (done) {
+        // A final CR ends its line, but the parser holds it back to see whether an LF
+        // follows: give it that LF (an incomplete last event is still dropped).
+        if (endsWithCr) parser.feed('\n');
+      } else {
+        const text = decoder.decode(value, { stream: true });
+        if (text !== '') endsWithCr = text.endsWith('\r');
+        parser.feed(text);
       }
-      buf = buf.slice(start);
+      while (ready.length > 0) yield ready.shift()!;
+      if (done) break;
     }
   } finally {
     await reader.cancel().catch(() => {});
