@@ -493,9 +493,4 @@ export class LeashSocket {
     this.#channels.clear();
     ws?.close(1000);
   }
-
-  /** For tests: drop the connection as a network failure would (it reconnects). */
-  dropForTest(): void {
-    this.#ws?.close(4000, 'dropped by test');
-  }
 }
