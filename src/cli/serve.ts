@@ -204,7 +204,8 @@ Also: LEASH_API_KEYS="key:owner,key2:owner2" (required for a non-loopback host),
       429 with Retry-After past it; default off), LEASH_SQLITE_THREAD=0 (run SQLite on the
       main thread instead of its own), LEASH_EVENT_BATCH_MS (streamed events are committed
       at most this often; readers get them at once from memory; default 100 on SQLite,
-      0 on PostgreSQL).`;
+      0 on PostgreSQL), LEASH_MAX_UNWRITTEN_EVENTS (events waiting for a store that is
+      down, past which creates answer 503 and tasks that emit fail; default 100000).`;
 
 const RUNTIME_ENV = {
   LEASH_CONCURRENCY: 'concurrency',
@@ -213,6 +214,7 @@ const RUNTIME_ENV = {
   LEASH_SHUTDOWN_GRACE_MS: 'shutdownGraceMs',
   LEASH_LEASE_MS: 'leaseMs',
   LEASH_EVENT_BATCH_MS: 'eventBatchMs',
+  LEASH_MAX_UNWRITTEN_EVENTS: 'maxUnwrittenEvents',
 } as const;
 const RUNTIME_ENV_MIN: Partial<Record<string, number>> = { shutdownGraceMs: 0, leaseMs: 500, eventBatchMs: 0 };
 
