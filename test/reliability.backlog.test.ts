@@ -87,6 +87,9 @@ describe('unwritten events are bounded while the store is down', () => {
     });
     assert.equal(refused.status, 503, JSON.stringify(refused.body));
     assert.equal(refused.body.error.code, 'store_unavailable');
+    // Bad input is still a 4xx, whatever the store's state.
+    const bad = await api(url, 'POST', '/api/tasks', { body: { type: 'generate', input: { prompt: 42 } } });
+    assert.equal(bad.status, 400, JSON.stringify(bad.body));
 
     // The backlog stops growing: at most a few events per task past the bound (the text
     // emitted before the stop, task.cancelling/failed), not a stream's worth.

@@ -326,7 +326,6 @@ export class Runtime {
   // ── API ─────────────────────────────────────────────────────────────────
   async create(owner: string, req: CreateTaskRequest): Promise<{ task: Task; created: boolean }> {
     if (!this.#accepting) throw new LeashError('shutting_down', 'The server is shutting down and takes no new tasks.');
-    if (this.#events.overloaded) throw backlogFull(this.#events.pendingCount);
     const def = this.#defs.get(req.type);
     if (!def) {
       throw new LeashError(
@@ -350,6 +349,8 @@ export class Runtime {
       });
     }
     const options = runOptions(def, req);
+    // Checked after the input (bad input is a 4xx whatever the store's state).
+    if (this.#events.overloaded) throw backlogFull(this.#events.pendingCount);
     if (req.thread_id != null && !(await this.store.getThread(req.thread_id, owner))) {
       throw new LeashError('not_found', `Thread ${req.thread_id} not found.`);
     }
@@ -818,7 +819,13 @@ export class Runtime {
     if (a.detached !== null) {
       // Another node has it (or will): nothing of this run is recorded here.
       if (this.#active.get(t.id) === a) this.#active.delete(t.id);
-      this.#events.untrack(t.id);
+      // Lost: discard() untracked it. Released: its events are still being written, within
+      // the window; untracked after (unless it runs here again by then).
+      if (a.detached === 'released') {
+        void this.#events.flush().then(() => {
+          if (!this.#active.has(t.id)) this.#events.untrack(t.id);
+        });
+      }
       this.#events.poke(t.id);
       this.#schedulePump();
       return;
