@@ -57,6 +57,10 @@ export class EventLog {
   #inflight: EventWrite[] = [];
   #flushing: Promise<void> | null = null;
   #scheduled = false;
+  /** The window timer of the scheduled batch, if it waits for one. */
+  #windowTimer: NodeJS.Timeout | null = null;
+  /** A task is past half its SEQ_AHEAD: the next batch goes without waiting for the window. */
+  #urgent = false;
   #listeners = new Map<string, Set<BusListener>>();
   #retryDelayMs = 0;
   readonly #windowMs: number;
@@ -99,10 +103,13 @@ export class EventLog {
   append<E extends TaskEventData>(taskId: string, seq: number, part: E, patch?: TaskPatch): TaskEvent {
     const event = { ...part, task_id: taskId, seq, created_at: nowIso() } as TaskEvent;
     this.#pending.push(patch ? { event, patch } : { event });
+    const durable = this.#durable.get(taskId) ?? Infinity;
+    // Half the window used before a commit: commit now rather than hold events back later.
+    if (seq > durable + SEQ_AHEAD / 2) this.#urgent = true;
     this.#schedule();
     const held = this.#held.get(taskId);
     if (held !== undefined) held.push(event);
-    else if (seq > (this.#durable.get(taskId) ?? Infinity) + SEQ_AHEAD) this.#held.set(taskId, [event]);
+    else if (seq > durable + SEQ_AHEAD) this.#held.set(taskId, [event]);
     else this.#emit(taskId, event);
     return event;
   }
@@ -202,15 +209,22 @@ export class EventLog {
   }
 
   #schedule(): void {
-    if (this.#scheduled || this.#flushing) return;
+    if (this.#flushing) return;
+    if (this.#scheduled) {
+      // Waiting for the window while a task needs its commit now: go at once.
+      if (!this.#urgent || this.#windowTimer === null || this.#retryDelayMs > 0) return;
+      clearTimeout(this.#windowTimer);
+      this.#windowTimer = null;
+    }
     this.#scheduled = true;
     const run = (): void => {
       this.#scheduled = false;
+      this.#windowTimer = null;
       if (!this.#flushing && this.#pending.length > 0) void this.#startFlush();
     };
-    const wait = this.#lastFlushAt + this.#windowMs - performance.now();
+    const wait = this.#urgent ? 0 : this.#lastFlushAt + this.#windowMs - performance.now();
     if (this.#retryDelayMs > 0) setTimeout(run, this.#retryDelayMs).unref();
-    else if (wait > 0) setTimeout(run, wait).unref();
+    else if (wait > 0) (this.#windowTimer = setTimeout(run, wait)).unref();
     else setImmediate(run);
   }
 
@@ -219,6 +233,7 @@ export class EventLog {
     this.#pending = [];
     this.#inflight = batch;
     this.#lastFlushAt = performance.now();
+    this.#urgent = false;
     const p = this.#store.writeEvents(batch).then(
       () => {
         this.#retryDelayMs = 0;
