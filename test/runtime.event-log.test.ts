@@ -13,7 +13,9 @@ import { EventLog } from '../src/runtime/event-log.ts';
 import type { TaskEvent } from '../src/runtime/types.ts';
 import { SqliteStore } from '../src/store/sqlite/sqlite-store.ts';
 import type { EventWrite } from '../src/store/store.ts';
+import { SEQ_AHEAD } from '../src/store/store.ts';
 import { silentLogger, startRuntime } from './helpers/runtime.ts';
+import { eventually } from './helpers/server.ts';
 import { newTask } from './store.conformance.ts';
 
 const NOW = '2025-01-01T00:00:01.000Z';
@@ -172,6 +174,79 @@ describe('output.delta coalescing', () => {
       assert.deepEqual(deltas, ['a', 'bc', 'd', 'e', 'fg']);
     } finally {
       await t.close();
+    }
+  });
+});
+
+describe('EventLog: seqs handed out stay within SEQ_AHEAD of the last commit', () => {
+  it('a task past half its SEQ_AHEAD is committed without waiting for the window, so a burst is not held back', async () => {
+    const { store, batches } = await storeWithRunningTask();
+    const log = new EventLog(store, silentLogger, { batchWindowMs: 10_000 });
+    log.track('task_1', 2);
+    const heard: number[] = [];
+    const unlisten = log.listen('task_1', (e) => {
+      if (typeof e === 'object' && e !== null) heard.push(e.seq);
+    });
+    try {
+      log.append('task_1', 3, { type: 'output.delta', data: { text: 'x' } }, { append_output: 'x' });
+      await sleep(50); // the first batch goes at once; the next waits for the 10 s window
+      assert.deepEqual(batches, [1]);
+      const last = 3 + SEQ_AHEAD; // within the window after that commit (3 + SEQ_AHEAD)…
+      for (let seq = 4; seq <= last; seq++) {
+        log.append('task_1', seq, { type: 'output.delta', data: { text: 'x' } }, { append_output: 'x' });
+      }
+      // …and past half of it: committed now, not in 10 s.
+      await eventually(async () => batches.length === 2, 2000);
+      assert.equal(heard.length, last - 2, 'nothing held back');
+      await log.flush();
+      log.untrack('task_1');
+    } finally {
+      unlisten();
+      await store.close();
+    }
+  });
+
+  it('events past last commit + SEQ_AHEAD wait, unseen, until a commit moves the window; then they come in order', async () => {
+    const { store } = await storeWithRunningTask();
+    // The store takes the first batch but does not answer (a commit that takes its time).
+    let release: () => void = () => {};
+    const gate = new Promise<void>((r) => (release = r));
+    const write = store.writeEvents.bind(store);
+    store.writeEvents = async (writes: EventWrite[]) => {
+      await gate;
+      return write(writes);
+    };
+    const log = new EventLog(store, silentLogger, { batchWindowMs: 0 });
+    log.track('task_1', 2);
+    const heard: number[] = [];
+    const unlisten = log.listen('task_1', (e) => {
+      if (typeof e === 'object' && e !== null) heard.push(e.seq);
+    });
+    try {
+      const last = 2 + SEQ_AHEAD + 10;
+      for (let seq = 3; seq <= last; seq++) {
+        log.append('task_1', seq, { type: 'output.delta', data: { text: 'x' } }, { append_output: 'x' });
+      }
+      // Delivered (to listeners and to readers catching up from memory) only up to 2 + SEQ_AHEAD:
+      // a crash now loses at most those, and recovery writes above them.
+      assert.equal(heard.at(-1), 2 + SEQ_AHEAD);
+      assert.equal(heard.length, SEQ_AHEAD);
+      assert.equal(log.uncommitted('task_1', 0).at(-1)?.seq, 2 + SEQ_AHEAD);
+      release();
+      await log.flush();
+      assert.equal(heard.length, last - 2, 'the held events came once the window moved');
+      assert.ok(
+        heard.every((s, i) => s === i + 3),
+        'in seq order, each once',
+      );
+      assert.deepEqual(
+        (await store.listEvents('task_1', 0)).map((e) => e.seq),
+        Array.from({ length: last }, (_, i) => i + 1),
+      );
+      log.untrack('task_1');
+    } finally {
+      unlisten();
+      await store.close();
     }
   });
 });

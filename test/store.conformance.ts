@@ -8,13 +8,15 @@ import { LeashError } from '../src/runtime/errors.ts';
 import { newId } from '../src/runtime/ids.ts';
 import type { Task, TaskEvent, TaskStatus } from '../src/runtime/types.ts';
 import type { CreateTaskOptions, CreateTaskResult, NewTask, Store } from '../src/store/store.ts';
+import { SEQ_AHEAD } from '../src/store/store.ts';
 
 const BASE = Date.UTC(2025, 0, 1);
 /** A fixed, readable timeline: iso(0) = 2025-01-01T00:00:00.000Z, one unit = one second. */
 const iso = (s: number): string => new Date(BASE + s * 1000).toISOString();
 
 const ROOMY: CreateTaskOptions = { maxQueuedPerOwner: 10_000 };
-const NODE_LOST_MESSAGE = 'the node running this task stopped before it finished';
+const nodeLostMessage = (seq: number): string =>
+  `the node running this task stopped before it finished; any output it streamed after seq ${seq} was lost with it`;
 
 async function waitFor(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
   const until = Date.now() + timeoutMs;
@@ -723,14 +725,15 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
 
       const failed = byId.get(plain.id)!;
       assert.equal(failed.status, 'failed');
-      assert.deepEqual(failed.error, { code: 'node_lost', message: NODE_LOST_MESSAGE });
+      // Written above every seq the lost node may have handed out, naming the last stored one.
+      assert.deepEqual(failed.error, { code: 'node_lost', message: nodeLostMessage(2) });
       assert.equal(failed.ended_at, iso(200));
       assert.deepEqual(await store.listEvents(plain.id, 2), [
         {
           task_id: plain.id,
-          seq: 3,
+          seq: 2 + SEQ_AHEAD + 1,
           type: 'task.failed',
-          data: { error: { code: 'node_lost', message: NODE_LOST_MESSAGE } },
+          data: { error: { code: 'node_lost', message: nodeLostMessage(2) }, last_durable_seq: 2 },
           created_at: iso(200),
         },
       ]);
@@ -738,7 +741,8 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
       const requeued = byId.get(resumable.id)!;
       assert.equal(requeued.status, 'queued');
       assert.equal(requeued.ended_at, null);
-      assert.deepEqual(types(await store.listEvents(resumable.id, 2)), ['3:task.queued']);
+      assert.deepEqual(types(await store.listEvents(resumable.id, 2)), [`${3 + SEQ_AHEAD}:task.queued`]);
+      assert.deepEqual((await store.listEvents(resumable.id, 2))[0]!.data, { last_durable_seq: 2 });
 
       const cancelled = byId.get(stopping.id)!;
       assert.equal(cancelled.status, 'cancelled');
@@ -748,9 +752,9 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
       assert.deepEqual(await store.listEvents(stopping.id, 3), [
         {
           task_id: stopping.id,
-          seq: 4,
+          seq: 4 + SEQ_AHEAD,
           type: 'task.cancelled',
-          data: { reason: 'user', output_text: 'partial' },
+          data: { reason: 'user', output_text: 'partial', last_durable_seq: 3 },
           created_at: iso(200),
         },
       ]);
@@ -764,8 +768,8 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
       assert.equal(again.length, 1);
       assert.equal(again[0]!.task.id, resumable.id);
       assert.deepEqual(again[0]!.checkpoint, { step: 2, notes: ['a'] });
-      assert.equal(again[0]!.lastSeq, 4);
-      assert.deepEqual((await store.listEvents(resumable.id, 3))[0]!.data, { attempt: 2 });
+      assert.equal(again[0]!.lastSeq, 4 + SEQ_AHEAD);
+      assert.deepEqual((await store.listEvents(resumable.id, 3 + SEQ_AHEAD))[0]!.data, { attempt: 2 });
     });
 
     it('recoverLost by expired lease respects renewLeases', async () => {
@@ -826,7 +830,8 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
       assert.deepEqual(r.cancelling, []);
       assert.deepEqual([...r.lost].sort(), [a.id, b.id, c.id].sort());
       assert.deepEqual(await store.renewLeases('n1', 10_000, iso(121)), { cancelling: [], lost: [] });
-      // The recovered tasks' next seq is taken: n1's late events are refused as a conflict naming the task.
+      // The recovered tasks' log has moved past a gap (no seq collides): n1's late events
+      // are still refused, by the fence, as a conflict naming the task.
       await assert.rejects(
         store.writeEvents([
           {
@@ -839,6 +844,7 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
           (e as { details?: { task_id?: string } }).details?.task_id === a.id,
       );
       assert.equal((await store.getTask(a.id))!.output_text, '');
+      assert.ok(!(await store.listEvents(a.id, 0)).some((e) => e.seq === 3), 'nothing of the fenced batch is stored');
     });
 
     // ── retention, deletion, cache, counts ─────────────────────────────────

@@ -264,7 +264,9 @@ Also: LEASH_API_KEYS="key:owner,key2:owner2" (required for a non-loopback host),
       task types run, e.g. "chat=process,analyze=worker"; "*=worker" for every type; inline
       handlers that ignore a cancel are detached after their grace, isolated ones killed),
       LEASH_GRACE_MS (how long a handler may take to stop after a cancel, by type, e.g.
-      "chat=5000" or "*=3000"; default 2000).
+      "chat=5000" or "*=3000"; default 2000), LEASH_MAX_UNWRITTEN_EVENTS (events waiting for
+      a store that is down, past which creates answer 503 and tasks that emit fail; default
+      100000).
       gguf limits: LEASH_GGUF_MAX_CONTEXT (largest context a call gets, tokens; a request
       may ask less; default 4096), LEASH_GGUF_THREADS (threads per call and the most a
       request may ask; default the CPU's math cores), LEASH_GGUF_IDLE_MS (a loaded model
@@ -279,6 +281,7 @@ const RUNTIME_ENV = {
   LEASH_SHUTDOWN_GRACE_MS: 'shutdownGraceMs',
   LEASH_LEASE_MS: 'leaseMs',
   LEASH_EVENT_BATCH_MS: 'eventBatchMs',
+  LEASH_MAX_UNWRITTEN_EVENTS: 'maxUnwrittenEvents',
 } as const;
 const RUNTIME_ENV_MIN: Partial<Record<string, number>> = { shutdownGraceMs: 0, leaseMs: 500, eventBatchMs: 0 };
 

@@ -38,6 +38,8 @@ describe('parseSse', () => {
   it('a frame without data is no frame; an unfinished last frame is dropped', async () => {
     assert.deepEqual(await frames(['id: 9\n\n', 'data: never ended']), []);
     assert.deepEqual(await frames(['data: no blank line after\n']), []);
-    assert.deepEqual(await frames(['data: ended by CR\r', '\r']), [{ id: null, event: 'message', data: 'ended by CR' }]);
+    assert.deepEqual(await frames(['data: ended by CR\r', '\r']), [
+      { id: null, event: 'message', data: 'ended by CR' },
+    ]);
   });
 });

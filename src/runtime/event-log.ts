@@ -4,9 +4,17 @@
 // is what lets one SQLite file keep up with thousands of tasks per second.
 // An event is always either still in memory here or already committed in the
 // store, never neither: it leaves `pending`/`inflight` only after its commit.
+//
+// A seq handed out names its event for ever, crash or not: an event of a running task
+// is delivered (to listeners, and by `uncommitted`) only while its seq is at most
+// SEQ_AHEAD past the task's last committed seq; beyond that it waits here, unseen,
+// until a commit moves the window. Recovery after a crash writes above that bound
+// (Store.recoverLost), so a lost delta's seq is never reused. With a 100 ms batch
+// window a task would need over 10,000 events a second to be held back at all.
 
 import type { Logger } from 'pino';
 import type { EventWrite, Store, TaskPatch } from '../store/store.ts';
+import { SEQ_AHEAD } from '../store/store.ts';
 import { LeashError } from './errors.ts';
 import type { TaskEvent, TaskEventData } from './types.ts';
 import { nowIso } from './types.ts';
@@ -31,7 +39,14 @@ export interface EventLogOptions {
    * trades how long events stay only in memory for fewer, larger commits.
    */
   batchWindowMs?: number;
+  /**
+   * Unwritten events (the store is down) past which `overloaded` is true: the runtime
+   * then refuses new work and stops running tasks rather than grow memory (default 100,000).
+   */
+  maxUnwritten?: number;
 }
+
+export const DEFAULT_MAX_UNWRITTEN_EVENTS = 100_000;
 
 export class EventLog {
   readonly #store: Store;
@@ -42,10 +57,19 @@ export class EventLog {
   #inflight: EventWrite[] = [];
   #flushing: Promise<void> | null = null;
   #scheduled = false;
+  /** The window timer of the scheduled batch, if it waits for one. */
+  #windowTimer: NodeJS.Timeout | null = null;
+  /** A task is past half its SEQ_AHEAD: the next batch goes without waiting for the window. */
+  #urgent = false;
   #listeners = new Map<string, Set<BusListener>>();
   #retryDelayMs = 0;
   readonly #windowMs: number;
   #lastFlushAt = -Infinity;
+  readonly #maxUnwritten: number;
+  /** Tasks running on this node: the last seq of theirs the store has committed. */
+  #durable = new Map<string, number>();
+  /** Events appended beyond `durable + SEQ_AHEAD`, not yet delivered, in seq order. */
+  #held = new Map<string, TaskEvent[]>();
 
   constructor(store: Store, log: Logger, opts: EventLogOptions = {}) {
     this.#store = store;
@@ -54,15 +78,67 @@ export class EventLog {
     this.#crossNode = store.kind !== 'sqlite';
     this.#onTaskLost = opts.onTaskLost ?? (() => {});
     this.#windowMs = opts.batchWindowMs ?? 0;
+    this.#maxUnwritten = opts.maxUnwritten ?? DEFAULT_MAX_UNWRITTEN_EVENTS;
   }
 
-  /** Appends an event with the seq its running node assigned. Listeners hear it synchronously. */
+  /**
+   * A task starts running on this node; `committedSeq` is its last seq in the store
+   * (the claim's `task.started`). Its events are delivered at most SEQ_AHEAD past
+   * the last committed one from here on.
+   */
+  track(taskId: string, committedSeq: number): void {
+    this.#durable.set(taskId, committedSeq);
+  }
+
+  /** The task no longer runs here (its events are all written, or discarded). */
+  untrack(taskId: string): void {
+    this.#durable.delete(taskId);
+    this.#held.delete(taskId);
+  }
+
+  /**
+   * Appends an event with the seq its running node assigned. Listeners hear it
+   * synchronously, unless its seq is too far past the task's last commit (see above).
+   */
   append<E extends TaskEventData>(taskId: string, seq: number, part: E, patch?: TaskPatch): TaskEvent {
     const event = { ...part, task_id: taskId, seq, created_at: nowIso() } as TaskEvent;
     this.#pending.push(patch ? { event, patch } : { event });
+    const durable = this.#durable.get(taskId) ?? Infinity;
+    // Half the window used before a commit: commit now rather than hold events back later.
+    if (seq > durable + SEQ_AHEAD / 2) this.#urgent = true;
     this.#schedule();
-    this.#emit(taskId, event);
+    const held = this.#held.get(taskId);
+    if (held !== undefined) held.push(event);
+    else if (seq > durable + SEQ_AHEAD) this.#held.set(taskId, [event]);
+    else this.#emit(taskId, event);
     return event;
+  }
+
+  /** More events wait to be written than the bound allows (the store is down or too slow). */
+  get overloaded(): boolean {
+    return this.#pending.length + this.#inflight.length >= this.#maxUnwritten;
+  }
+
+  /** The highest seq of `taskId` that may be delivered now. */
+  #deliverable(taskId: string): number {
+    return (this.#durable.get(taskId) ?? Infinity) + SEQ_AHEAD;
+  }
+
+  /** After a commit: move the tasks' windows and deliver what they now cover. */
+  #committed(batch: EventWrite[]): void {
+    for (const { event } of batch) {
+      const d = this.#durable.get(event.task_id);
+      if (d !== undefined && event.seq > d) this.#durable.set(event.task_id, event.seq);
+    }
+    for (const [taskId, held] of this.#held) {
+      const limit = this.#deliverable(taskId);
+      let n = 0;
+      while (n < held.length && held[n]!.seq <= limit) n++;
+      if (n === 0) continue;
+      const out = held.splice(0, n);
+      if (held.length === 0) this.#held.delete(taskId);
+      for (const e of out) this.#emit(taskId, e);
+    }
   }
 
   /** Tells this node's subscribers of `taskId` to re-read the store (up to `seq`, when known). */
@@ -73,6 +149,7 @@ export class EventLog {
   /** Drops every not-yet-written event of `taskId` (a task this node no longer owns). */
   discard(taskId: string): void {
     this.#pending = this.#pending.filter((w) => w.event.task_id !== taskId);
+    this.untrack(taskId);
   }
 
   listen(taskId: string, fn: BusListener): () => void {
@@ -85,11 +162,16 @@ export class EventLog {
     };
   }
 
-  /** Events of `taskId` with seq > after that are not yet committed, in seq order. */
+  /** Events of `taskId` with seq > after that are not yet committed but may be delivered, in seq order. */
   uncommitted(taskId: string, after: number): TaskEvent[] {
     const out: TaskEvent[] = [];
-    for (const w of this.#inflight) if (w.event.task_id === taskId && w.event.seq > after) out.push(w.event);
-    for (const w of this.#pending) if (w.event.task_id === taskId && w.event.seq > after) out.push(w.event);
+    const limit = this.#deliverable(taskId);
+    for (const w of this.#inflight) {
+      if (w.event.task_id === taskId && w.event.seq > after && w.event.seq <= limit) out.push(w.event);
+    }
+    for (const w of this.#pending) {
+      if (w.event.task_id === taskId && w.event.seq > after && w.event.seq <= limit) out.push(w.event);
+    }
     return out;
   }
 
@@ -127,15 +209,22 @@ export class EventLog {
   }
 
   #schedule(): void {
-    if (this.#scheduled || this.#flushing) return;
+    if (this.#flushing) return;
+    if (this.#scheduled) {
+      // Waiting for the window while a task needs its commit now: go at once.
+      if (!this.#urgent || this.#windowTimer === null || this.#retryDelayMs > 0) return;
+      clearTimeout(this.#windowTimer);
+      this.#windowTimer = null;
+    }
     this.#scheduled = true;
     const run = (): void => {
       this.#scheduled = false;
+      this.#windowTimer = null;
       if (!this.#flushing && this.#pending.length > 0) void this.#startFlush();
     };
-    const wait = this.#lastFlushAt + this.#windowMs - performance.now();
+    const wait = this.#urgent ? 0 : this.#lastFlushAt + this.#windowMs - performance.now();
     if (this.#retryDelayMs > 0) setTimeout(run, this.#retryDelayMs).unref();
-    else if (wait > 0) setTimeout(run, wait).unref();
+    else if (wait > 0) (this.#windowTimer = setTimeout(run, wait)).unref();
     else setImmediate(run);
   }
 
@@ -144,9 +233,11 @@ export class EventLog {
     this.#pending = [];
     this.#inflight = batch;
     this.#lastFlushAt = performance.now();
+    this.#urgent = false;
     const p = this.#store.writeEvents(batch).then(
       () => {
         this.#retryDelayMs = 0;
+        this.#committed(batch);
         if (this.#crossNode) this.#announce(batch);
       },
       (err: unknown) => {
@@ -168,6 +259,7 @@ export class EventLog {
           // Closed for good (this node is going away): retrying would never end.
           const lost = batch.length + this.#pending.length;
           this.#pending = [];
+          this.#held.clear();
           this.#log.error({ err, events: lost }, 'the store was closed before these task events were written');
           return;
         }

@@ -57,10 +57,13 @@ export async function* followEvents(
   };
 
   try {
+    // What `readMissing` returns is the log as it stands: seqs may skip (recovery after
+    // a crash writes above every seq the lost node may have handed out), so its events
+    // are taken as they come, `seq > last`; only live events must follow on exactly.
     let backlog = await readMissing();
     for (;;) {
       for (const e of backlog) {
-        if (e.seq !== last + 1) break; // a gap: re-read below before going on
+        if (e.seq <= last) continue;
         last = e.seq;
         yield e;
         if (isTerminalEvent(e)) return;

@@ -80,6 +80,12 @@ export interface RuntimeOptions {
    * readers see a running task's events only once committed).
    */
   eventBatchMs?: number;
+  /**
+   * Events waiting to be written (the store is down) past which creates answer 503
+   * `store_unavailable` and running tasks that emit fail with it, rather than memory
+   * growing without bound (default 100,000).
+   */
+  maxUnwrittenEvents?: number;
   observer?: RuntimeObserver;
   /** Warm slots kept per isolation pool (worker / process). */
   isolationMaxIdle?: number;
@@ -127,6 +133,8 @@ interface Active {
   /** `ctx.emit` calls kept (one per model delta for the built-in types): the cancel log's token count. */
   deltas: number;
   done: Promise<void>;
+  /** Why the runtime stopped it (the store is down and too many events wait): it ends `failed` with this. */
+  failure: LeashError | null;
   /**
    * No longer this node's to finish. `lost`: another node recovered it after its
    * lease ran out. `released`: handed back to the queue on stop(). Its handler is
@@ -198,6 +206,7 @@ export class Runtime {
     this.#events = new EventLog(opts.store, opts.logger, {
       onTaskLost: (id) => this.#detach(id, 'lost', true),
       batchWindowMs: opts.eventBatchMs ?? (opts.store.kind === 'sqlite' ? 100 : 0),
+      ...(opts.maxUnwrittenEvents !== undefined && { maxUnwritten: opts.maxUnwrittenEvents }),
     });
     this.#isolated = new IsolatedExecutor({ maxIdle: opts.isolationMaxIdle ?? 2 });
     this.#reaperIntervalMs = Math.max(10, opts.reaperIntervalMs ?? 250);
@@ -424,6 +433,8 @@ export class Runtime {
       });
     }
     const options = runOptions(def, req);
+    // Checked after the input (bad input is a 4xx whatever the store's state).
+    if (this.#events.overloaded) throw backlogFull(this.#events.pendingCount);
     if (req.thread_id != null && !(await this.store.getThread(req.thread_id, owner))) {
       throw new LeashError('not_found', `Thread ${req.thread_id} not found.`);
     }
@@ -740,9 +751,11 @@ export class Runtime {
       stoppedAt: null,
       deltas: 0,
       done: Promise.resolve(),
+      failure: null,
       detached: null,
     };
     this.#active.set(task.id, a);
+    this.#events.track(task.id, lastSeq); // its seqs are handed out from here (event-log.ts)
     this.#events.poke(task.id); // task.started was written by the claim
     const startedAt = task.started_at ? Date.parse(task.started_at) : Date.now();
     this.#observer.taskStarted?.(a.task, Math.max(0, startedAt - Date.parse(task.created_at)));
@@ -809,7 +822,8 @@ export class Runtime {
       store: this.store,
       log,
       progress: (percent, message) => {
-        if (a.state !== 'running') return;
+        if (a.state !== 'running' || a.failure !== null) return;
+        if (this.#events.overloaded) return this.#failOverloaded(a);
         this.#flushText(a);
         const p = percent == null || !Number.isFinite(percent) ? null : Math.min(100, Math.max(0, percent));
         const m = message == null ? null : String(message).slice(0, 1000);
@@ -829,7 +843,11 @@ export class Runtime {
         );
       },
       emit: (text) => {
-        if (a.state !== 'running' || typeof text !== 'string' || text.length === 0) return false;
+        if (a.state !== 'running' || a.failure !== null || typeof text !== 'string' || text.length === 0) return false;
+        if (this.#events.overloaded) {
+          this.#failOverloaded(a);
+          return false;
+        }
         a.task.output_text += text;
         a.pendingText += text;
         a.deltas++;
@@ -879,6 +897,21 @@ export class Runtime {
       a.controller.abort(new CancelledError(reason));
     }
     return { task: { ...a.task }, alreadyCancelled: a.state === 'ended' && a.task.status === 'cancelled' };
+  }
+
+  /**
+   * The store has been down so long that the unwritten backlog reached its bound: this
+   * task stops and ends `failed` `store_unavailable` instead of adding to it.
+   */
+  #failOverloaded(a: Active): void {
+    if (a.failure !== null || a.state !== 'running') return;
+    a.failure = backlogFull(this.#events.pendingCount);
+    this.#log.error(
+      { task_id: a.task.id, unwritten: this.#events.pendingCount },
+      'unwritten events at their bound: failing task',
+    );
+    if (a.deadlineTimer) clearTimeout(a.deadlineTimer);
+    a.controller.abort(a.failure);
   }
 
   /** Appends the text emitted since the last delta as one `output.delta`. */
@@ -947,6 +980,13 @@ export class Runtime {
     if (a.detached !== null) {
       // Another node has it (or will): nothing of this run is recorded here.
       if (this.#active.get(t.id) === a) this.#active.delete(t.id);
+      // Lost: discard() untracked it. Released: its events are still being written, within
+      // the window; untracked after (unless it runs here again by then).
+      if (a.detached === 'released') {
+        void this.#events.flush().then(() => {
+          if (!this.#active.has(t.id)) this.#events.untrack(t.id);
+        });
+      }
       this.#events.poke(t.id);
       this.#schedulePump();
       return;
@@ -971,7 +1011,7 @@ export class Runtime {
           ended_at: endedAt,
         },
       );
-    } else if (outcome.ok) {
+    } else if (outcome.ok && a.failure === null) {
       const result = outcome.result === undefined ? null : outcome.result;
       t.status = 'completed';
       t.result = result;
@@ -989,8 +1029,9 @@ export class Runtime {
         },
       );
     } else {
-      const error = toTaskError(outcome.error);
-      if (!LeashError.is(outcome.error)) this.#log.warn({ err: outcome.error, task_id: t.id }, 'task handler failed');
+      const error = toTaskError(a.failure ?? (outcome.ok ? null : outcome.error));
+      if (a.failure === null && !outcome.ok && !LeashError.is(outcome.error))
+        this.#log.warn({ err: outcome.error, task_id: t.id }, 'task handler failed');
       t.status = 'failed';
       t.error = error;
       t.ended_at = endedAt;
@@ -1007,6 +1048,7 @@ export class Runtime {
     }
     await this.#events.flush();
     if (this.#active.get(t.id) === a) this.#active.delete(t.id);
+    this.#events.untrack(t.id);
     if (a.detached !== null) return; // taken over while its end was being written
     const stoppedAt = a.stoppedAt ?? performance.now();
     const latency = a.cancelAskedAt === null ? null : stoppedAt - a.cancelAskedAt;
@@ -1215,6 +1257,13 @@ type Outcome = { ok: true; result: unknown } | { ok: false; error: unknown };
 
 function round(ms: number | null): number | null {
   return ms === null ? null : Math.round(ms * 10) / 10;
+}
+
+function backlogFull(unwritten: number): LeashError {
+  return new LeashError(
+    'store_unavailable',
+    `The store is not taking writes and ${unwritten} events wait to be written (the bound is LEASH_MAX_UNWRITTEN_EVENTS); try again when it is back.`,
+  );
 }
 
 function stripRecent(t: TaskWithProgress): Task {

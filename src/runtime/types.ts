@@ -52,14 +52,18 @@ export interface Task {
 
 /** Stream parts are a union keyed on `type` (as in the AI SDK). */
 export type TaskEventData =
-  | { type: 'task.queued'; data: Record<string, never> }
+  // last_durable_seq: on events recovery writes after a lost node (see Store.recoverLost).
+  | { type: 'task.queued'; data: { last_durable_seq?: number } }
   | { type: 'task.started'; data: { attempt?: number } }
   | { type: 'task.progress'; data: { progress: number | null; message: string | null } }
   | { type: 'output.delta'; data: { text: string } }
   | { type: 'task.cancelling'; data: { reason: CancelReason } }
   | { type: 'task.completed'; data: { result: unknown } }
-  | { type: 'task.failed'; data: { error: TaskError } }
-  | { type: 'task.cancelled'; data: { reason: CancelReason; output_text: string; detached?: true } };
+  | { type: 'task.failed'; data: { error: TaskError; last_durable_seq?: number } }
+  | {
+      type: 'task.cancelled';
+      data: { reason: CancelReason; output_text: string; detached?: true; last_durable_seq?: number };
+    };
 
 export type TaskEventType = TaskEventData['type'];
 

@@ -16,8 +16,9 @@
 // `cancel_ack`, `error`, `pong`. Frames of one socket are handled in the order they
 // arrive (a `cancel` after a `run` sees that run), except that a `cancel` naming by its
 // `request_id` a run still being created is taken as it arrives, so that run is stopped
-// before its handler starts; events of a task are sent in seq
-// order without gaps, but their order relative to acks of other frames is not fixed.
+// before its handler starts; events of a task are sent in seq order without gaps (seqs
+// skip only where a crash lost events: recovery writes above them), but their order
+// relative to acks of other frames is not fixed.
 //
 // Closing a socket cancels only the tasks it started with `on_disconnect: "cancel"`
 // (reason `disconnect`); the default for WebSocket runs is `continue`: reconnect

@@ -28,3 +28,13 @@ export function addMs(iso: string, ms: number): string {
   if (Number.isNaN(t)) throw new LeashError('invalid_request', `not an ISO-8601 timestamp: ${iso}`);
   return new Date(t + ms).toISOString();
 }
+
+/** The message of `node_lost`; `durable` is the task's last seq the store had when its node was lost. */
+export function nodeLostMessage(durable: number | string): string {
+  return `the node running this task stopped before it finished; any output it streamed after seq ${durable} was lost with it`;
+}
+
+/** The error of a task whose node was lost (see nodeLostMessage). */
+export function nodeLost(durable: number): { code: 'node_lost'; message: string } {
+  return { code: 'node_lost', message: nodeLostMessage(durable) };
+}

@@ -4,7 +4,18 @@
 // Ownership rule for the event log: while a task is running, the node running it
 // is the only writer of its events and assigns `seq` itself (write-behind batches
 // via `writeEvents`). Every other event write (queued, cancelled-while-queued,
-// node_lost, recovery) is done by the store atomically with `last_seq + 1`.
+// node_lost, recovery) is done by the store atomically with `last_seq + 1`, except
+// recovery after a lost node, which writes at `last_seq + SEQ_AHEAD + 1` (below).
+
+/**
+ * How far past its last *committed* seq a running node may hand a task's events out
+ * to readers (events beyond wait in memory, unseen, until a commit moves the window).
+ * Write-behind means a node can deliver seqs that a crash then loses; recovery
+ * (node_lost, resume, cancelled) writes its event above `last_seq + SEQ_AHEAD`, so a
+ * seq anyone was ever given never names a different event. Never lower it: a node
+ * of an older version may have handed seqs out up to its own bound.
+ */
+export const SEQ_AHEAD = 1024;
 
 import type { Isolation } from '../runtime/isolation/protocol.ts';
 import type {
@@ -195,7 +206,9 @@ export interface Store {
 
   /**
    * Appends events (with their row patches) in one transaction. Seq is the caller's.
-   * A seq already taken rejects the whole batch with `event_conflict` and a task whose
+   * A seq already taken, or one not above the task's `last_seq` (the log has moved on
+   * past a gap: another node recovered the task), rejects the whole batch with
+   * `event_conflict` and a task whose
    * row is gone with `not_found`, each with `details.task_id` naming the task: seq is
    * the fencing token, so a node that lost a task (another node recovered it and
    * wrote the next seq) learns it here.
@@ -226,6 +239,9 @@ export interface Store {
    * with `expiredBefore`, of any node whose lease ended before it). Cancelling
    * ones end `cancelled`; ones whose type is in `resumableTypes` go back to
    * `queued` (checkpoint kept); the rest end `failed` with code `node_lost`.
+   * The event is written at `last_seq + SEQ_AHEAD + 1` (the lost node may have
+   * delivered seqs up to `last_seq + SEQ_AHEAD` that never reached the store) and its
+   * data carries `last_durable_seq`: the last seq stored before the loss.
    */
   recoverLost(opts: {
     nodeId?: string;

@@ -5,6 +5,9 @@
 // function of the log, so replaying it always numbers the same event the same way:
 // `GET /v1/responses/:id?stream=true&starting_after=N` replays the log from the start
 // and drops events up to N — no duplicates, no gaps, whichever node answers.
+// After a crash the log skips seqs (events the lost node streamed but never stored):
+// the numbering skips too, by the most any skipped event could have produced (3), so
+// a sequence_number a client saw before the crash never names a different event after.
 //
 //   task.queued      → response.created (queued), response.queued
 //   task.started     → response.in_progress
@@ -30,6 +33,7 @@ export class ResponseEventTranslator {
   /** The final response, read once the task has ended (its stored state no longer changes). */
   readonly #final: () => Promise<ResponseShape>;
   #seq = -1;
+  #taskSeq = 0;
   #text = '';
   #itemOpen = false;
   #ended = false;
@@ -72,6 +76,9 @@ export class ResponseEventTranslator {
     };
 
     if (this.#ended) return out;
+    // A non-terminal task event yields at most 3 Responses events (first delta: item and part added, delta).
+    if (e.seq > this.#taskSeq + 1) this.#seq += 3 * (e.seq - this.#taskSeq - 1);
+    this.#taskSeq = Math.max(this.#taskSeq, e.seq);
     switch (e.type) {
       case 'task.queued':
         push('response.created', { response: snapshot('queued') });

@@ -323,6 +323,16 @@ ALTER TABLE tasks ADD COLUMN cancel_detached boolean NOT NULL DEFAULT false;
 ${CLAIM_V2}
 `;
 
+// Raised by the event-write batch (write-events.ts) for a task whose stored log is past
+// the batch's first seq: the writer lost the task. SQLSTATE LS409, the task id as DETAIL.
+const FENCED = /* sql */ `
+CREATE FUNCTION leash_fenced(p_id text) RETURNS int LANGUAGE plpgsql AS $fn$
+BEGIN
+  RAISE EXCEPTION 'task % has events past this batch''s seqs already', p_id USING ERRCODE = 'LS409', DETAIL = p_id;
+END
+$fn$;
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   { id: 1, name: 'init', sql: INIT },
   { id: 2, name: 'claim function', sql: CLAIM },
@@ -332,6 +342,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { id: 4, name: 'create function (eager start)', sql: CREATE },
   { id: 5, name: 'create function: shared owner lock far below the limit', sql: CREATE_V2 },
   { id: 6, name: 'reaper: queued deadline index, claim skips expired, cancel_detached', sql: REAPER },
+  { id: 7, name: 'event write fence', sql: FENCED },
 ];
 
 /** Session-level advisory lock key held while migrating ("leash" + 1). */

@@ -33,6 +33,7 @@ import type {
   Thread,
   ClaimedTask,
 } from '../store.ts';
+import { SEQ_AHEAD } from '../store.ts';
 import { claimWith } from './claim.ts';
 import { migrate } from './migrations.ts';
 import { PgNotifier } from './notifier.ts';
@@ -49,9 +50,12 @@ import {
   type PgThreadRow,
 } from './rows.ts';
 import { writeEventsWith } from './write-events.ts';
-import { addMs, leaseRenewalOf } from '../lease.ts';
+import { addMs, leaseRenewalOf, nodeLostMessage } from '../lease.ts';
 
-const NODE_LOST = { code: 'node_lost', message: 'the node running this task stopped before it finished' } as const;
+// Recovery writes above every seq the lost node may have handed out (SEQ_AHEAD past its
+// last commit); `last_seq` on the right of a SET is the row's old value: the last durable seq.
+const RECOVERED_SEQ = `last_seq = last_seq + ${SEQ_AHEAD} + 1`;
+const DURABLE_SEQ = `up.last_seq - ${SEQ_AHEAD} - 1`;
 const NON_TERMINAL: TaskStatus[] = TASK_STATUSES.filter((s) => !TERMINAL_STATUSES.has(s));
 
 const THREAD_COLUMNS = `th.num, th.id, th.owner, th.created_at, th.metadata,
@@ -543,12 +547,13 @@ export class PostgresStore implements Store {
               `WITH up AS (
                  UPDATE tasks SET status = 'cancelled', ended_at = $2, lease_until = NULL,
                    cancel_reason = COALESCE(cancel_reason, 'shutdown'),
-                   cancel_requested_at = COALESCE(cancel_requested_at, $2), last_seq = last_seq + 1
+                   cancel_requested_at = COALESCE(cancel_requested_at, $2), ${RECOVERED_SEQ}
                  WHERE id = ANY($1::text[]) RETURNING *
                ), ev AS (
                  INSERT INTO task_events (task_id, seq, type, created_at, data)
                  SELECT id, last_seq, 'task.cancelled', $2,
-                   json_build_object('reason', cancel_reason, 'output_text', output_text) FROM up
+                   json_build_object('reason', cancel_reason, 'output_text', output_text,
+                     'last_durable_seq', ${DURABLE_SEQ}) FROM up
                )
                SELECT * FROM up`,
               [cancelling, opts.now],
@@ -561,11 +566,11 @@ export class PostgresStore implements Store {
           ...(
             await c.query<PgTaskRow>(
               `WITH up AS (
-                 UPDATE tasks SET status = 'queued', node_id = NULL, lease_until = NULL, last_seq = last_seq + 1
+                 UPDATE tasks SET status = 'queued', node_id = NULL, lease_until = NULL, ${RECOVERED_SEQ}
                  WHERE id = ANY($1::text[]) RETURNING *
                ), ev AS (
                  INSERT INTO task_events (task_id, seq, type, created_at, data)
-                 SELECT id, last_seq, 'task.queued', $2, '{}' FROM up
+                 SELECT id, last_seq, 'task.queued', $2, json_build_object('last_durable_seq', ${DURABLE_SEQ}) FROM up
                )
                SELECT * FROM up`,
               [requeue, opts.now],
@@ -578,15 +583,17 @@ export class PostgresStore implements Store {
           ...(
             await c.query<PgTaskRow>(
               `WITH up AS (
-                 UPDATE tasks SET status = 'failed', error = $3::json, ended_at = $2, lease_until = NULL,
-                   last_seq = last_seq + 1
+                 UPDATE tasks SET status = 'failed', ended_at = $2, lease_until = NULL,
+                   error = json_build_object('code', 'node_lost', 'message', replace($3, '{seq}', last_seq::text)),
+                   ${RECOVERED_SEQ}
                  WHERE id = ANY($1::text[]) RETURNING *
                ), ev AS (
                  INSERT INTO task_events (task_id, seq, type, created_at, data)
-                 SELECT id, last_seq, 'task.failed', $2, json_build_object('error', error) FROM up
+                 SELECT id, last_seq, 'task.failed', $2,
+                   json_build_object('error', error, 'last_durable_seq', ${DURABLE_SEQ}) FROM up
                )
                SELECT * FROM up`,
-              [fail, opts.now, JSON.stringify(NODE_LOST)],
+              [fail, opts.now, nodeLostMessage('{seq}')],
             )
           ).rows,
         );

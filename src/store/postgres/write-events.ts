@@ -2,6 +2,8 @@
 // row patches folded into one) is a single statement, so it is atomic and costs one
 // round trip. A seq already taken (another node took the task over) or a task that
 // is gone fails the statement; the caller then learns which task, to drop its events.
+// So does a batch not above the task's stored last_seq (leash_fenced): recovery after a
+// lost node writes past a gap, where no key would collide.
 // No NOTIFY in here: a transaction that notifies holds PostgreSQL's one notify-queue
 // lock through its commit (WAL flush included), so every writer would queue behind it;
 // the event log announces a batch after its commit, through the notifier.
@@ -32,13 +34,14 @@ const WRITE = `WITH ev AS (
     last_seq = GREATEST(t.last_seq, p.seq)
   FROM unnest($6::text[], $7::int[], $8::text[], $9::bool[], $10::text[], $11::bool[], $12::float8[],
       $13::bool[], $14::text[], $15::bool[], $16::json[], $17::bool[], $18::json[], $19::bool[], $20::text[],
-      $21::timestamptz[], $22::bool[], $23::timestamptz[])
+      $21::timestamptz[], $22::bool[], $23::timestamptz[], $24::int[])
     AS p(id, seq, append, set_status, status, set_progress, progress, set_progress_message, progress_message,
-      set_result, result, set_error, error, set_cancel, cancel_reason, cancel_requested_at, set_ended_at, ended_at)
-  WHERE t.id = p.id
-  RETURNING 1
+      set_result, result, set_error, error, set_cancel, cancel_reason, cancel_requested_at, set_ended_at, ended_at,
+      first)
+  WHERE t.id = p.id AND t.last_seq < p.first
+  RETURNING t.id
   )
-  SELECT count(*) FROM up`;
+  SELECT leash_fenced(p.id) FROM unnest($6::text[]) AS p(id) WHERE NOT EXISTS (SELECT 1 FROM up WHERE up.id = p.id)`;
 
 // Column order of the patch arrays ($6 … $23).
 const PATCH_COLUMNS = [
@@ -60,11 +63,14 @@ const PATCH_COLUMNS = [
   'cancel_requested_at',
   'set_ended_at',
   'ended_at',
+  'first',
 ] as const;
 
 interface Merged {
   id: string;
   seq: number;
+  /** The batch's first seq of the task: it must be above the row's last_seq (the fence). */
+  first: number;
   append: string;
   set_status: boolean;
   status: TaskStatus | null;
@@ -125,6 +131,7 @@ export async function writeEventsWith(db: pg.Pool, writes: EventWrite[]): Promis
       m = {
         id: event.task_id,
         seq: event.seq,
+        first: event.seq,
         append: '',
         set_status: false,
         status: null,
@@ -211,5 +218,24 @@ async function explain(db: pg.Pool, e: unknown, writes: EventWrite[]): Promise<u
     const missing = ids.find((id) => !present.has(id)) ?? ids[0]!;
     return new LeashError('not_found', `task ${missing} does not exist`, { details: { task_id: missing }, cause: e });
   }
+  if (code === FENCED) {
+    // A batch whose seqs are not above the stored log skipped a gap recovery left: the
+    // task was recovered (another node, after this one's lease ran out).
+    const id = (e as { detail?: string }).detail ?? writes[0]!.event.task_id;
+    const exists = await db
+      .query('SELECT 1 FROM tasks WHERE id = $1', [id])
+      .then((r) => (r.rowCount ?? 0) > 0)
+      .catch(() => true);
+    if (!exists)
+      return new LeashError('not_found', `task ${id} does not exist`, { details: { task_id: id }, cause: e });
+    const first = writes.find((w) => w.event.task_id === id)?.event.seq;
+    return new LeashError('event_conflict', `task ${id} has events past seq ${(first ?? 1) - 1} already`, {
+      details: { task_id: id, seq: first },
+      cause: e,
+    });
+  }
   return e;
 }
+
+/** SQLSTATE of leash_fenced() (migration 7). */
+const FENCED = 'LS409';

@@ -32,7 +32,8 @@ import type {
   ClaimedTask,
   TaskRunOptions,
 } from '../store.ts';
-import { addMs, leaseRenewalOf } from '../lease.ts';
+import { SEQ_AHEAD } from '../store.ts';
+import { addMs, leaseRenewalOf, nodeLost } from '../lease.ts';
 import { migrate } from './migrations.ts';
 import { LocalNotifier } from './notifier.ts';
 import { clampLimit, pageOf, pageStart } from '../paging.ts';
@@ -49,7 +50,6 @@ import {
   type ThreadRow,
 } from './rows.ts';
 
-const NODE_LOST = { code: 'node_lost', message: 'the node running this task stopped before it finished' } as const;
 const NON_TERMINAL: TaskStatus[] = TASK_STATUSES.filter((s) => !TERMINAL_STATUSES.has(s));
 
 // SQLite extended result codes this store turns into LeashErrors.
@@ -68,6 +68,8 @@ const THREAD_COLUMNS = `th.num, th.id, th.owner, th.created_at, th.metadata,
 
 /** A task's patches within one writeEvents batch, folded into one row update. */
 interface MergedPatch {
+  /** The batch's first seq of the task: it must be above the row's last_seq (the fence). */
+  first: number;
   seq: number;
   append: string;
   status?: TaskStatus;
@@ -444,7 +446,7 @@ export class SqliteStore implements Store {
         this.#insertEvent(event.task_id, event.seq, event.type, JSON.stringify(event.data), event.created_at);
         let m = merged.get(event.task_id);
         if (m === undefined) {
-          m = { seq: event.seq, append: '' };
+          m = { first: event.seq, seq: event.seq, append: '' };
           merged.set(event.task_id, m);
         } else if (event.seq > m.seq) m.seq = event.seq;
         if (patch !== undefined) foldPatch(m, patch);
@@ -461,11 +463,17 @@ export class SqliteStore implements Store {
            cancel_requested_at = CASE WHEN :set_cancel THEN :cancel_requested_at ELSE cancel_requested_at END,
            ended_at = CASE WHEN :set_ended_at THEN :ended_at ELSE ended_at END,
            last_seq = MAX(last_seq, :seq)
-         WHERE id = :id`,
+         WHERE id = :id AND last_seq < :first`,
       );
       const appendOnly = this.#q(
-        'UPDATE tasks SET output_text = output_text || ?, last_seq = MAX(last_seq, ?) WHERE id = ?',
+        'UPDATE tasks SET output_text = output_text || ?, last_seq = MAX(last_seq, ?) WHERE id = ? AND last_seq < ?',
       );
+      // The fence: a batch whose events are not all above the stored log (its seqs skip a
+      // gap recovery left, so no key collides) is from a node that lost the task.
+      const fenced = (id: string, m: MergedPatch): LeashError =>
+        new LeashError('event_conflict', `task ${id} has events past seq ${m.first - 1} already`, {
+          details: { task_id: id, seq: m.first },
+        });
       for (const [id, m] of merged) {
         // A streaming task's batch only appends text: the short statement (binding twenty
         // named parameters per task was a seventh of this thread's time under 1,000 streams).
@@ -478,11 +486,12 @@ export class SqliteStore implements Store {
           m.cancel === undefined &&
           m.ended_at === undefined
         ) {
-          appendOnly.run(m.append, m.seq, id);
+          if (appendOnly.run(m.append, m.seq, id, m.first).changes === 0) throw fenced(id, m);
           continue;
         }
-        update.run({
+        const res = update.run({
           id,
+          first: m.first,
           seq: m.seq,
           append: m.append,
           set_status: m.status !== undefined ? 1 : 0,
@@ -501,6 +510,7 @@ export class SqliteStore implements Store {
           set_ended_at: m.ended_at !== undefined ? 1 : 0,
           ended_at: m.ended_at ?? null,
         });
+        if (res.changes === 0) throw fenced(id, m);
       }
     });
   }
@@ -586,37 +596,47 @@ export class SqliteStore implements Store {
     const resumable = new Set(opts.resumableTypes);
     return this.#tx(() => {
       const lost = this.#q(
-        `SELECT id, type, status FROM tasks INDEXED BY tasks_running
+        `SELECT id, type, status, last_seq FROM tasks INDEXED BY tasks_running
          WHERE status IN ('running', 'cancelling')
            AND ((?1 IS NOT NULL AND node_id = ?1) OR (?2 IS NOT NULL AND lease_until < ?2))
          ORDER BY num`,
-      ).all(opts.nodeId ?? null, opts.expiredBefore ?? null) as Array<{ id: string; type: string; status: TaskStatus }>;
+      ).all(opts.nodeId ?? null, opts.expiredBefore ?? null) as Array<{
+        id: string;
+        type: string;
+        status: TaskStatus;
+        last_seq: number;
+      }>;
       const out: Task[] = [];
       for (const t of lost) {
         let row: TaskRow | undefined;
+        // Above every seq the lost node may have handed out (SEQ_AHEAD past its last commit).
+        const next = t.last_seq + SEQ_AHEAD + 1;
+        const durable = t.last_seq;
         if (t.status === 'cancelling') {
           row = this.#q(
             `UPDATE tasks SET status = 'cancelled', ended_at = ?1, lease_until = NULL,
                cancel_reason = COALESCE(cancel_reason, 'shutdown'), cancel_requested_at = COALESCE(cancel_requested_at, ?1),
-               last_seq = last_seq + 1
+               last_seq = ?3
              WHERE id = ?2 RETURNING *`,
-          ).get(opts.now, t.id) as TaskRow | undefined;
+          ).get(opts.now, t.id, next) as TaskRow | undefined;
           if (row) {
-            const data = { reason: row.cancel_reason, output_text: row.output_text };
+            const data = { reason: row.cancel_reason, output_text: row.output_text, last_durable_seq: durable };
             this.#insertEvent(t.id, row.last_seq, 'task.cancelled', JSON.stringify(data), opts.now);
           }
         } else if (resumable.has(t.type)) {
           row = this.#q(
-            `UPDATE tasks SET status = 'queued', node_id = NULL, lease_until = NULL, last_seq = last_seq + 1
+            `UPDATE tasks SET status = 'queued', node_id = NULL, lease_until = NULL, last_seq = ?
              WHERE id = ? RETURNING *`,
-          ).get(t.id) as TaskRow | undefined;
-          if (row) this.#insertEvent(t.id, row.last_seq, 'task.queued', '{}', opts.now);
+          ).get(next, t.id) as TaskRow | undefined;
+          const data = { last_durable_seq: durable };
+          if (row) this.#insertEvent(t.id, row.last_seq, 'task.queued', JSON.stringify(data), opts.now);
         } else {
           row = this.#q(
-            `UPDATE tasks SET status = 'failed', error = ?1, ended_at = ?2, lease_until = NULL, last_seq = last_seq + 1
+            `UPDATE tasks SET status = 'failed', error = ?1, ended_at = ?2, lease_until = NULL, last_seq = ?4
              WHERE id = ?3 RETURNING *`,
-          ).get(JSON.stringify(NODE_LOST), opts.now, t.id) as TaskRow | undefined;
-          if (row) this.#insertEvent(t.id, row.last_seq, 'task.failed', JSON.stringify({ error: NODE_LOST }), opts.now);
+          ).get(JSON.stringify(nodeLost(durable)), opts.now, t.id, next) as TaskRow | undefined;
+          const data = { error: nodeLost(durable), last_durable_seq: durable };
+          if (row) this.#insertEvent(t.id, row.last_seq, 'task.failed', JSON.stringify(data), opts.now);
         }
         if (row) out.push(toTask(row));
       }

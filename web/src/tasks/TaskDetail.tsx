@@ -34,6 +34,8 @@ export function TaskDetail(props: { taskId: string; onClose(): void; onCancel():
   const { client, version, describe } = useApi();
   const [task, setTask] = useState<TaskInfo | null>(null);
   const [events, setEvents] = useState<TaskStreamEvent[]>([]);
+  // Events received in all (seqs skip after a crash, so the last seq does not count them).
+  const [received, setReceived] = useState(0);
   const [text, setText] = useState('');
   const [error, setError] = useState<string | null>(null);
   const log = useRef<HTMLDivElement>(null);
@@ -42,6 +44,7 @@ export function TaskDetail(props: { taskId: string; onClose(): void; onCancel():
   useEffect(() => {
     const ac = new AbortController();
     setEvents([]);
+    setReceived(0);
     setText('');
     setError(null);
     void (async () => {
@@ -52,6 +55,7 @@ export function TaskDetail(props: { taskId: string; onClose(): void; onCancel():
           if (e.seq <= last) continue;
           last = e.seq;
           setEvents((es) => (es.length >= MAX_LOG_ROWS * 2 ? [...es.slice(-MAX_LOG_ROWS), e] : [...es, e]));
+          setReceived((n) => n + 1);
           if (e.type === 'output.delta') setText((t) => t + e.data.text);
           if (e.type === 'task.cancelled') setText(e.data.output_text);
           setTask((t) => (t ? patch(t, e) : t));
@@ -74,7 +78,7 @@ export function TaskDetail(props: { taskId: string; onClose(): void; onCancel():
   }, [events]);
 
   const shown = events.slice(-MAX_LOG_ROWS);
-  const hidden = (events.at(-1)?.seq ?? 0) - shown.length;
+  const hidden = received - shown.length;
 
   return (
     <section className="card task-detail" aria-labelledby="detail-heading">
