@@ -3,7 +3,7 @@ import eslint from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'web/dist/', 'test-artifacts/'] },
+  { ignores: ['node_modules/', 'web/dist/', 'dist/', 'test-artifacts/', 'examples/*/dist/'] },
   eslint.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -33,7 +33,15 @@ export async function startServeProcess(
   const { args = [], nodeArgs = [], startTimeoutMs = 20_000 } = opts;
   const proc = spawn(process.execPath, [...nodeArgs, MAIN, 'serve', '--port', '0', ...args], {
     // LEASH_MODEL set: an Ollama on the developer's machine must not change what tests run.
-    env: { ...process.env, LEASH_LOG_LEVEL: 'warn', LEASH_API_KEYS: '', HOST: '', PORT: '', LEASH_MODEL: 'simulated', ...env },
+    env: {
+      ...process.env,
+      LEASH_LOG_LEVEL: 'warn',
+      LEASH_API_KEYS: '',
+      HOST: '',
+      PORT: '',
+      LEASH_MODEL: 'simulated',
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

@@ -3,7 +3,7 @@
 
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseSse, type SseFrame } from './sse.ts';
+import { parseSse, type SseFrame } from '../src/client/sse.ts';
 
 async function frames(chunks: string[]): Promise<SseFrame[]> {
   const enc = new TextEncoder();
