@@ -4,8 +4,7 @@
 // the aborted upstream request. Screenshots go to test-artifacts/.
 
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify from 'fastify';
@@ -17,38 +16,10 @@ import { CUT_SHORT_NOTE } from '../src/threads/context.ts';
 import { launchBrowser, type TestBrowser } from './helpers/browser.ts';
 import { startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.ts';
 import { api, eventually, startTestServer, type TestServer } from './helpers/server.ts';
+import { ensureWebBuilt } from './helpers/web-build.ts';
 
 const ROOT = join(import.meta.dirname, '..');
-const DIST_INDEX = join(ROOT, 'web', 'dist', 'index.html');
 const ARTIFACTS = join(ROOT, 'test-artifacts');
-
-/** Newest modification time under the given paths. */
-function newest(paths: string[]): number {
-  let max = 0;
-  for (const p of paths) {
-    if (!existsSync(p)) continue;
-    const st = statSync(p);
-    if (st.isDirectory()) max = Math.max(max, newest(readdirSync(p).map((f) => join(p, f))));
-    else max = Math.max(max, st.mtimeMs);
-  }
-  return max;
-}
-
-/** `npm test` builds the UI first (pretest); a direct run builds it here when the sources are newer. */
-function ensureWebBuilt(): void {
-  const sources = newest(
-    ['web/src', 'web/index.html', 'web/vite.config.ts', 'web/public', 'src/client'].map((p) => join(ROOT, p)),
-  );
-  if (existsSync(DIST_INDEX) && statSync(DIST_INDEX).mtimeMs >= sources) return;
-  execFileSync(
-    process.execPath,
-    [join(ROOT, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', 'web', '--logLevel', 'warn'],
-    {
-      cwd: ROOT,
-      stdio: 'inherit',
-    },
-  );
-}
 
 // 120 tokens, 25 ms apart: ~3 s per answer, long enough to stop or reload mid-way.
 const TOKENS = Array.from({ length: 120 }, (_, i) => ` w${i}`);
