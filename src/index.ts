@@ -8,7 +8,10 @@ export type { AnyTaskDefinition, TaskContext, TaskDefinition } from './runtime/d
 export { CancelledError, sleep } from './runtime/cancel.ts';
 export { LeashError } from './runtime/errors.ts';
 export type { CancelReason, Task, TaskEvent, TaskStatus } from './runtime/types.ts';
-export type { ChatMessage, Model, ModelCallOptions, ModelRegistry, ModelStreamPart } from './models/model.ts';
+export type { ChatMessage, Model, ModelCallOptions, ModelRegistry, ModelStreamPart, Usage } from './models/model.ts';
+// What `ctx.store` and `ctx.log` are, so a handler can name every type its context hands it.
+export type { Message, MessageStatus, Store, Thread } from './store/store.ts';
+export type { Logger } from 'pino';
 export { startServer } from './cli/serve.ts';
 export type { RunningServer, StartServerOptions } from './cli/serve.ts';
 /** The zod the task schemas are checked with (one copy: a schema made with another zod still works, but share this one). */
