@@ -1,4 +1,4 @@
-import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,6 +11,12 @@ import { generate } from '../src/tasks/generate.ts';
 import { createFakeContext } from './helpers/fake-context.ts';
 import { DEFAULT_TOKENS, startFakeUpstream, unusedPort } from './helpers/fake-upstream.ts';
 import type { FakeUpstream } from './helpers/fake-upstream.ts';
+import {
+  startFakeAnthropic,
+  type AnthropicRequest,
+  type AnthropicScript,
+  type FakeAnthropic,
+} from './helpers/fake-anthropic.ts';
 
 let up: FakeUpstream;
 before(async () => {
@@ -390,104 +396,16 @@ describe('OpenAI-compatible stream: answers that are not what they should be', (
 });
 
 describe('anthropic: against a fake Anthropic Messages API', () => {
-  // Speaks Anthropic's streaming format: named SSE events (message_start, content_block_*,
-  // ping, message_delta, message_stop, error), one text delta every `intervalMs`.
-  interface Script {
-    tokens: string[];
-    intervalMs: number;
-    inputTokens: number;
-    outputTokens: number;
-    stopReason: string;
-    /** Send an `error` event (overloaded) after this many deltas, then end the response. */
-    errorAfter?: number;
-  }
-  interface Seen {
-    url: string;
-    headers: IncomingHttpHeaders;
-    body: unknown;
-    deltasWritten: number;
-    completed: boolean;
-    /** Resolves with performance.now() when the response's socket closed. */
-    socketClosed: Promise<number>;
-  }
-  let script: Script;
-  const seen: Seen[] = [];
+  const idle: AnthropicScript = { tokens: [], intervalMs: 1, inputTokens: 0, outputTokens: 0, stopReason: 'end_turn' };
+  let fake: FakeAnthropic;
   let base = '';
-  let server: Server;
-
-  const event = (type: string, data: object): string =>
-    `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`;
-
+  let seen: AnthropicRequest[] = [];
   before(async () => {
-    server = createServer((req, res) => {
-      let raw = '';
-      req.setEncoding('utf8');
-      req.on('data', (c: string) => (raw += c));
-      req.on('end', () => {
-        const s = script;
-        let onClose: (t: number) => void = () => {};
-        const rec: Seen = {
-          url: req.url ?? '',
-          headers: req.headers,
-          body: JSON.parse(raw) as unknown,
-          deltasWritten: 0,
-          completed: false,
-          socketClosed: new Promise<number>((r) => (onClose = r)),
-        };
-        seen.push(rec);
-        req.socket.once('close', () => onClose(performance.now()));
-        const model = (rec.body as { model?: string }).model ?? 'claude-fake';
-        res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' });
-        res.write(
-          event('message_start', {
-            message: {
-              id: 'msg_fake01',
-              type: 'message',
-              role: 'assistant',
-              model,
-              content: [],
-              stop_reason: null,
-              stop_sequence: null,
-              usage: { input_tokens: s.inputTokens, output_tokens: 1 },
-            },
-          }),
-        );
-        res.write(event('content_block_start', { index: 0, content_block: { type: 'text', text: '' } }));
-        res.write(event('ping', {}));
-        let i = 0;
-        const tick = (): void => {
-          if (res.destroyed) return; // a real server stops generating when the client leaves
-          if (s.errorAfter !== undefined && i >= s.errorAfter) {
-            res.end(event('error', { error: { type: 'overloaded_error', message: 'Overloaded' } }));
-            return;
-          }
-          if (i < s.tokens.length) {
-            res.write(event('content_block_delta', { index: 0, delta: { type: 'text_delta', text: s.tokens[i] } }));
-            rec.deltasWritten = ++i;
-            timer = setTimeout(tick, s.intervalMs);
-            return;
-          }
-          res.write(event('content_block_stop', { index: 0 }));
-          res.write(
-            event('message_delta', {
-              delta: { stop_reason: s.stopReason, stop_sequence: null },
-              usage: { output_tokens: s.outputTokens },
-            }),
-          );
-          res.end(event('message_stop', {}));
-          rec.completed = true;
-        };
-        let timer = setTimeout(tick, s.intervalMs);
-        res.on('close', () => clearTimeout(timer));
-      });
-    });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+    fake = await startFakeAnthropic(idle);
+    base = fake.base;
+    seen = fake.seen;
   });
-  after(async () => {
-    server.closeAllConnections();
-    await new Promise<void>((r) => server.close(() => r()));
-  });
+  after(() => fake.close());
 
   const claude = (): Model =>
     remoteProviders({
@@ -497,7 +415,7 @@ describe('anthropic: against a fake Anthropic Messages API', () => {
 
   it("streams the tokens and reports Anthropic's usage and stop reason", async () => {
     const tokens = ['Hel', 'lo', ' from', ' the', ' fake', ' Claude', '.'];
-    script = { tokens, intervalMs: 2, inputTokens: 23, outputTokens: 11, stopReason: 'end_turn' };
+    fake.script = { tokens, intervalMs: 2, inputTokens: 23, outputTokens: 11, stopReason: 'end_turn' };
     const n = seen.length;
     const { deltas, finish } = await drain(claude(), { messages: msgs, maxTokens: 50 });
     assert.equal(deltas.join(''), tokens.join(''));
@@ -520,7 +438,7 @@ describe('anthropic: against a fake Anthropic Messages API', () => {
     assert.deepEqual(body.system, [{ type: 'text', text: 'Be brief.' }]);
     assert.deepEqual(body.messages, [{ role: 'user', content: [{ type: 'text', text: 'Say hello.' }] }]);
 
-    script = { tokens: ['a', 'b'], intervalMs: 1, inputTokens: 5, outputTokens: 2, stopReason: 'max_tokens' };
+    fake.script = { tokens: ['a', 'b'], intervalMs: 1, inputTokens: 5, outputTokens: 2, stopReason: 'max_tokens' };
     const cut = await drain(claude(), { messages: msgs, maxTokens: 2 });
     assert.equal(cut.deltas.join(''), 'ab');
     assert.deepEqual(cut.finish, {
@@ -532,7 +450,7 @@ describe('anthropic: against a fake Anthropic Messages API', () => {
 
   it('closes the upstream socket within a few ms of an abort, mid-stream', async () => {
     const tokens = Array.from({ length: 200 }, (_, i) => ` c${i}`);
-    script = { tokens, intervalMs: 40, inputTokens: 3, outputTokens: 200, stopReason: 'end_turn' };
+    fake.script = { tokens, intervalMs: 40, inputTokens: 3, outputTokens: 200, stopReason: 'end_turn' };
     const n = seen.length;
     const { reason, err, abortAt, thrownAt, seen: got } = await abortAfterThreeDeltas(claude());
     assert.equal(err, reason, 'the stream throws the signal reason');
@@ -546,7 +464,7 @@ describe('anthropic: against a fake Anthropic Messages API', () => {
   });
 
   it('an error event mid-stream is an upstream_* LeashError with its message, after the text before it', async () => {
-    script = {
+    fake.script = {
       tokens: ['Hel', 'lo', ' never'],
       intervalMs: 2,
       inputTokens: 3,
