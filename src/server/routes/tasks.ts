@@ -12,7 +12,8 @@ import type { CancelReason, Task, TaskEvent } from '../../runtime/types.ts';
 import { CANCEL_REASONS, TASK_STATUSES } from '../../runtime/types.ts';
 import { parseOrThrow } from '../errors.ts';
 import { deadlineMsField, onDisconnectField, pageQuery, threadIdField } from '../schemas.ts';
-import { resumeAfter, streamSse } from '../sse.ts';
+import { AI_SDK_STREAM_HEADERS, aiSdkFrames } from '../ai-sdk-stream.ts';
+import { resumeAfter, streamSse, writeFrames } from '../sse.ts';
 
 export interface TaskRouteDeps {
   runtime: Runtime;
@@ -86,6 +87,7 @@ const waitQuery = z.object({
 const eventsQuery = z.object({
   after: z.coerce.number().int().min(0).optional(),
   on_disconnect: onDisconnect.optional(),
+  format: z.enum(['leash', 'ai-sdk']).optional(),
 });
 
 const idParams = z.object({ id: z.string().min(1).max(128) });
@@ -150,6 +152,34 @@ export function streamTaskEvents(
     onError: (err) => request.log.error({ err, task_id: taskId }, 'event stream failed'),
   }).then((end) =>
     end === 'client_gone' && onDisconnect === 'cancel' ? cancelForDisconnect(deps.runtime, request, taskId) : undefined,
+  );
+}
+
+/** streamTaskEvents in the AI SDK's UI message stream format (SPEC §7; see ai-sdk-stream.ts). */
+function streamAiSdk(
+  deps: TaskRouteDeps,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  task: Task,
+  after: number,
+  onDisconnect: 'cancel' | 'continue',
+): Promise<void> {
+  deps.streams.holdForResponse(request, reply);
+  reply.hijack();
+  // The log is read from seq 1 whatever `after` is: the translator must know what is open.
+  return writeFrames(
+    reply.raw,
+    (signal) => aiSdkFrames(deps.runtime.events(task.id, { after: 0, signal }), task, after),
+    {
+      keepaliveMs: deps.keepaliveMs,
+      signal: deps.closing,
+      headers: { ...AI_SDK_STREAM_HEADERS, 'x-task-id': task.id },
+      onError: (err) => request.log.error({ err, task_id: task.id }, 'event stream failed'),
+    },
+  ).then((end) =>
+    end === 'client_gone' && onDisconnect === 'cancel'
+      ? cancelForDisconnect(deps.runtime, request, task.id)
+      : undefined,
   );
 }
 
@@ -236,6 +266,7 @@ export function registerTaskRoutes(app: FastifyInstance, deps: TaskRouteDeps): v
     }
     const task = await runtime.get(id, request.owner);
     if (task === null) throw new LeashError('not_found', 'Task not found');
+    if (q.format === 'ai-sdk') return streamAiSdk(deps, request, reply, task, after, q.on_disconnect ?? 'continue');
     return streamTaskEvents(deps, request, reply, task.id, after, q.on_disconnect ?? 'continue');
   });
 
