@@ -99,7 +99,7 @@ function taskId(request: FastifyRequest): string {
   return r.data.id;
 }
 
-function idempotencyKey(request: FastifyRequest): string | undefined {
+export function idempotencyKey(request: FastifyRequest): string | undefined {
   const h = request.headers['idempotency-key'];
   if (h === undefined) return undefined;
   const v = Array.isArray(h) ? h[0] : h;
