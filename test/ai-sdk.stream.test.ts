@@ -240,3 +240,34 @@ describe('AI SDK UI message stream', () => {
     );
   });
 });
+
+describe('AI SDK UI message stream across origins', () => {
+  let s: TestServer;
+  const ALLOWED = 'http://localhost:5173';
+  before(async () => {
+    s = await startTestServer({ security: { allowedOrigins: [ALLOWED] } });
+  });
+  after(async () => {
+    await s.close();
+  });
+
+  test('an allowed origin can read both event streams (CORS headers on the hijacked stream); another cannot', async () => {
+    const t = await api(s.url, 'POST', '/api/tasks', {
+      body: { type: 'generate', input: { prompt: 'x', model: 'simulated' } },
+    });
+    assert.equal(t.status, 202);
+    for (const format of ['', '?format=ai-sdk']) {
+      const ok = await fetch(`${s.url}/api/tasks/${t.body.id}/events${format}`, { headers: { origin: ALLOWED } });
+      assert.equal(ok.status, 200);
+      assert.equal(ok.headers.get('access-control-allow-origin'), ALLOWED, `format ${format}`);
+      assert.match(ok.headers.get('access-control-expose-headers') ?? '', /x-task-id/);
+      assert.match(ok.headers.get('content-type') ?? '', /text\/event-stream/);
+      await ok.body?.cancel();
+      const other = await fetch(`${s.url}/api/tasks/${t.body.id}/events${format}`, {
+        headers: { origin: 'http://evil.example' },
+      });
+      assert.equal(other.headers.get('access-control-allow-origin'), null);
+      await other.body?.cancel();
+    }
+  });
+});

@@ -129,6 +129,20 @@ async function cancelForDisconnect(runtime: Runtime, request: FastifyRequest, id
 }
 
 /**
+ * Headers already set on the reply (CORS, security headers) for a hijacked stream,
+ * which writes its head on the raw response: without them an allowed origin could
+ * not read the stream.
+ */
+export function carriedHeaders(reply: FastifyReply): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(reply.getHeaders())) {
+    if (v === undefined || k === 'content-type' || k === 'content-length') continue;
+    out[k] = Array.isArray(v) ? v.join(', ') : String(v);
+  }
+  return out;
+}
+
+/**
  * Hijacks the reply and streams the task's events after `after` as SSE; when the
  * client goes away first and `onDisconnect` is `cancel`, cancels the task with
  * reason `disconnect`. The caller has checked that `request.owner` owns the task.
@@ -148,7 +162,7 @@ export function streamTaskEvents(
   return streamSse(reply.raw, (signal): AsyncIterable<TaskEvent> => deps.runtime.events(taskId, { after, signal }), {
     keepaliveMs: deps.keepaliveMs,
     signal: deps.closing,
-    headers,
+    headers: { ...carriedHeaders(reply), ...headers },
     onError: (err) => request.log.error({ err, task_id: taskId }, 'event stream failed'),
   }).then((end) =>
     end === 'client_gone' && onDisconnect === 'cancel' ? cancelForDisconnect(deps.runtime, request, taskId) : undefined,
@@ -173,7 +187,7 @@ function streamAiSdk(
     {
       keepaliveMs: deps.keepaliveMs,
       signal: deps.closing,
-      headers: { ...AI_SDK_STREAM_HEADERS, 'x-task-id': task.id },
+      headers: { ...carriedHeaders(reply), ...AI_SDK_STREAM_HEADERS, 'x-task-id': task.id },
       onError: (err) => request.log.error({ err, task_id: task.id }, 'event stream failed'),
     },
   ).then((end) =>
