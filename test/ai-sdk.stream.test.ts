@@ -271,3 +271,60 @@ describe('AI SDK UI message stream across origins', () => {
     }
   });
 });
+
+describe('AI SDK UI message stream and thread-run keys between owners', () => {
+  let s: TestServer;
+  const A = 'key-alice-0123456789';
+  const B = 'key-bob-0123456789ab';
+  before(async () => {
+    s = await startTestServer({
+      apiKeys: new Map([
+        [A, 'alice'],
+        [B, 'bob'],
+      ]),
+      sseKeepaliveMs: 30,
+    });
+  });
+  after(async () => {
+    await s.close();
+  });
+
+  test("another owner's task answers 404 in ai-sdk format; the same Idempotency-Key is another run for another owner", async () => {
+    const ta = await api(s.url, 'POST', '/api/threads', { body: {}, key: A });
+    const run = (key: string, thread: string) =>
+      api(s.url, 'POST', `/api/threads/${thread}/runs`, {
+        body: { content: 'hi', model: 'simulated' },
+        key,
+        headers: { 'idempotency-key': 'same' },
+      });
+    const a = await run(A, ta.body.id);
+    assert.equal(a.status, 202);
+    const bob = await api(s.url, 'GET', `/api/tasks/${a.body.id}/events?format=ai-sdk`, { key: B });
+    assert.equal(bob.status, 404);
+    assert.doesNotMatch(JSON.stringify(bob.body), /text-delta|hi/);
+    // Bob's run with the same key on Alice's thread is a 404, never Alice's run.
+    assert.equal((await run(B, ta.body.id)).status, 404);
+    const tb = await api(s.url, 'POST', '/api/threads', { body: {}, key: B });
+    const b = await run(B, tb.body.id);
+    assert.equal(b.status, 202);
+    assert.notEqual(b.body.id, a.body.id);
+  });
+
+  test('keepalive comments while an answer is quiet', async () => {
+    const t = await api(s.url, 'POST', '/api/threads', { body: {}, key: A });
+    const r = await api(s.url, 'POST', `/api/threads/${t.body.id}/runs`, {
+      body: { content: 'slow', model: 'simulated?tps=5&tokens=10' },
+      key: A,
+    });
+    assert.equal(r.status, 202, JSON.stringify(r.body));
+    const res = await fetch(`${s.url}/api/tasks/${r.body.id}/events?format=ai-sdk`, {
+      headers: { authorization: `Bearer ${A}` },
+    });
+    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let raw = '';
+    const until = Date.now() + 5000;
+    while (!raw.includes(': keepalive') && Date.now() < until) raw += (await reader.read()).value ?? '';
+    await reader.cancel();
+    assert.match(raw, /^: keepalive$/m);
+  });
+});
