@@ -181,7 +181,12 @@ describe('AI SDK UI message stream', () => {
         chunks.slice(-4).map((c) => c.type),
         ['text-end', 'finish-step', 'message-metadata', 'abort'],
       );
-      assert.deepEqual(chunks.at(-2)!.messageMetadata, { taskId, status: 'cancelled', cancelReason: 'user' });
+      assert.deepEqual(chunks.at(-2)!.messageMetadata, {
+        taskId,
+        status: 'cancelled',
+        stopped: true,
+        cancelReason: 'user',
+      });
       assert.ok(!chunks.some((c) => c.type === 'finish'));
     } finally {
       upstream.options = { behaviour: 'stream', intervalMs: 20, tokens: TOKENS };

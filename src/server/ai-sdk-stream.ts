@@ -94,7 +94,7 @@ export class AiSdkTranslator {
         this.#close(out);
         out.push({
           type: 'message-metadata',
-          messageMetadata: { taskId: this.#taskId, status: 'cancelled', cancelReason: e.data.reason },
+          messageMetadata: { taskId: this.#taskId, status: 'cancelled', stopped: true, cancelReason: e.data.reason },
         });
         out.push({ type: 'abort', reason: e.data.reason });
         break;
