@@ -12,7 +12,8 @@ import type { CancelReason, Task, TaskEvent } from '../../runtime/types.ts';
 import { CANCEL_REASONS, TASK_STATUSES } from '../../runtime/types.ts';
 import { parseOrThrow } from '../errors.ts';
 import { deadlineMsField, onDisconnectField, pageQuery, threadIdField } from '../schemas.ts';
-import { resumeAfter, streamSse } from '../sse.ts';
+import { AI_SDK_STREAM_HEADERS, aiSdkFrames } from '../ai-sdk-stream.ts';
+import { resumeAfter, streamSse, writeFrames } from '../sse.ts';
 
 export interface TaskRouteDeps {
   runtime: Runtime;
@@ -86,6 +87,7 @@ const waitQuery = z.object({
 const eventsQuery = z.object({
   after: z.coerce.number().int().min(0).optional(),
   on_disconnect: onDisconnect.optional(),
+  format: z.enum(['leash', 'ai-sdk']).optional(),
 });
 
 const idParams = z.object({ id: z.string().min(1).max(128) });
@@ -97,7 +99,7 @@ function taskId(request: FastifyRequest): string {
   return r.data.id;
 }
 
-function idempotencyKey(request: FastifyRequest): string | undefined {
+export function idempotencyKey(request: FastifyRequest): string | undefined {
   const h = request.headers['idempotency-key'];
   if (h === undefined) return undefined;
   const v = Array.isArray(h) ? h[0] : h;
@@ -127,6 +129,20 @@ async function cancelForDisconnect(runtime: Runtime, request: FastifyRequest, id
 }
 
 /**
+ * Headers already set on the reply (CORS, security headers) for a hijacked stream,
+ * which writes its head on the raw response: without them an allowed origin could
+ * not read the stream.
+ */
+export function carriedHeaders(reply: FastifyReply): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(reply.getHeaders())) {
+    if (v === undefined || k === 'content-type' || k === 'content-length') continue;
+    out[k] = Array.isArray(v) ? v.join(', ') : String(v);
+  }
+  return out;
+}
+
+/**
  * Hijacks the reply and streams the task's events after `after` as SSE; when the
  * client goes away first and `onDisconnect` is `cancel`, cancels the task with
  * reason `disconnect`. The caller has checked that `request.owner` owns the task.
@@ -146,10 +162,38 @@ export function streamTaskEvents(
   return streamSse(reply.raw, (signal): AsyncIterable<TaskEvent> => deps.runtime.events(taskId, { after, signal }), {
     keepaliveMs: deps.keepaliveMs,
     signal: deps.closing,
-    headers,
+    headers: { ...carriedHeaders(reply), ...headers },
     onError: (err) => request.log.error({ err, task_id: taskId }, 'event stream failed'),
   }).then((end) =>
     end === 'client_gone' && onDisconnect === 'cancel' ? cancelForDisconnect(deps.runtime, request, taskId) : undefined,
+  );
+}
+
+/** streamTaskEvents in the AI SDK's UI message stream format (SPEC §7; see ai-sdk-stream.ts). */
+function streamAiSdk(
+  deps: TaskRouteDeps,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  task: Task,
+  after: number,
+  onDisconnect: 'cancel' | 'continue',
+): Promise<void> {
+  deps.streams.holdForResponse(request, reply);
+  reply.hijack();
+  // The log is read from seq 1 whatever `after` is: the translator must know what is open.
+  return writeFrames(
+    reply.raw,
+    (signal) => aiSdkFrames(deps.runtime.events(task.id, { after: 0, signal }), task, after),
+    {
+      keepaliveMs: deps.keepaliveMs,
+      signal: deps.closing,
+      headers: { ...carriedHeaders(reply), ...AI_SDK_STREAM_HEADERS, 'x-task-id': task.id },
+      onError: (err) => request.log.error({ err, task_id: task.id }, 'event stream failed'),
+    },
+  ).then((end) =>
+    end === 'client_gone' && onDisconnect === 'cancel'
+      ? cancelForDisconnect(deps.runtime, request, task.id)
+      : undefined,
   );
 }
 
@@ -236,6 +280,7 @@ export function registerTaskRoutes(app: FastifyInstance, deps: TaskRouteDeps): v
     }
     const task = await runtime.get(id, request.owner);
     if (task === null) throw new LeashError('not_found', 'Task not found');
+    if (q.format === 'ai-sdk') return streamAiSdk(deps, request, reply, task, after, q.on_disconnect ?? 'continue');
     return streamTaskEvents(deps, request, reply, task.id, after, q.on_disconnect ?? 'continue');
   });
 

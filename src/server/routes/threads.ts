@@ -7,7 +7,8 @@ import { LeashError } from '../../runtime/errors.ts';
 import { MAX_MESSAGE_PAGE, MULTITASK_STRATEGIES, type Threads } from '../../threads/threads.ts';
 import { parseOrThrow } from '../errors.ts';
 import { deadlineMsField, onDisconnectField, pageQuery } from '../schemas.ts';
-import { streamTaskEvents, type TaskRouteDeps } from './tasks.ts';
+import { idempotencyKey, streamTaskEvents, type TaskRouteDeps } from './tasks.ts';
+import { RunKeys } from './run-keys.ts';
 
 export interface ThreadRouteDeps extends TaskRouteDeps {
   threads: Threads;
@@ -41,6 +42,7 @@ function threadId(request: FastifyRequest): string {
 
 export function registerThreadRoutes(app: FastifyInstance, deps: ThreadRouteDeps): void {
   const { threads } = deps;
+  const runKeys = new RunKeys();
 
   app.post('/api/threads', async (request, reply) => {
     const body = parseOrThrow(createBody, request.body ?? {}, 'request body');
@@ -78,17 +80,22 @@ export function registerThreadRoutes(app: FastifyInstance, deps: ThreadRouteDeps
     const accept = request.headers.accept ?? '';
     const streamed = body.stream ?? accept.toLowerCase().includes('text/event-stream');
     // Refused before the run exists: a stream over the cap must not leave work behind.
+    const key = idempotencyKey(request);
     if (streamed) deps.streams.holdForResponse(request, reply);
-    const run = await threads.run(id, request.owner, {
-      content: body.content,
-      ...(body.model !== undefined && { model: body.model }),
-      ...(body.multitask !== undefined && { multitask: body.multitask }),
-      ...(body.system !== undefined && { system: body.system }),
-      ...(body.deadline_ms !== undefined && { deadline_ms: body.deadline_ms }),
-      ...(body.max_tokens !== undefined && { max_tokens: body.max_tokens }),
-      ...(body.temperature !== undefined && { temperature: body.temperature }),
-    });
-    const headers = { location: `/api/tasks/${run.task.id}`, 'x-task-id': run.task.id };
+    const start = () =>
+      threads.run(id, request.owner, {
+        content: body.content,
+        ...(body.model !== undefined && { model: body.model }),
+        ...(body.multitask !== undefined && { multitask: body.multitask }),
+        ...(body.system !== undefined && { system: body.system }),
+        ...(body.deadline_ms !== undefined && { deadline_ms: body.deadline_ms }),
+        ...(body.max_tokens !== undefined && { max_tokens: body.max_tokens }),
+        ...(body.temperature !== undefined && { temperature: body.temperature }),
+      });
+    const { run, created } =
+      key === undefined ? { run: await start(), created: true } : await runKeys.once(request.owner, id, key, start);
+    const headers: Record<string, string> = { location: `/api/tasks/${run.task.id}`, 'x-task-id': run.task.id };
+    if (!created) headers['idempotent-replayed'] = 'true';
     if (streamed) {
       return streamTaskEvents(deps, request, reply, run.task.id, 0, body.on_disconnect ?? 'cancel', headers);
     }
