@@ -186,6 +186,33 @@ describe('with keys: CORS preflights need no key; nothing else does', () => {
     });
     assert.ok(!o.body.includes(t.body.id));
   });
+  it('streams (task events, /v1 chat completions and responses) carry the CORS and security headers too', async () => {
+    const key = { authorization: 'Bearer k-alice-0123456789' };
+    const t = await api(s.url, 'POST', '/api/tasks', { key: 'k-alice-0123456789', body: JSON.parse(SLOW) });
+    const streams: Array<[string, string, string | undefined]> = [
+      ['GET', `/api/tasks/${t.body.id}/events`, undefined],
+      ['GET', `/api/tasks/${t.body.id}/events?format=ai-sdk`, undefined],
+      [
+        'POST',
+        '/v1/chat/completions',
+        JSON.stringify({ model: 'simulated?tps=5', messages: [{ role: 'user', content: 'x' }], stream: true }),
+      ],
+      ['POST', '/v1/responses', JSON.stringify({ model: 'simulated?tps=5', input: 'x', stream: true })],
+    ];
+    for (const [m, p, body] of streams) {
+      for (const origin of ['https://app.example', 'http://evil.example']) {
+        const r = await rawRequest(s.url, m, p, { ...key, origin, 'content-type': 'application/json' }, body);
+        const allowed = origin === 'https://app.example';
+        // A foreign origin's write is refused; its read is served without CORS permission to see it.
+        assert.equal(r.status, allowed || m === 'GET' ? 200 : 403, `${m} ${p} from ${origin}`);
+        if (r.status !== 200) continue;
+        assert.match(String(r.headers['content-type']), /event-stream/, p);
+        assert.equal(r.headers['access-control-allow-origin'], allowed ? 'https://app.example' : undefined, p);
+        assert.match(String(r.headers['content-security-policy']), /frame-ancestors 'none'/, p);
+      }
+    }
+    await api(s.url, 'POST', '/api/tasks/cancel', { key: 'k-alice-0123456789', body: {} });
+  });
 });
 
 describe('per-owner caps on open streams, long polls and WebSockets', () => {

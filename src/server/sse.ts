@@ -8,6 +8,7 @@
 
 import { once } from 'node:events';
 import type { ServerResponse } from 'node:http';
+import type { FastifyReply } from 'fastify';
 import type { TaskEvent } from '../runtime/types.ts';
 import { isTerminalEvent } from '../runtime/types.ts';
 
@@ -183,4 +184,18 @@ export function streamSse(
     if (end === 'done') return sawTerminal ? 'terminal' : 'source_ended';
     return end === 'failed' ? 'source_ended' : end;
   });
+}
+
+/**
+ * Headers already set on the reply (CORS, security headers) for a hijacked stream,
+ * which writes its head on the raw response: without them an allowed origin could
+ * not read the stream.
+ */
+export function carriedHeaders(reply: FastifyReply): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(reply.getHeaders())) {
+    if (v === undefined || k === 'content-type' || k === 'content-length') continue;
+    out[k] = Array.isArray(v) ? v.join(', ') : String(v);
+  }
+  return out;
 }

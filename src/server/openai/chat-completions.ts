@@ -23,7 +23,7 @@ import type { OpenAiErrorBody } from './errors.ts';
 import { resolveModel } from './models.ts';
 import type { CompletionHead } from './shapes.ts';
 import { chatChunk, chatCompletion, unixSeconds, usageChunk } from './shapes.ts';
-import { dataFrame, writeFrames } from '../sse.ts';
+import { carriedHeaders, dataFrame, writeFrames } from '../sse.ts';
 import { cancelForDisconnect, waitForClient } from './task-io.ts';
 
 const textPart = z.strictObject({ type: z.literal('text'), text: z.string() });
@@ -170,7 +170,7 @@ export function registerChatCompletionRoutes(v1: FastifyInstance, deps: TaskRout
         {
           keepaliveMs: deps.keepaliveMs,
           signal: deps.closing,
-          headers,
+          headers: { ...carriedHeaders(reply), ...headers },
           onError: (err) => request.log.error({ err, task_id: task.id }, 'chat completion stream failed'),
         },
       );

@@ -28,7 +28,7 @@ import { ResponseEventTranslator } from './response-events.ts';
 import type { LoadedResponse } from './response-load.ts';
 import { loadResponse } from './response-load.ts';
 import { threadForResponse } from './response-thread.ts';
-import { eventFrame, writeFrames } from '../sse.ts';
+import { carriedHeaders, eventFrame, writeFrames } from '../sse.ts';
 import { cancelForDisconnect, waitForClient } from './task-io.ts';
 
 export interface ResponseRouteDeps extends TaskRouteDeps {
@@ -166,7 +166,7 @@ export function registerResponseRoutes(v1: FastifyInstance, deps: ResponseRouteD
     const end = await writeFrames(reply.raw, frames, {
       keepaliveMs: deps.keepaliveMs,
       signal: deps.closing,
-      headers: { 'x-task-id': task.id },
+      headers: { ...carriedHeaders(reply), 'x-task-id': task.id },
       onError: (err) => request.log.error({ err, task_id: task.id }, 'response stream failed'),
     });
     if (end === 'client_gone' && cancelOnDisconnect) await cancelForDisconnect(runtime, request, task.id);

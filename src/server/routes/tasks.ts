@@ -13,7 +13,7 @@ import { CANCEL_REASONS, TASK_STATUSES } from '../../runtime/types.ts';
 import { parseOrThrow } from '../errors.ts';
 import { deadlineMsField, onDisconnectField, pageQuery, threadIdField } from '../schemas.ts';
 import { AI_SDK_STREAM_HEADERS, aiSdkFrames } from '../ai-sdk-stream.ts';
-import { resumeAfter, streamSse, writeFrames } from '../sse.ts';
+import { carriedHeaders, resumeAfter, streamSse, writeFrames } from '../sse.ts';
 
 export interface TaskRouteDeps {
   runtime: Runtime;
@@ -126,20 +126,6 @@ async function cancelForDisconnect(runtime: Runtime, request: FastifyRequest, id
       request.log.warn({ err, task_id: id }, 'cancel on disconnect failed');
     }
   }
-}
-
-/**
- * Headers already set on the reply (CORS, security headers) for a hijacked stream,
- * which writes its head on the raw response: without them an allowed origin could
- * not read the stream.
- */
-export function carriedHeaders(reply: FastifyReply): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(reply.getHeaders())) {
-    if (v === undefined || k === 'content-type' || k === 'content-length') continue;
-    out[k] = Array.isArray(v) ? v.join(', ') : String(v);
-  }
-  return out;
 }
 
 /**
