@@ -23,7 +23,7 @@ import { SEQ_AHEAD } from '../src/store/store.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const SLOW = 'simulated?tps=20&tokens=5000'; // never finishes before the kill
-const ANALYZE_MODEL = 'simulated?tps=100&tokens=25'; // ~0.25 s per chunk
+const ANALYZE_MODEL = 'simulated?tps=100&tokens=25'; // ~0.25 s per chunk, ~30 chunks: still running at the kill
 const FAST = 'simulated?tps=0&tokens=12';
 const RUNNING_GENERATE = 90;
 const ANALYZE = 5;
@@ -118,7 +118,7 @@ describe('crash: SIGKILL with 100 running and 100 queued, then restart', () => {
       const r = await api(url1, 'POST', '/api/tasks', {
         body: {
           type: 'analyze',
-          input: { document: `Paragraph ${i}. `.repeat(150), chunk_size: 200, model: ANALYZE_MODEL },
+          input: { document: `Paragraph ${i}. `.repeat(450), chunk_size: 200, model: ANALYZE_MODEL },
         },
       });
       analyze.push(r.body.id);
