@@ -2,6 +2,8 @@
 // SIGTERM/SIGINT. `startServer` is the same wiring as a function, so tests and
 // benchmarks run a real server in-process on port 0.
 
+import type { HubOptions } from '../server/workers/hub.ts';
+import { workersFromEnv } from './workers-env.ts';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
@@ -71,6 +73,8 @@ export interface StartServerOptions {
   timeouts?: Partial<ConnectionTimeouts>;
   /** Allowed hosts and origins, /metrics exposure, stream caps (SECURITY.md). */
   security?: SecurityOptions;
+  /** Remote workers (docs/workers.md); absent: LEASH_WORKER_* from the environment. */
+  workers?: HubOptions & { types?: string[] };
 }
 
 export interface RunningServer {
@@ -184,6 +188,7 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
       ...(opts.rateLimit !== undefined && { rateLimit: opts.rateLimit }),
       ...(opts.timeouts !== undefined && { timeouts: opts.timeouts }),
       ...(opts.security !== undefined && { security: opts.security }),
+      workers: opts.workers ?? workersFromEnv(process.env),
     });
     app = server;
     await server.listen({ host, port: opts.port ?? DEFAULT_PORT });

@@ -45,6 +45,7 @@ export const HTTP_STATUS: Record<string, number> = {
   task_active: 409,
   thread_busy: 409,
   idempotency_conflict: 409,
+  type_conflict: 409,
   payload_too_large: 413,
   unsupported_media_type: 415,
   queue_full: 429,

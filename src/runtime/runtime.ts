@@ -252,6 +252,21 @@ export class Runtime {
     return [...this.#defs.keys()];
   }
 
+  /**
+   * Registers a task type after start (remote workers declare theirs when they
+   * connect). False when the name is taken: a type is never replaced under its tasks.
+   */
+  addTaskType(def: AnyTaskDefinition): boolean {
+    if (this.#defs.has(def.type)) return false;
+    this.#defs.set(def.type, def);
+    return true;
+  }
+
+  /** The definition of a type (undefined when unknown). */
+  taskType(type: string): AnyTaskDefinition | undefined {
+    return this.#defs.get(type);
+  }
+
   // ── lifecycle ───────────────────────────────────────────────────────────
   async start(): Promise<void> {
     if (this.#accepting) return;
