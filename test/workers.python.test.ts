@@ -305,6 +305,8 @@ describe('the worker protocol refuses what it must', () => {
     const id = await create('other.t', { secret: 'alice only' }, 'key-alice');
     await new Promise((r) => setTimeout(r, 700));
     assert.equal(bob.frames.filter((f) => f.type === 'assign').length, 0, JSON.stringify(bob.frames));
+    // No worker of alice's serves it: the task stays queued (not claimed to wait somewhere).
+    assert.equal((await api(`/api/tasks/${id}`)).body.status, 'queued');
     const listed = await api('/api/workers', { key: 'key-alice' });
     assert.ok(!listed.body.data.some((x: any) => x.owner === 'bob'), 'alice does not see bob’s workers');
     const alice = raw('key-alice');
@@ -353,6 +355,7 @@ describe('the worker protocol refuses what it must', () => {
 
   it('a task cancelled before any worker took it is never assigned', async () => {
     const id = await create('raw.t', { n: 2 });
+    assert.equal((await api(`/api/tasks/${id}`)).body.status, 'queued');
     const c = await api(`/api/tasks/${id}/cancel`, { method: 'POST' });
     assert.ok([200, 202].includes(c.status));
     assert.equal((await waitEnd(id)).status, 'cancelled');

@@ -76,6 +76,13 @@ export interface ClaimOptions {
   maxRunningPerOwner: number;
   leaseMs: number;
   now: string;
+  /**
+   * Task types served by remote workers: a queued task of one of `types` is claimed
+   * only when its owner and type are in `allow` (a worker here can take it); the
+   * others stay queued. Absent: every type is claimable. (SQLite; PostgreSQL ignores
+   * it for now: see docs/workers.md.)
+   */
+  remote?: { types: string[]; allow: Array<{ owner: string; type: string }> };
 }
 
 /** Fields of the task row a running node updates together with its events. */

@@ -107,6 +107,35 @@ export class WorkerHub {
     this.acceptMs = opts.acceptMs ?? DEFAULT_WORKER_ACCEPT_MS;
     this.#timer = setInterval(() => this.#tick(), Math.max(50, Math.min(this.pingMs, this.leaseMs / 4)));
     this.#timer.unref();
+    runtime.setClaimFilter(() => this.claimFilter());
+  }
+
+  /**
+   * What this node may claim of the remote types: an (owner, type) pair only while a
+   * worker here serves it with a slot not yet spoken for. Other remote tasks stay
+   * queued (for a worker that connects here or on another node).
+   */
+  claimFilter(): { types: string[]; allow: Array<{ owner: string; type: string }> } | undefined {
+    if (this.#remoteTypes.size === 0) return undefined;
+    const free = new Map<string, number>();
+    const key = (owner: string, type: string): string => `${owner}\u001f${type}`;
+    for (const w of this.#workers.values()) {
+      if (w.link === null || w.draining) continue;
+      const n = w.slots - w.attempts.size;
+      if (n <= 0) continue;
+      for (const t of w.types) free.set(key(w.owner, t), (free.get(key(w.owner, t)) ?? 0) + n);
+    }
+    for (const j of this.#waiting) {
+      const k = key(j.owner, j.type);
+      if (free.has(k)) free.set(k, free.get(k)! - 1);
+    }
+    const allow: Array<{ owner: string; type: string }> = [];
+    for (const [k, n] of free) {
+      if (n <= 0) continue;
+      const [owner, type] = k.split('\u001f') as [string, string];
+      allow.push({ owner, type });
+    }
+    return { types: [...this.#remoteTypes], allow };
   }
 
   close(): void {
@@ -319,6 +348,7 @@ export class WorkerHub {
       if (a.cancel && !a.cancel.acked) w.link?.send({ type: 'cancel', attempt: a.id, reason: a.cancel.reason });
     }
     this.#pump();
+    this.#runtime.wakeup();
   }
 
   /** The socket closed: the worker keeps its attempts until its lease runs out (it may reconnect). */
@@ -454,6 +484,7 @@ export class WorkerHub {
       job.reject(new LeashError(code, f.error.message));
     });
     this.#pump();
+    this.#runtime.wakeup();
   }
 
   readonly #recentlyFinished = new Map<string, string>();
