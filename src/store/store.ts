@@ -79,8 +79,7 @@ export interface ClaimOptions {
   /**
    * Task types served by remote workers: a queued task of one of `types` is claimed
    * only when its owner and type are in `allow` (a worker here can take it); the
-   * others stay queued. Absent: every type is claimable. (SQLite; PostgreSQL ignores
-   * it for now: see docs/workers.md.)
+   * others stay queued. Absent: every type is claimable.
    */
   remote?: { types: string[]; allow: Array<{ owner: string; type: string }> };
 }
