@@ -353,6 +353,31 @@ describe('the worker protocol refuses what it must', () => {
     assert.equal((await a.closed).code, 4409);
   });
 
+  it('a worker deaf to its cancel is detached after the grace; its late finish frees the slot', async () => {
+    const a = raw();
+    await a.opened;
+    a.send({ type: 'hello', types: ['raw.t'], slots: 1 });
+    const welcome = await a.next((f) => f.type === 'welcome');
+    const r = await api('/api/tasks', { body: { type: 'raw.t', input: {}, grace_ms: 200 } });
+    const id = r.body.id as string;
+    const assign = await a.next((f) => f.type === 'assign');
+    a.send({ type: 'accept', attempt: assign.attempt, fence: assign.fence });
+    await new Promise((res) => setTimeout(res, 50));
+    await api(`/api/tasks/${id}/cancel`, { method: 'POST' });
+    await a.next((f) => f.type === 'cancel' && f.attempt === assign.attempt);
+    const t = await waitEnd(id);
+    assert.equal(t.status, 'cancelled');
+    assert.equal(t.cancel.detached, true);
+    const mine = async (): Promise<any> =>
+      ((await api('/api/workers')).body.data as any[]).find((x) => x.id === welcome.worker_id);
+    assert.equal((await mine()).running.length, 1, 'the slot is still taken while the worker runs it');
+    a.send({ type: 'finish', id: 'late', attempt: assign.attempt, fence: assign.fence, result: { late: true } });
+    await a.next((f) => f.type === 'ack' && f.id === 'late');
+    assert.equal((await mine()).running.length, 0);
+    assert.equal((await waitEnd(id)).status, 'cancelled');
+    a.close();
+  });
+
   it('a task cancelled before any worker took it is never assigned', async () => {
     const id = await create('raw.t', { n: 2 });
     assert.equal((await api(`/api/tasks/${id}`)).body.status, 'queued');

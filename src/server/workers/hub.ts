@@ -459,6 +459,15 @@ export class WorkerHub {
   }
 
   finish(w: WorkerRecord, f: FinishFrame): void {
+    const gone = w.attempts.get(f.attempt);
+    if (gone && gone.fence === f.fence && gone.job.settled) {
+      // Its task ended without it (detached past its grace): the slot is free again.
+      w.attempts.delete(gone.id);
+      this.#attempts.delete(gone.id);
+      w.link?.send({ type: 'ack', id: f.id, attempt: gone.id, applied: false });
+      this.#runtime.wakeup();
+      return;
+    }
     const a = this.#current(w, f.attempt, f.fence);
     if (!a) {
       // A retried finish of an attempt already settled is acknowledged again.
