@@ -270,6 +270,11 @@ Also: LEASH_API_KEYS="key:owner,key2:owner2" (required for a non-loopback host),
       handlers that ignore a cancel are detached after their grace, isolated ones killed),
       LEASH_GRACE_MS (how long a handler may take to stop after a cancel, by type, e.g.
       "chat=5000" or "*=3000"; default 2000).
+      Remote workers (docs/workers.md): LEASH_WORKER_TYPES (task types served by workers,
+      known from the start; set it on every node), LEASH_WORKER_LEASE_MS (a worker silent
+      this long loses its tasks; default 15000), LEASH_WORKER_PING_MS (default 5000),
+      LEASH_WORKER_ACCEPT_MS (an assignment not accepted in time goes to another worker;
+      default 5000).
       gguf limits: LEASH_GGUF_MAX_CONTEXT (largest context a call gets, tokens; a request
       may ask less; default 4096), LEASH_GGUF_THREADS (threads per call and the most a
       request may ask; default the CPU's math cores), LEASH_GGUF_IDLE_MS (a loaded model
