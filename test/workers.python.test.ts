@@ -114,6 +114,11 @@ describe('a Python worker runs leash tasks', () => {
     const listed = await api('/api/workers');
     assert.equal(listed.status, 200);
     assert.ok(listed.body.data.some((x: any) => x.id === w.id && x.types.includes('py.echo') && x.slots === 4));
+    const metrics = await (
+      await fetch(`${server.url}/metrics`, { headers: { authorization: 'Bearer key-alice' } })
+    ).text();
+    assert.match(metrics, /^leash_workers_connected [1-9]/m);
+    assert.match(metrics, /^leash_worker_slots [1-9]/m);
     await w.stop();
   });
 

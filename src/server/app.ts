@@ -20,6 +20,7 @@ import { registerOpenAiRoutes } from './openai/index.ts';
 import { registerWebSocket, stripApiKey } from './ws.ts';
 import { WorkerHub, type HubOptions } from './workers/hub.ts';
 import { registerWorkerRoutes } from './workers/route.ts';
+import { registerWorkerMetrics } from './workers/metrics.ts';
 import { Threads } from '../threads/threads.ts';
 import type { TaskRouteDeps } from './routes/tasks.ts';
 import { DEFAULT_KEEPALIVE_MS } from './sse.ts';
@@ -181,6 +182,7 @@ export function buildServer(opts: BuildServerOptions): FastifyInstance {
     if (!hub.declareType(t)) throw new TypeError(`LEASH_WORKER_TYPES: "${t}" is a type the server serves itself`);
   }
   app.decorate('leashWorkers', hub);
+  registerWorkerMetrics(metrics.registry, hub);
   app.addHook('onClose', async () => hub.close());
   registerWorkerRoutes(app, hub);
   registerWebUi(app);
