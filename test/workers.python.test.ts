@@ -383,6 +383,25 @@ describe('the worker protocol refuses what it must', () => {
     a.close();
   });
 
+  it('a cancel that beats the accept still waits for the worker to stop (its handler may be running)', async () => {
+    const a = raw();
+    await a.opened;
+    a.send({ type: 'hello', types: ['raw.t'], slots: 1 });
+    await a.next((f) => f.type === 'welcome');
+    const id = await create('raw.t', { n: 3 });
+    const assign = await a.next((f) => f.type === 'assign');
+    await api(`/api/tasks/${id}/cancel`, { method: 'POST' });
+    await a.next((f) => f.type === 'cancel' && f.attempt === assign.attempt);
+    assert.equal((await api(`/api/tasks/${id}`)).body.status, 'cancelling', 'not ended while the handler may run');
+    // The accept that crossed the cancel is still this worker's; its finish ends the task.
+    a.send({ type: 'accept', attempt: assign.attempt, fence: assign.fence });
+    a.send({ type: 'cancel_ack', attempt: assign.attempt });
+    a.send({ type: 'finish', id: 'f', attempt: assign.attempt, fence: assign.fence, error: { message: 'cancelled' } });
+    await a.next((f) => f.type === 'ack' && f.id === 'f');
+    assert.equal((await waitEnd(id)).status, 'cancelled');
+    a.close();
+  });
+
   it('a task cancelled before any worker took it is never assigned', async () => {
     const id = await create('raw.t', { n: 2 });
     assert.equal((await api(`/api/tasks/${id}`)).body.status, 'queued');

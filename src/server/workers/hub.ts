@@ -205,12 +205,13 @@ export class WorkerHub {
   #onAbort(job: Job): void {
     const reason = String((job.ctx.signal.reason as { reason?: string } | undefined)?.reason ?? 'user');
     const a = job.attempt;
-    if (a === null || !a.accepted) {
-      // Never assigned, or not yet accepted: it never runs anywhere (a late accept is told to cancel).
-      if (a) this.#drop(a, reason);
+    if (a === null) {
+      // Never assigned: it never runs anywhere.
       this.#settle(job, () => job.reject(job.ctx.signal.reason));
       return;
     }
+    // Assigned: the handler may be running even before its accept arrives, so the task
+    // ends when the worker finishes (or, never accepted, when the accept time is up).
     a.cancel = { reason, acked: false };
     a.worker.link?.send({ type: 'cancel', attempt: a.id, reason });
   }
@@ -271,8 +272,12 @@ export class WorkerHub {
     a.acceptTimer = setTimeout(() => {
       a.acceptTimer = null;
       if (a.accepted || job.settled) return;
-      this.#log.warn({ task_id: job.taskId, worker_id: w.id }, 'worker did not accept its assignment: reassigned');
       this.#drop(a, 'not_accepted');
+      if (job.ctx.signal.aborted) {
+        this.#settle(job, () => job.reject(job.ctx.signal.reason));
+        return;
+      }
+      this.#log.warn({ task_id: job.taskId, worker_id: w.id }, 'worker did not accept its assignment: reassigned');
       this.#waiting.push(job);
       this.#pump();
     }, this.acceptMs);
