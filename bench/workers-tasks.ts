@@ -9,7 +9,7 @@ const write = (path: string, text: string): void => {
   renameSync(path + '.tmp', path);
 };
 
-export default defineTask({
+export const inprocWait = defineTask({
   type: 'inproc.wait',
   input: z.object({ started: z.string(), marker: z.string() }),
   async run(input, ctx) {
@@ -25,5 +25,13 @@ export default defineTask({
       );
     });
     ctx.signal.throwIfAborted();
+  },
+});
+
+export const inprocNoop = defineTask({
+  type: 'inproc.noop',
+  input: z.object({}),
+  async run() {
+    return 1;
   },
 });
