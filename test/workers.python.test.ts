@@ -9,6 +9,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import WebSocket from 'ws';
 import { startServeProcess, type ServeProcess } from './helpers/serve-process.ts';
 import { RawWorker, startPyWorker, waitForMarker, type PyWorker } from './helpers/python-worker.ts';
 
@@ -415,5 +416,36 @@ describe('the worker protocol refuses what it must', () => {
     await new Promise((r) => setTimeout(r, 500));
     assert.equal(a.frames.filter((f) => f.type === 'assign').length, 0);
     a.close();
+  });
+});
+
+describe('the connect endpoint on a server without keys', () => {
+  it('takes loopback non-browser clients, refuses cross-site browsers and foreign Hosts', async () => {
+    const d = await mkdtemp(join(tmpdir(), 'leash-workers-keyless-'));
+    const keyless = await startServeProcess('workers-keyless', { LEASH_DB: join(d, 'leash.db') });
+    try {
+      const url = keyless.url.replace(/^http/, 'ws') + '/api/workers/connect';
+      const status = (headers: Record<string, string>): Promise<number> =>
+        new Promise((resolve) => {
+          const ws = new WebSocket(url, { headers });
+          ws.once('open', () => {
+            ws.terminate();
+            resolve(101);
+          });
+          ws.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+          ws.once('error', () => resolve(-1));
+        });
+      assert.equal(await status({}), 101);
+      assert.equal(await status({ origin: 'https://evil.example' }), 403);
+      assert.equal(await status({ host: 'evil.example' }), 403);
+      // And the Python SDK works there without a key.
+      const w = await startPyWorker(keyless.url, '');
+      assert.ok(w.id, w.output());
+      await w.stop();
+    } finally {
+      keyless.proc.kill('SIGKILL');
+      await keyless.exited;
+      await rm(d, { recursive: true, force: true });
+    }
   });
 });

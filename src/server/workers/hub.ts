@@ -84,6 +84,8 @@ export interface WorkerRecord {
 const newToken = (prefix: string): string => `${prefix}_${randomBytes(12).toString('base64url')}`;
 const CODE_RE = /^[a-z][a-z0-9_]{0,63}$/;
 const MAX_SEEN = 4096;
+/** Remote task types one node registers at most (each hello may add up to 64). */
+export const MAX_REMOTE_TYPES = 1024;
 
 export class WorkerHub {
   readonly #runtime: Runtime;
@@ -151,6 +153,13 @@ export class WorkerHub {
   declareType(type: string): boolean {
     if (this.#remoteTypes.has(type)) return true;
     if (this.#runtime.taskType(type) !== undefined) return false;
+    // Types are never forgotten (queued tasks may name them): bound what keys can add.
+    if (this.#remoteTypes.size >= MAX_REMOTE_TYPES) {
+      throw new LeashError(
+        'too_many_types',
+        `This server already knows ${MAX_REMOTE_TYPES} remote task types; it takes no new ones.`,
+      );
+    }
     this.#runtime.addTaskType(this.#definition(type));
     this.#remoteTypes.add(type);
     return true;
