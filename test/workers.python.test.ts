@@ -203,6 +203,24 @@ describe('a Python worker runs leash tasks', () => {
     await w2.stop();
   });
 
+  it('SIGTERM drains the worker: its running task completes, new ones wait for another worker', async () => {
+    const w = await py({ WORKER_RUN_FOREVER: '1' });
+    const started = join(dir, 'drain-started');
+    const id = await create('py.sleepy', { started, steps: 80 });
+    await waitForMarker(started);
+    w.proc.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 100));
+    const next = await create('py.echo', {});
+    const t = await waitEnd(id, 'key-alice', 10);
+    assert.equal(t.status, 'completed', JSON.stringify(t));
+    assert.equal(await w.exited, 0, w.output());
+    assert.match(w.output(), /drained/);
+    assert.equal((await api(`/api/tasks/${next}`)).body.status, 'queued', 'the draining worker took nothing new');
+    const other = await py();
+    assert.equal((await waitEnd(next)).status, 'completed');
+    await other.stop();
+  });
+
   it('a reconnecting worker keeps its running attempts (no second run)', async () => {
     // A TCP proxy between worker and server whose connections the test cuts.
     const target = new URL(server.url);
