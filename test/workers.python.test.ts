@@ -421,6 +421,47 @@ describe('the worker protocol refuses what it must', () => {
     a.close();
   });
 
+  it('a cancel asked while the worker is away is pushed again when it reconnects with the attempt', async () => {
+    const a = raw();
+    await a.opened;
+    a.send({ type: 'hello', types: ['raw.t'], slots: 1 });
+    await a.next((f) => f.type === 'welcome');
+    const id = await create('raw.t', { n: 4 });
+    const assign = await a.next((f) => f.type === 'assign');
+    a.send({ type: 'accept', attempt: assign.attempt, fence: assign.fence });
+    await new Promise((r) => setTimeout(r, 50));
+    a.close();
+    await a.closed;
+    await api(`/api/tasks/${id}/cancel`, { method: 'POST' });
+    assert.equal((await api(`/api/tasks/${id}`)).body.status, 'cancelling');
+    // Back within the lease, listing what it still runs: it keeps it and hears the cancel.
+    const b = raw();
+    await b.opened;
+    b.send({ type: 'hello', types: ['raw.t'], slots: 1, running: [{ attempt: assign.attempt, fence: assign.fence }] });
+    const welcome = await b.next((f) => f.type === 'welcome');
+    assert.deepEqual(welcome.kept, [assign.attempt]);
+    await b.next((f) => f.type === 'cancel' && f.attempt === assign.attempt && f.reason === 'user');
+    // Not acknowledged: a second reconnect hears it again.
+    b.close();
+    await b.closed;
+    const c = raw();
+    await c.opened;
+    c.send({ type: 'hello', types: ['raw.t'], slots: 1, running: [{ attempt: assign.attempt, fence: assign.fence }] });
+    await c.next((f) => f.type === 'cancel' && f.attempt === assign.attempt);
+    c.send({ type: 'cancel_ack', attempt: assign.attempt });
+    c.send({ type: 'finish', id: 'f', attempt: assign.attempt, fence: assign.fence, error: { message: 'stopped' } });
+    assert.equal((await waitEnd(id)).status, 'cancelled');
+    // An attempt the server does not know is answered with a cancel.
+    const d = raw();
+    await d.opened;
+    d.send({ type: 'hello', types: ['raw.t'], slots: 1, running: [{ attempt: 'att_made_up', fence: 1 }] });
+    const w2 = await d.next((f) => f.type === 'welcome');
+    assert.deepEqual(w2.kept, []);
+    await d.next((f) => f.type === 'cancel' && f.attempt === 'att_made_up' && f.reason === 'unknown_attempt');
+    c.close();
+    d.close();
+  });
+
   it('a task cancelled before any worker took it is never assigned', async () => {
     const id = await create('raw.t', { n: 2 });
     assert.equal((await api(`/api/tasks/${id}`)).body.status, 'queued');
