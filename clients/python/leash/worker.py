@@ -26,6 +26,15 @@ from urllib.parse import urlsplit, urlunsplit
 import websockets
 import websockets.exceptions
 
+try:  # websockets ≥ 13: the new asyncio client (the default `connect` from 14 on)
+    from websockets.asyncio.client import connect as _ws_connect
+
+    _HEADERS_KW = "additional_headers"
+except ImportError:  # websockets 10–12 (Debian bookworm ships 10.4)
+    from websockets import connect as _ws_connect
+
+    _HEADERS_KW = "extra_headers"
+
 from .errors import AuthError, ConnectError, LeashError
 
 log = logging.getLogger("leash")
@@ -257,12 +266,16 @@ class Worker:
     async def _session(self, first: concurrent.futures.Future) -> None:
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         try:
-            ws = await websockets.connect(self._ws_url(), extra_headers=headers, open_timeout=10, max_size=2**20)
-        except websockets.exceptions.InvalidStatusCode as e:
-            if e.status_code in (401, 403):
-                raise AuthError("unauthorized", f"the server refused the API key (HTTP {e.status_code})") from None
-            raise ConnectError("bad_url", f"no leash worker endpoint at {self.url} (HTTP {e.status_code})") from None
-        except (OSError, asyncio.TimeoutError, websockets.exceptions.InvalidHandshake) as e:
+            ws = await _ws_connect(self._ws_url(), open_timeout=10, max_size=2**20, **{_HEADERS_KW: headers})
+        except websockets.exceptions.InvalidHandshake as e:
+            # InvalidStatusCode (≤ 13) has .status_code; InvalidStatus (≥ 13) has .response.status_code.
+            status = getattr(e, "status_code", None) or getattr(getattr(e, "response", None), "status_code", None)
+            if status in (401, 403):
+                raise AuthError("unauthorized", f"the server refused the API key (HTTP {status})") from None
+            if status is not None:
+                raise ConnectError("bad_url", f"no leash worker endpoint at {self.url} (HTTP {status})") from None
+            raise ConnectError("unreachable", f"can't connect to {self.url}: {e}") from None
+        except (OSError, asyncio.TimeoutError) as e:
             raise ConnectError("unreachable", f"can't connect to {self.url}: {e}") from None
         self._ws = ws
         try:

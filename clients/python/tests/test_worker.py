@@ -150,3 +150,17 @@ def test_cancel_reaches_async_handler_while_another_blocks_the_loop():
     wait_at, wait_reason, flag = seen["wait"]
     assert wait_reason == "user" and flag
     assert wait_at - t0 < 1.0
+
+
+@server
+def test_wrong_path_raises_connect_error_naming_the_url():
+    w = Worker(URL + "/not-leash", api_key=KEY)
+
+    @w.task("pyt.a")
+    async def a(ctx, input):
+        return None
+
+    with pytest.raises(leash.ConnectError) as e:
+        asyncio.run(w.run())
+    assert e.value.code == "bad_url"
+    assert "HTTP 404" in e.value.message
