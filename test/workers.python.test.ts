@@ -508,3 +508,47 @@ describe('the connect endpoint on a server without keys', () => {
     }
   });
 });
+
+describe('the server shutting down', () => {
+  it('SIGTERM of leash serve pushes cancel (reason shutdown) into the running Python handler first', async () => {
+    const d = await mkdtemp(join(tmpdir(), 'leash-workers-stop-'));
+    const db = join(d, 'leash.db');
+    // No grace: running work is cancelled at once (the default lets it finish for 10 s first).
+    const s = await startServeProcess('workers-stop', {
+      LEASH_DB: db,
+      LEASH_WORKER_TYPES: 'py.sleepy',
+      LEASH_SHUTDOWN_GRACE_MS: '0',
+    });
+    try {
+      const w = await startPyWorker(s.url, '');
+      workers.push(w);
+      const started = join(d, 'started');
+      const marker = join(d, 'cancelled');
+      const r = await fetch(`${s.url}/api/tasks`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ type: 'py.sleepy', input: { started, marker } }),
+      });
+      const id = ((await r.json()) as { id: string }).id;
+      await waitForMarker(started);
+      s.proc.kill('SIGTERM');
+      assert.equal(await s.exited, 0, s.stderr());
+      const m = await waitForMarker(marker);
+      assert.equal(m.kind, 'CancelledError');
+      assert.equal(m.reason, 'shutdown');
+      // The task ended cancelled in the database before the server exited.
+      const again = await startServeProcess('workers-stop-2', { LEASH_DB: db });
+      try {
+        const t = (await (await fetch(`${again.url}/api/tasks/${id}`)).json()) as { status: string };
+        assert.equal(t.status, 'cancelled');
+      } finally {
+        again.proc.kill('SIGKILL');
+        await again.exited;
+      }
+    } finally {
+      if (s.proc.exitCode === null && s.proc.signalCode === null) s.proc.kill('SIGKILL');
+      await s.exited;
+      await rm(d, { recursive: true, force: true });
+    }
+  });
+});
