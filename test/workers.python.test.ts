@@ -462,6 +462,33 @@ describe('the worker protocol refuses what it must', () => {
     d.close();
   });
 
+  it('an assignment not accepted in time goes to another worker; the first is told to drop it', async () => {
+    const slow = raw();
+    await slow.opened;
+    slow.send({ type: 'hello', types: ['raw.t'], slots: 1 });
+    await slow.next((f) => f.type === 'welcome');
+    const id = await create('raw.t', { n: 5 });
+    const first = await slow.next((f) => f.type === 'assign');
+    const other = raw();
+    await other.opened;
+    other.send({ type: 'hello', types: ['raw.t'], slots: 1 });
+    await other.next((f) => f.type === 'welcome');
+    // accept_ms is 1000 here.
+    await slow.next((f) => f.type === 'cancel' && f.attempt === first.attempt && f.reason === 'not_accepted', 3000);
+    const second = await other.next((f) => f.type === 'assign', 3000);
+    assert.equal((second.task as any).id, id);
+    assert.ok((second.fence as number) > (first.fence as number), 'a new fence');
+    // The late accept and finish of the first attempt are refused.
+    slow.send({ type: 'finish', id: 'late', attempt: first.attempt, fence: first.fence, result: { stale: true } });
+    await slow.next((f) => f.type === 'error' && f.id === 'late' && (f.error as any).code === 'fenced');
+    other.send({ type: 'accept', attempt: second.attempt, fence: second.fence });
+    other.send({ type: 'finish', id: 'ok', attempt: second.attempt, fence: second.fence, result: { fresh: true } });
+    const t = await waitEnd(id);
+    assert.deepEqual(t.result, { fresh: true });
+    slow.close();
+    other.close();
+  });
+
   it('a task cancelled before any worker took it is never assigned', async () => {
     const id = await create('raw.t', { n: 2 });
     assert.equal((await api(`/api/tasks/${id}`)).body.status, 'queued');

@@ -49,6 +49,8 @@ interface Job {
   fence: number;
   attempt: Attempt | null;
   checkpoint: { state: unknown } | null;
+  /** Workers that let an assignment of it time out: others are preferred. */
+  passedOver: Set<string>;
   settled: boolean;
   resolve(v: unknown): void;
   reject(e: unknown): void;
@@ -194,6 +196,7 @@ export class WorkerHub {
         fence: 0,
         attempt: null,
         checkpoint: null,
+        passedOver: new Set(),
         settled: false,
         resolve,
         reject,
@@ -258,7 +261,17 @@ export class WorkerHub {
       if (w.link === null || w.draining || w.owner !== job.owner || !w.types.has(job.type)) continue;
       const free = w.slots - w.attempts.size;
       if (free <= 0) continue;
-      if (best === null || free > best.slots - best.attempts.size) best = w;
+      if (best === null) {
+        best = w;
+        continue;
+      }
+      const skip = job.passedOver.has(w.id);
+      const bestSkip = job.passedOver.has(best.id);
+      if (skip !== bestSkip) {
+        if (bestSkip) best = w;
+        continue;
+      }
+      if (free > best.slots - best.attempts.size) best = w;
     }
     return best;
   }
@@ -287,6 +300,7 @@ export class WorkerHub {
         return;
       }
       this.#log.warn({ task_id: job.taskId, worker_id: w.id }, 'worker did not accept its assignment: reassigned');
+      job.passedOver.add(w.id);
       this.#waiting.push(job);
       this.#pump();
     }, this.acceptMs);
