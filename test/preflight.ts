@@ -46,6 +46,11 @@ const needs: Need[] = [
     ok: () => runs('tmux', ['-V']),
     install: 'apt-get install tmux',
   },
+  {
+    what: 'Python 3.11+ with websockets and pytest at /usr/bin/python3 (the Python worker SDK tests)',
+    ok: () => runs('/usr/bin/python3', ['-c', 'import sys, websockets, pytest; assert sys.version_info >= (3, 11)']),
+    install: 'apt-get install python3 python3-websockets python3-pytest',
+  },
 ];
 
 const missing = needs.filter((n) => !n.ok());

@@ -2,6 +2,8 @@
 // SIGTERM/SIGINT. `startServer` is the same wiring as a function, so tests and
 // benchmarks run a real server in-process on port 0.
 
+import type { HubOptions } from '../server/workers/hub.ts';
+import { workersFromEnv } from './workers-env.ts';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
@@ -71,6 +73,8 @@ export interface StartServerOptions {
   timeouts?: Partial<ConnectionTimeouts>;
   /** Allowed hosts and origins, /metrics exposure, stream caps (SECURITY.md). */
   security?: SecurityOptions;
+  /** Remote workers (docs/workers.md); absent: LEASH_WORKER_* from the environment. */
+  workers?: HubOptions & { types?: string[] };
 }
 
 export interface RunningServer {
@@ -184,6 +188,7 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
       ...(opts.rateLimit !== undefined && { rateLimit: opts.rateLimit }),
       ...(opts.timeouts !== undefined && { timeouts: opts.timeouts }),
       ...(opts.security !== undefined && { security: opts.security }),
+      workers: opts.workers ?? workersFromEnv(process.env),
     });
     app = server;
     await server.listen({ host, port: opts.port ?? DEFAULT_PORT });
@@ -267,6 +272,11 @@ Also: LEASH_API_KEYS="key:owner,key2:owner2" (required for a non-loopback host),
       "chat=5000" or "*=3000"; default 2000), LEASH_MAX_UNWRITTEN_EVENTS (events waiting for
       a store that is down, past which creates answer 503 and tasks that emit fail; default
       100000).
+      Remote workers (docs/workers.md): LEASH_WORKER_TYPES (task types served by workers,
+      known from the start; set it on every node), LEASH_WORKER_LEASE_MS (a worker silent
+      this long loses its tasks; default 15000), LEASH_WORKER_PING_MS (default 5000),
+      LEASH_WORKER_ACCEPT_MS (an assignment not accepted in time goes to another worker;
+      default 5000).
       gguf limits: LEASH_GGUF_MAX_CONTEXT (largest context a call gets, tokens; a request
       may ask less; default 4096), LEASH_GGUF_THREADS (threads per call and the most a
       request may ask; default the CPU's math cores), LEASH_GGUF_IDLE_MS (a loaded model

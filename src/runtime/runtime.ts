@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { ZodType } from 'zod';
 import type { ModelRegistry } from '../models/model.ts';
-import type { ClaimedTask, Store, TaskRunOptions } from '../store/store.ts';
+import type { ClaimOptions, ClaimedTask, Store, TaskRunOptions } from '../store/store.ts';
 import { CancelledError, upstreamClosed } from './cancel.ts';
 import { modelsOfInput } from './define-task.ts';
 import type { AnyTaskDefinition, TaskContext } from './define-task.ts';
@@ -196,6 +196,7 @@ export class Runtime {
   #reaping = false;
   #reapFailing = false;
   readonly #reaperIntervalMs: number;
+  #claimFilter: (() => ClaimOptions['remote']) | null = null;
 
   constructor(opts: RuntimeOptions) {
     this.store = opts.store;
@@ -259,6 +260,34 @@ export class Runtime {
 
   taskTypes(): string[] {
     return [...this.#defs.keys()];
+  }
+
+  /**
+   * Registers a task type after start (remote workers declare theirs when they
+   * connect). False when the name is taken: a type is never replaced under its tasks.
+   */
+  addTaskType(def: AnyTaskDefinition): boolean {
+    if (this.#defs.has(def.type)) return false;
+    this.#defs.set(def.type, def);
+    return true;
+  }
+
+  /**
+   * Which remote-worker tasks this node may claim now (see ClaimOptions.remote); asked
+   * before every claim and eager start. The worker hub sets it.
+   */
+  setClaimFilter(filter: () => ClaimOptions['remote']): void {
+    this.#claimFilter = filter;
+  }
+
+  /** Something changed that may make queued tasks claimable here (a worker connected or freed a slot). */
+  wakeup(): void {
+    this.#schedulePump();
+  }
+
+  /** The definition of a type (undefined when unknown). */
+  taskType(type: string): AnyTaskDefinition | undefined {
+    return this.#defs.get(type);
   }
 
   // ── lifecycle ───────────────────────────────────────────────────────────
@@ -452,7 +481,10 @@ export class Runtime {
     // slot is held for it like a claim's; other creates in flight do not stop it (on
     // PostgreSQL those of an owner far below its limit share the owner's lock, migration
     // 5; nearer the limit one may find the lock taken, and its task is queued).
-    const eager = this.#freeSlots() > 0;
+    const remote = this.#claimFilter?.();
+    const claimable =
+      !remote || !remote.types.includes(req.type) || remote.allow.some((p) => p.owner === owner && p.type === req.type);
+    const eager = claimable && this.#freeSlots() > 0;
     if (eager) this.#claiming++;
     const creating = this.store.createTask(
       {
@@ -711,6 +743,7 @@ export class Runtime {
   async #pumpOnce(): Promise<void> {
     const free = this.#freeSlots();
     if (free <= 0) return;
+    const remote = this.#claimFilter?.();
     this.#claimStarted = true;
     this.#claiming += free;
     let claimed: ClaimedTask[];
@@ -721,6 +754,7 @@ export class Runtime {
         maxRunningPerOwner: this.#opts.maxRunningPerOwner,
         leaseMs: this.#opts.leaseMs,
         now: nowIso(),
+        ...(remote && { remote }),
       });
     } finally {
       this.#claiming -= free;

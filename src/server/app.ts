@@ -18,6 +18,9 @@ import { registerTaskRoutes } from './routes/tasks.ts';
 import { registerThreadRoutes } from './routes/threads.ts';
 import { registerOpenAiRoutes } from './openai/index.ts';
 import { registerWebSocket, stripApiKey } from './ws.ts';
+import { WorkerHub, type HubOptions } from './workers/hub.ts';
+import { registerWorkerRoutes } from './workers/route.ts';
+import { registerWorkerMetrics } from './workers/metrics.ts';
 import { Threads } from '../threads/threads.ts';
 import type { TaskRouteDeps } from './routes/tasks.ts';
 import { DEFAULT_KEEPALIVE_MS } from './sse.ts';
@@ -51,6 +54,8 @@ export interface BuildServerOptions {
   timeouts?: Partial<ConnectionTimeouts>;
   /** Browser-facing rules, stream caps and /metrics exposure (SECURITY.md). */
   security?: SecurityOptions;
+  /** Remote workers (docs/workers.md): timings, and types served remotely from the start (LEASH_WORKER_TYPES). */
+  workers?: HubOptions & { types?: readonly string[] };
 }
 
 export interface SecurityOptions {
@@ -71,6 +76,8 @@ declare module 'fastify' {
     leashMetrics: Metrics;
     /** What route modules registered after buildServer (threads, OpenAI surface) need to stream tasks. */
     leashTaskDeps: TaskRouteDeps;
+    /** Connected remote workers and their attempts. */
+    leashWorkers: WorkerHub;
   }
 }
 
@@ -170,6 +177,14 @@ export function buildServer(opts: BuildServerOptions): FastifyInstance {
   registerThreadRoutes(app, { ...taskDeps, threads });
   registerOpenAiRoutes(app, { ...taskDeps, threads });
   registerWebSocket(app, { runtime: opts.runtime, threads, closing: closing.signal, streams, rateCounter });
+  const hub = new WorkerHub(opts.runtime, opts.logger, opts.workers);
+  for (const t of opts.workers?.types ?? []) {
+    if (!hub.declareType(t)) throw new TypeError(`LEASH_WORKER_TYPES: "${t}" is a type the server serves itself`);
+  }
+  app.decorate('leashWorkers', hub);
+  registerWorkerMetrics(metrics.registry, hub);
+  app.addHook('onClose', async () => hub.close());
+  registerWorkerRoutes(app, hub);
   registerWebUi(app);
   return app;
 }

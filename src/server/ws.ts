@@ -48,6 +48,7 @@ import { deadlineMsField, onDisconnectField, threadIdField } from './schemas.ts'
 import { MAX_MESSAGE_CHARS } from './routes/threads.ts';
 import { MAX_JSON_DEPTH, jsonDepthExceeds } from './json-depth.ts';
 import { RateCounter } from './rate-limit.ts';
+import { WORKERS_CONNECT_PATH } from './workers/protocol.ts';
 import type { StreamCaps } from './stream-caps.ts';
 
 export const WS_PATH = '/api/ws';
@@ -259,7 +260,7 @@ export function registerWebSocket(app: FastifyInstance, deps: WebSocketDeps, opt
   // malformed handshake itself in plain text. Answer those first, in leash's JSON.
   app.addHook('preValidation', async (request) => {
     if (!upgrades.has(request.raw)) return;
-    if (request.routeOptions.url !== WS_PATH) {
+    if (request.routeOptions.url !== WS_PATH && request.routeOptions.url !== WORKERS_CONNECT_PATH) {
       throw new LeashError('not_found', `No WebSocket endpoint at ${request.url}: connect to ${WS_PATH}.`);
     }
     const problem = handshakeProblem(request.raw);

@@ -87,6 +87,12 @@ export interface ClaimOptions {
   maxRunningPerOwner: number;
   leaseMs: number;
   now: string;
+  /**
+   * Task types served by remote workers: a queued task of one of `types` is claimed
+   * only when its owner and type are in `allow` (a worker here can take it); the
+   * others stay queued. Absent: every type is claimable.
+   */
+  remote?: { types: string[]; allow: Array<{ owner: string; type: string }> };
 }
 
 /** Fields of the task row a running node updates together with its events. */

@@ -9,15 +9,23 @@ import { toTask, type PgTaskRow } from './rows.ts';
 export type Claimed = ClaimedTask;
 
 const CLAIM = 'SELECT * FROM leash_claim($1, $2, $3, $4, $5)';
+/** With remote-worker types (ClaimOptions.remote, migration 8). */
+const CLAIM_REMOTE = 'SELECT * FROM leash_claim($1, $2, $3, $4, $5, $6::text[], $7::text[])';
 
 export async function claimWith(db: pg.Pool, opts: ClaimOptions, leaseUntil: string): Promise<Claimed[]> {
   for (let attempt = 0; ; attempt++) {
     try {
-      const r = await db.query<PgTaskRow>({
-        name: 'leash_claim',
-        text: CLAIM,
-        values: [opts.nodeId, opts.max, opts.maxRunningPerOwner, opts.now, leaseUntil],
-      });
+      const base = [opts.nodeId, opts.max, opts.maxRunningPerOwner, opts.now, leaseUntil];
+      const remote = opts.remote && opts.remote.types.length > 0 ? opts.remote : null;
+      const r = await db.query<PgTaskRow>(
+        remote
+          ? {
+              name: 'leash_claim_remote',
+              text: CLAIM_REMOTE,
+              values: [...base, remote.types, remote.allow.map((p) => `${p.owner}\u001f${p.type}`)],
+            }
+          : { name: 'leash_claim', text: CLAIM, values: base },
+      );
       return r.rows.map((row) => ({
         task: toTask(row),
         lastSeq: row.last_seq,

@@ -333,6 +333,21 @@ END
 $fn$;
 `;
 
+// leash_claim with remote-worker types (ClaimOptions.remote): an overload with two
+// more parameters; a queued task of a type in p_remote_types is a candidate only when
+// "owner<US>type" is in p_remote_allow (a worker on the claiming node can take it).
+// Derived from version 2 so the two cannot drift apart silently.
+const CLAIM_SIGNATURE =
+  'leash_claim(p_node text, p_max int, p_limit int, p_now timestamptz, p_lease_until timestamptz)';
+if (!CLAIM_V2.includes(CLAIM_SIGNATURE)) throw new Error('leash_claim v3: the signature moved');
+const CLAIM_REMOTE = CLAIM_V2.replace(
+  CLAIM_SIGNATURE,
+  'leash_claim(p_node text, p_max int, p_limit int, p_now timestamptz, p_lease_until timestamptz, p_remote_types text[], p_remote_allow text[])',
+).replace(
+  CLAIM_CANDIDATE,
+  `${CLAIM_CANDIDATE}\n          AND (NOT (t.type = ANY(p_remote_types)) OR (t.owner || chr(31) || t.type) = ANY(p_remote_allow))`,
+);
+
 export const MIGRATIONS: readonly Migration[] = [
   { id: 1, name: 'init', sql: INIT },
   { id: 2, name: 'claim function', sql: CLAIM },
@@ -343,6 +358,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { id: 5, name: 'create function: shared owner lock far below the limit', sql: CREATE_V2 },
   { id: 6, name: 'reaper: queued deadline index, claim skips expired, cancel_detached', sql: REAPER },
   { id: 7, name: 'event write fence', sql: FENCED },
+  { id: 8, name: 'claim function: remote-worker types', sql: CLAIM_REMOTE },
 ];
 
 /** Session-level advisory lock key held while migrating ("leash" + 1). */

@@ -384,13 +384,20 @@ export class SqliteStore implements Store {
       // change within this call is an owner reaching its limit: that owner joins
       // `saturated` and the next page query excludes it. Every page therefore makes
       // progress, and no statement scans rows it already rejected.
-      const page = (): Array<{ id: string; owner: string }> =>
-        (saturated.length === 0
-          ? this.#q(CLAIM_SQL[0]).all(opts.now, pageSize)
-          : this.#q(CLAIM_SQL[1]).all(JSON.stringify(saturated), opts.now, pageSize)) as Array<{
-          id: string;
-          owner: string;
-        }>;
+      // Remote-worker types: claimable only for the owners a worker here can serve.
+      const remote =
+        opts.remote && opts.remote.types.length > 0
+          ? [
+              JSON.stringify(opts.remote.types),
+              JSON.stringify(opts.remote.allow.map((p) => `${p.owner}\u001f${p.type}`)),
+            ]
+          : null;
+      const page = (): Array<{ id: string; owner: string }> => {
+        const sql = CLAIM_SQL[(saturated.length === 0 ? 0 : 1) + (remote ? 2 : 0)]!;
+        const args: Array<string | number> = saturated.length === 0 ? [] : [JSON.stringify(saturated)];
+        if (remote) args.push(...remote);
+        return this.#q(sql).all(...args, opts.now, pageSize) as Array<{ id: string; owner: string }>;
+      };
       const start = this.#q(
         `UPDATE tasks SET status = 'running', started_at = ?, node_id = ?, lease_until = ?,
            attempt = attempt + 1, last_seq = last_seq + 1
@@ -796,9 +803,14 @@ export class SqliteStore implements Store {
  * (the JSON list; omitted when empty, it costs a bloom filter) and, for a thread's
  * task, only its thread's next one (nothing running or cancelling, nothing older queued).
  */
-function claimCandidatesSql(excludeOwners: boolean): string {
+function claimCandidatesSql(excludeOwners: boolean, remote: boolean): string {
   return `SELECT t.id, t.owner FROM tasks t
-    WHERE t.status = 'queued'${excludeOwners ? `\n      AND t.owner NOT IN (SELECT value FROM json_each(?))` : ''}
+    WHERE t.status = 'queued'${excludeOwners ? `\n      AND t.owner NOT IN (SELECT value FROM json_each(?))` : ''}${
+      remote
+        ? `\n      AND (t.type NOT IN (SELECT value FROM json_each(?))
+           OR (t.owner || char(31) || t.type) IN (SELECT value FROM json_each(?)))`
+        : ''
+    }
       AND (t.deadline_at IS NULL OR t.deadline_at > ?)
       AND (t.thread_id IS NULL OR (
         NOT EXISTS (SELECT 1 FROM tasks o WHERE o.thread_id = t.thread_id AND o.status IN ('running', 'cancelling'))
@@ -806,7 +818,12 @@ function claimCandidatesSql(excludeOwners: boolean): string {
     ORDER BY t.priority DESC, t.num
     LIMIT ?`;
 }
-const CLAIM_SQL = [claimCandidatesSql(false), claimCandidatesSql(true)] as const;
+const CLAIM_SQL = [
+  claimCandidatesSql(false, false),
+  claimCandidatesSql(true, false),
+  claimCandidatesSql(false, true),
+  claimCandidatesSql(true, true),
+] as const;
 
 function foldPatch(m: MergedPatch, p: TaskPatch): void {
   if (p.append_output !== undefined) m.append += p.append_output;

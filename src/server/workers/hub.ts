@@ -1,0 +1,582 @@
+// The worker hub: connected remote workers and the attempts they run.
+//
+// A task type served by remote workers is an ordinary task type of the runtime (same
+// queue, limits, leases, deadlines and cancel path) whose handler, instead of running
+// here, waits for a connected worker of the task's owner that serves the type and
+// has a free slot, pushes it an `assign`, and settles when the worker `finish`es.
+// `ctx.signal` aborting pushes `cancel` to the worker; the worker's events go through
+// the task's ctx (progress / emit / checkpoint), each checked against the attempt's
+// fence. A worker silent past its lease loses its attempts: resumed on another worker
+// from their last checkpoint when they have one, else `failed` `worker_lost`.
+
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import type { AnyTaskDefinition, TaskContext } from '../../runtime/define-task.ts';
+import { LeashError } from '../../runtime/errors.ts';
+import type { Runtime } from '../../runtime/runtime.ts';
+import type { EventFrame, FinishFrame, HelloFrame, ServerFrame } from './protocol.ts';
+
+export interface HubOptions {
+  /** Interval of the server's pings (ms). */
+  pingMs?: number;
+  /** A worker silent this long loses its attempts (ms). */
+  leaseMs?: number;
+  /** An assignment not accepted within this is given to another worker (ms). */
+  acceptMs?: number;
+}
+
+export const DEFAULT_WORKER_PING_MS = 5_000;
+export const DEFAULT_WORKER_LEASE_MS = 15_000;
+export const DEFAULT_WORKER_ACCEPT_MS = 5_000;
+
+/** The connection a worker record talks through (a WebSocket in production). */
+export interface WorkerLink {
+  send(frame: ServerFrame): void;
+  /** Drops the connection at once (the worker is silent past its lease, or refused). */
+  terminate(): void;
+}
+
+/** One task waiting for, or running on, a worker. */
+interface Job {
+  taskId: string;
+  type: string;
+  owner: string;
+  input: unknown;
+  ctx: TaskContext;
+  deadlineAt: string | null;
+  resumeState: unknown;
+  fence: number;
+  attempt: Attempt | null;
+  checkpoint: { state: unknown } | null;
+  /** Workers that let an assignment of it time out: others are preferred. */
+  passedOver: Set<string>;
+  settled: boolean;
+  resolve(v: unknown): void;
+  reject(e: unknown): void;
+}
+
+interface Attempt {
+  id: string;
+  fence: number;
+  job: Job;
+  worker: WorkerRecord;
+  accepted: boolean;
+  acceptTimer: NodeJS.Timeout | null;
+  /** Cancel pushed and not yet acknowledged: re-sent on every reconnect. */
+  cancel: { reason: string; acked: boolean } | null;
+  /** Client ids of the events and finish already applied (a retry is acknowledged again, not re-applied). */
+  seen: Set<string>;
+}
+
+export interface WorkerRecord {
+  id: string;
+  owner: string;
+  types: Set<string>;
+  slots: number;
+  link: WorkerLink | null;
+  lastSeen: number;
+  connectedAt: string;
+  sdk: string | null;
+  /** Said `drain`: gets no new assignments. */
+  draining: boolean;
+  attempts: Map<string, Attempt>;
+}
+
+const newToken = (prefix: string): string => `${prefix}_${randomBytes(12).toString('base64url')}`;
+const CODE_RE = /^[a-z][a-z0-9_]{0,63}$/;
+const MAX_SEEN = 4096;
+/** Remote task types one node registers at most (each hello may add up to 64). */
+export const MAX_REMOTE_TYPES = 1024;
+
+export class WorkerHub {
+  readonly #runtime: Runtime;
+  readonly #log: Logger;
+  readonly pingMs: number;
+  readonly leaseMs: number;
+  readonly acceptMs: number;
+  readonly #workers = new Map<string, WorkerRecord>();
+  readonly #attempts = new Map<string, Attempt>();
+  /** Jobs waiting for a worker, oldest first. */
+  #waiting: Job[] = [];
+  /** Types this hub registered with the runtime (served remotely). */
+  readonly #remoteTypes = new Set<string>();
+  #timer: NodeJS.Timeout | null = null;
+
+  constructor(runtime: Runtime, log: Logger, opts: HubOptions = {}) {
+    this.#runtime = runtime;
+    this.#log = log;
+    this.pingMs = opts.pingMs ?? DEFAULT_WORKER_PING_MS;
+    this.leaseMs = opts.leaseMs ?? DEFAULT_WORKER_LEASE_MS;
+    this.acceptMs = opts.acceptMs ?? DEFAULT_WORKER_ACCEPT_MS;
+    this.#timer = setInterval(() => this.#tick(), Math.max(50, Math.min(this.pingMs, this.leaseMs / 4)));
+    this.#timer.unref();
+    runtime.setClaimFilter(() => this.claimFilter());
+  }
+
+  /**
+   * What this node may claim of the remote types: an (owner, type) pair only while a
+   * worker here serves it with a slot not yet spoken for. Other remote tasks stay
+   * queued (for a worker that connects here or on another node).
+   */
+  claimFilter(): { types: string[]; allow: Array<{ owner: string; type: string }> } | undefined {
+    if (this.#remoteTypes.size === 0) return undefined;
+    const free = new Map<string, number>();
+    const key = (owner: string, type: string): string => `${owner}\u001f${type}`;
+    for (const w of this.#workers.values()) {
+      if (w.link === null || w.draining) continue;
+      const n = w.slots - w.attempts.size;
+      if (n <= 0) continue;
+      for (const t of w.types) free.set(key(w.owner, t), (free.get(key(w.owner, t)) ?? 0) + n);
+    }
+    for (const j of this.#waiting) {
+      const k = key(j.owner, j.type);
+      if (free.has(k)) free.set(k, free.get(k)! - 1);
+    }
+    const allow: Array<{ owner: string; type: string }> = [];
+    for (const [k, n] of free) {
+      if (n <= 0) continue;
+      const [owner, type] = k.split('\u001f') as [string, string];
+      allow.push({ owner, type });
+    }
+    return { types: [...this.#remoteTypes], allow };
+  }
+
+  close(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = null;
+    for (const w of this.#workers.values()) w.link?.terminate();
+  }
+
+  /**
+   * Makes `type` a remote type of the runtime. False when the server serves it
+   * itself (a built-in or a --tasks module): a worker can't take over a local type.
+   */
+  declareType(type: string): boolean {
+    if (this.#remoteTypes.has(type)) return true;
+    if (this.#runtime.taskType(type) !== undefined) return false;
+    // Types are never forgotten (queued tasks may name them): bound what keys can add.
+    if (this.#remoteTypes.size >= MAX_REMOTE_TYPES) {
+      throw new LeashError(
+        'too_many_types',
+        `This server already knows ${MAX_REMOTE_TYPES} remote task types; it takes no new ones.`,
+      );
+    }
+    this.#runtime.addTaskType(this.#definition(type));
+    this.#remoteTypes.add(type);
+    return true;
+  }
+
+  isRemoteType(type: string): boolean {
+    return this.#remoteTypes.has(type);
+  }
+
+  #definition(type: string): AnyTaskDefinition {
+    return {
+      type,
+      description: 'served by remote workers',
+      // The worker validates its input; the server only bounds it (body size, JSON depth).
+      input: z.unknown(),
+      run: (input, ctx) => this.dispatch(type, input, ctx),
+    };
+  }
+
+  // ── the handler of a remote type ──────────────────────────────────────
+  dispatch(type: string, input: unknown, ctx: TaskContext): Promise<unknown> {
+    ctx.signal.throwIfAborted();
+    return new Promise((resolve, reject) => {
+      const job: Job = {
+        taskId: ctx.taskId,
+        type,
+        owner: ctx.owner,
+        input,
+        ctx,
+        deadlineAt: ctx.deadline ? ctx.deadline.toISOString() : null,
+        resumeState: ctx.resumeState ?? null,
+        fence: 0,
+        attempt: null,
+        checkpoint: null,
+        passedOver: new Set(),
+        settled: false,
+        resolve,
+        reject,
+      };
+      ctx.signal.addEventListener('abort', () => this.#onAbort(job), { once: true });
+      this.#waiting.push(job);
+      this.#pump();
+    });
+  }
+
+  #settle(job: Job, fn: () => void): void {
+    if (job.settled) return;
+    job.settled = true;
+    this.#waiting = this.#waiting.filter((j) => j !== job);
+    fn();
+  }
+
+  #onAbort(job: Job): void {
+    const reason = String((job.ctx.signal.reason as { reason?: string } | undefined)?.reason ?? 'user');
+    const a = job.attempt;
+    if (a === null) {
+      // Never assigned: it never runs anywhere.
+      this.#settle(job, () => job.reject(job.ctx.signal.reason));
+      return;
+    }
+    // Assigned: the handler may be running even before its accept arrives, so the task
+    // ends when the worker finishes (or, never accepted, when the accept time is up).
+    a.cancel = { reason, acked: false };
+    a.worker.link?.send({ type: 'cancel', attempt: a.id, reason });
+  }
+
+  /** Removes an attempt from its worker (its slot is free) and tells the worker to stop it. */
+  #drop(a: Attempt, reason: string): void {
+    if (a.acceptTimer) clearTimeout(a.acceptTimer);
+    a.acceptTimer = null;
+    a.worker.attempts.delete(a.id);
+    this.#attempts.delete(a.id);
+    if (a.job.attempt === a) a.job.attempt = null;
+    a.worker.link?.send({ type: 'cancel', attempt: a.id, reason });
+    this.#forget(a.worker);
+  }
+
+  /** Assigns waiting jobs to workers with a free slot. */
+  #pump(): void {
+    if (this.#waiting.length === 0) return;
+    const still: Job[] = [];
+    for (const job of this.#waiting) {
+      if (job.settled) continue;
+      const w = this.#pick(job);
+      if (!w) {
+        still.push(job);
+        continue;
+      }
+      this.#assign(job, w);
+    }
+    this.#waiting = still;
+  }
+
+  #pick(job: Job): WorkerRecord | null {
+    let best: WorkerRecord | null = null;
+    for (const w of this.#workers.values()) {
+      if (w.link === null || w.draining || w.owner !== job.owner || !w.types.has(job.type)) continue;
+      const free = w.slots - w.attempts.size;
+      if (free <= 0) continue;
+      if (best === null) {
+        best = w;
+        continue;
+      }
+      const skip = job.passedOver.has(w.id);
+      const bestSkip = job.passedOver.has(best.id);
+      if (skip !== bestSkip) {
+        if (bestSkip) best = w;
+        continue;
+      }
+      if (free > best.slots - best.attempts.size) best = w;
+    }
+    return best;
+  }
+
+  #assign(job: Job, w: WorkerRecord): void {
+    job.fence++;
+    const a: Attempt = {
+      id: newToken('att'),
+      fence: job.fence,
+      job,
+      worker: w,
+      accepted: false,
+      acceptTimer: null,
+      cancel: null,
+      seen: new Set(),
+    };
+    job.attempt = a;
+    w.attempts.set(a.id, a);
+    this.#attempts.set(a.id, a);
+    a.acceptTimer = setTimeout(() => {
+      a.acceptTimer = null;
+      if (a.accepted || job.settled) return;
+      this.#drop(a, 'not_accepted');
+      if (job.ctx.signal.aborted) {
+        this.#settle(job, () => job.reject(job.ctx.signal.reason));
+        return;
+      }
+      this.#log.warn({ task_id: job.taskId, worker_id: w.id }, 'worker did not accept its assignment: reassigned');
+      job.passedOver.add(w.id);
+      this.#waiting.push(job);
+      this.#pump();
+    }, this.acceptMs);
+    a.acceptTimer.unref();
+    w.link!.send({
+      type: 'assign',
+      attempt: a.id,
+      fence: a.fence,
+      task: {
+        id: job.taskId,
+        type: job.type,
+        input: job.input,
+        deadline_at: job.deadlineAt,
+        resume_state: job.checkpoint ? job.checkpoint.state : job.resumeState,
+      },
+    });
+  }
+
+  // ── connections ───────────────────────────────────────────────────────
+  /** A worker said hello. Returns its record, or throws a LeashError to send before closing. */
+  connect(
+    owner: string,
+    hello: HelloFrame,
+    link: WorkerLink,
+  ): { worker: WorkerRecord; kept: string[]; unknown: string[] } {
+    for (const t of hello.types) {
+      if (!this.declareType(t)) {
+        throw new LeashError(
+          'type_conflict',
+          `Task type "${t}" is served by the server itself; a worker can't serve it. Pick another name.`,
+        );
+      }
+    }
+    const w: WorkerRecord = {
+      id: newToken('wrk'),
+      owner,
+      types: new Set(hello.types),
+      slots: hello.slots,
+      link,
+      lastSeen: Date.now(),
+      connectedAt: new Date().toISOString(),
+      sdk: hello.sdk ?? null,
+      draining: false,
+      attempts: new Map(),
+    };
+    this.#workers.set(w.id, w);
+    // Attempts the worker still runs from an earlier connection are its own again.
+    const kept: string[] = [];
+    const unknown: string[] = [];
+    for (const r of hello.running ?? []) {
+      const a = this.#attempts.get(r.attempt);
+      if (!a || a.fence !== r.fence || a.worker.owner !== owner || a.job.settled || a.job.attempt !== a) {
+        unknown.push(r.attempt);
+        continue;
+      }
+      const old = a.worker;
+      old.attempts.delete(a.id);
+      if (old !== w) this.#forget(old);
+      a.worker = w;
+      a.accepted = true;
+      if (a.acceptTimer) clearTimeout(a.acceptTimer);
+      a.acceptTimer = null;
+      w.attempts.set(a.id, a);
+      kept.push(a.id);
+    }
+    return { worker: w, kept, unknown };
+  }
+
+  /** After `welcome` is sent: cancels still owed, attempts the server does not know, and new work. */
+  afterWelcome(w: WorkerRecord, unknown: readonly string[]): void {
+    for (const id of unknown) w.link?.send({ type: 'cancel', attempt: id, reason: 'unknown_attempt' });
+    for (const a of w.attempts.values()) {
+      if (a.cancel && !a.cancel.acked) w.link?.send({ type: 'cancel', attempt: a.id, reason: a.cancel.reason });
+    }
+    this.#pump();
+    this.#runtime.wakeup();
+  }
+
+  /** The socket closed: the worker keeps its attempts until its lease runs out (it may reconnect). */
+  disconnected(w: WorkerRecord): void {
+    w.link = null;
+    this.#forget(w);
+  }
+
+  seen(w: WorkerRecord): void {
+    w.lastSeen = Date.now();
+  }
+
+  #forget(w: WorkerRecord): void {
+    if (w.link === null && w.attempts.size === 0) this.#workers.delete(w.id);
+  }
+
+  #tick(): void {
+    const now = Date.now();
+    for (const w of [...this.#workers.values()]) {
+      if (w.link) w.link.send({ type: 'ping' });
+      if (now - w.lastSeen > this.leaseMs) this.#lose(w);
+    }
+  }
+
+  /** Silent past its lease: the worker's attempts go to the usual recovery. */
+  #lose(w: WorkerRecord): void {
+    this.#log.warn(
+      { worker_id: w.id, attempts: w.attempts.size },
+      'worker silent past its lease: its attempts are lost',
+    );
+    const link = w.link;
+    w.link = null;
+    link?.terminate();
+    for (const a of [...w.attempts.values()]) {
+      if (a.acceptTimer) clearTimeout(a.acceptTimer);
+      w.attempts.delete(a.id);
+      this.#attempts.delete(a.id);
+      const job = a.job;
+      if (job.attempt !== a || job.settled) continue;
+      job.attempt = null;
+      if (job.ctx.signal.aborted) {
+        this.#settle(job, () => job.reject(job.ctx.signal.reason));
+      } else if (job.checkpoint) {
+        this.#waiting.push(job); // resumed from its last checkpoint, on any worker
+      } else {
+        this.#settle(job, () =>
+          job.reject(
+            new LeashError('worker_lost', `The worker running this task (${w.id}) went silent past its lease.`),
+          ),
+        );
+      }
+    }
+    this.#workers.delete(w.id);
+    this.#pump();
+  }
+
+  // ── frames of an attempt ──────────────────────────────────────────────
+  /** The attempt `attempt` of this worker at `fence`, or null (stale: the frame is refused). */
+  #current(w: WorkerRecord, attempt: string, fence: number | null): Attempt | null {
+    const a = w.attempts.get(attempt);
+    if (!a || a.job.settled || a.job.attempt !== a) return null;
+    if (fence !== null && a.fence !== fence) return null;
+    return a;
+  }
+
+  #fenced(w: WorkerRecord, attempt: string, id?: string): void {
+    w.link?.send({
+      type: 'error',
+      attempt,
+      ...(id !== undefined && { id }),
+      error: { code: 'fenced', message: `Attempt ${attempt} is no longer this worker's: stop it.` },
+    });
+    w.link?.send({ type: 'cancel', attempt, reason: 'fenced' });
+  }
+
+  accept(w: WorkerRecord, attempt: string, fence: number): void {
+    const a = this.#current(w, attempt, fence);
+    if (!a) return this.#fenced(w, attempt);
+    a.accepted = true;
+    if (a.acceptTimer) clearTimeout(a.acceptTimer);
+    a.acceptTimer = null;
+  }
+
+  async event(w: WorkerRecord, f: EventFrame): Promise<void> {
+    const a = this.#current(w, f.attempt, f.fence);
+    if (!a) return this.#fenced(w, f.attempt, f.id);
+    if (a.seen.has(f.id)) {
+      w.link?.send({ type: 'ack', id: f.id, attempt: a.id, applied: true, duplicate: true });
+      return;
+    }
+    remember(a.seen, f.id);
+    a.accepted = true;
+    const ctx = a.job.ctx;
+    let applied = !ctx.signal.aborted;
+    switch (f.kind) {
+      case 'progress':
+        ctx.progress(f.progress, f.message ?? undefined);
+        break;
+      case 'output':
+        applied = ctx.emit(f.text);
+        break;
+      case 'checkpoint':
+        await ctx.checkpoint(f.state);
+        if (applied) a.job.checkpoint = { state: f.state };
+        break;
+    }
+    w.link?.send({ type: 'ack', id: f.id, attempt: a.id, applied });
+  }
+
+  finish(w: WorkerRecord, f: FinishFrame): void {
+    const gone = w.attempts.get(f.attempt);
+    if (gone && gone.fence === f.fence && gone.job.settled) {
+      // Its task ended without it (detached past its grace): the slot is free again.
+      w.attempts.delete(gone.id);
+      this.#attempts.delete(gone.id);
+      w.link?.send({ type: 'ack', id: f.id, attempt: gone.id, applied: false });
+      this.#runtime.wakeup();
+      return;
+    }
+    const a = this.#current(w, f.attempt, f.fence);
+    if (!a) {
+      // A retried finish of an attempt already settled is acknowledged again.
+      const settled = w.attempts.get(f.attempt) === undefined && this.#recentlyFinished.get(f.attempt) === f.id;
+      if (settled) w.link?.send({ type: 'ack', id: f.id, attempt: f.attempt, applied: true, duplicate: true });
+      else this.#fenced(w, f.attempt, f.id);
+      return;
+    }
+    const job = a.job;
+    if (a.acceptTimer) clearTimeout(a.acceptTimer);
+    w.attempts.delete(a.id);
+    this.#attempts.delete(a.id);
+    this.#recentlyFinished.set(a.id, f.id);
+    if (this.#recentlyFinished.size > MAX_SEEN) {
+      const first = this.#recentlyFinished.keys().next().value;
+      if (first !== undefined) this.#recentlyFinished.delete(first);
+    }
+    w.link?.send({ type: 'ack', id: f.id, attempt: a.id, applied: true });
+    this.#settle(job, () => {
+      if (f.error === undefined) return job.resolve(f.result ?? null);
+      if (job.ctx.signal.aborted) return job.reject(job.ctx.signal.reason);
+      const code = f.error.code !== undefined && CODE_RE.test(f.error.code) ? f.error.code : 'handler_error';
+      job.reject(new LeashError(code, f.error.message));
+    });
+    this.#pump();
+    this.#runtime.wakeup();
+  }
+
+  readonly #recentlyFinished = new Map<string, string>();
+
+  drain(w: WorkerRecord): void {
+    w.draining = true;
+  }
+
+  cancelAck(w: WorkerRecord, attempt: string): void {
+    const a = w.attempts.get(attempt);
+    if (a?.cancel) a.cancel.acked = true;
+  }
+
+  // ── introspection (GET /api/workers, /metrics) ────────────────────────
+  list(owner?: string): Array<{
+    id: string;
+    owner: string;
+    connected: boolean;
+    connected_at: string;
+    last_seen_at: string;
+    sdk: string | null;
+    types: string[];
+    slots: number;
+    running: Array<{ attempt: string; task_id: string; accepted: boolean; cancelling: boolean }>;
+  }> {
+    return [...this.#workers.values()]
+      .filter((w) => owner === undefined || w.owner === owner)
+      .map((w) => ({
+        id: w.id,
+        owner: w.owner,
+        connected: w.link !== null,
+        connected_at: w.connectedAt,
+        last_seen_at: new Date(w.lastSeen).toISOString(),
+        sdk: w.sdk,
+        types: [...w.types],
+        slots: w.slots,
+        running: [...w.attempts.values()].map((a) => ({
+          attempt: a.id,
+          task_id: a.job.taskId,
+          accepted: a.accepted,
+          cancelling: a.cancel !== null,
+        })),
+      }));
+  }
+
+  /** Jobs waiting for a worker on this node. */
+  get waiting(): number {
+    return this.#waiting.length;
+  }
+}
+
+function remember(seen: Set<string>, id: string): void {
+  seen.add(id);
+  if (seen.size > MAX_SEEN) {
+    const first = seen.values().next().value;
+    if (first !== undefined) seen.delete(first);
+  }
+}

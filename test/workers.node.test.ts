@@ -1,0 +1,85 @@
+// The TypeScript worker (`leash/worker`) against a real `leash serve`: progress, output
+// and result reach the task; a cancel aborts the handler's ctx.signal at once.
+
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, it } from 'node:test';
+import { Worker, WorkerError } from 'leash/worker';
+import { startServeProcess, type ServeProcess } from './helpers/serve-process.ts';
+import { api } from './helpers/server.ts';
+
+let dir: string;
+let server: ServeProcess;
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'leash-tsworker-'));
+  server = await startServeProcess('tsworker', {
+    LEASH_DB: join(dir, 'leash.db'),
+    LEASH_API_KEYS: 'k1:ann',
+    LEASH_WORKER_TYPES: 'ts.echo,ts.wait',
+  });
+});
+after(async () => {
+  server.proc.kill('SIGKILL');
+  await server.exited;
+  await rm(dir, { recursive: true, force: true });
+});
+
+it('a TypeScript worker runs tasks and its ctx.signal aborts on cancel', async () => {
+  let aborted: { at: number; reason: string } | null = null;
+  const worker = new Worker({ url: server.url, apiKey: 'k1', slots: 2 })
+    .task('ts.echo', async (input, ctx) => {
+      await ctx.progress(50, 'half');
+      await ctx.emit('hello ');
+      await ctx.emit('there');
+      return { got: input };
+    })
+    .task('ts.wait', async (_input, ctx) => {
+      await new Promise<void>((resolve) =>
+        ctx.signal.addEventListener(
+          'abort',
+          () => {
+            aborted = { at: Date.now(), reason: String((ctx.signal.reason as Error).message) };
+            resolve();
+          },
+          { once: true },
+        ),
+      );
+      ctx.signal.throwIfAborted();
+    });
+  const running = worker.run();
+  for (let i = 0; i < 200 && worker.workerId === null; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(worker.workerId);
+
+  const t = await api(server.url, 'POST', '/api/tasks', { key: 'k1', body: { type: 'ts.echo', input: { a: 1 } } });
+  const done = await api(server.url, 'GET', `/api/tasks/${t.body.id}/wait?timeout_s=10`, { key: 'k1' });
+  assert.equal(done.body.status, 'completed');
+  assert.deepEqual(done.body.result, { got: { a: 1 } });
+  assert.equal(done.body.output_text, 'hello there');
+
+  const w = await api(server.url, 'POST', '/api/tasks', { key: 'k1', body: { type: 'ts.wait', input: {} } });
+  for (let i = 0; i < 200; i++) {
+    const list = await api(server.url, 'GET', '/api/workers', { key: 'k1' });
+    if (list.body.data.some((x: { running: unknown[] }) => x.running.length > 0)) break;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  const asked = Date.now();
+  await api(server.url, 'POST', `/api/tasks/${w.body.id}/cancel`, { key: 'k1', body: {} });
+  const end = await api(server.url, 'GET', `/api/tasks/${w.body.id}/wait?timeout_s=10`, { key: 'k1' });
+  assert.equal(end.body.status, 'cancelled');
+  assert.ok(aborted, 'the handler saw its signal');
+  const seen = aborted as { at: number; reason: string };
+  assert.match(seen.reason, /user/);
+  assert.ok(seen.at - asked < 1000);
+  worker.drain();
+  await running;
+});
+
+it('a refused key and a wrong URL are WorkerErrors naming the cause', async () => {
+  const bad = new Worker({ url: server.url, apiKey: 'nope' }).task('ts.echo', async () => 1);
+  await assert.rejects(bad.run(), (e: unknown) => e instanceof WorkerError && e.code === 'unauthorized');
+  const nowhere = new Worker({ url: 'http://127.0.0.1:1' }).task('ts.echo', async () => 1);
+  await assert.rejects(nowhere.run(), (e: unknown) => e instanceof WorkerError && e.code === 'unreachable');
+});
