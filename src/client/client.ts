@@ -30,6 +30,7 @@ import type {
   TaskStreamEvent,
   Thread,
   WaitOptions,
+  WorkerInfo,
 } from './types.ts';
 import { TERMINAL_EVENTS, isTerminalStatus } from './types.ts';
 
@@ -188,6 +189,12 @@ export class LeashClient {
   /** The server's default model (what a request naming none gets) and the models it lists. */
   async modelInfo(opts: RequestOptions = {}): Promise<{ default: string; data: ModelInfo[] }> {
     return this.json<{ default: string; data: ModelInfo[] }>('GET', '/api/models', opts);
+  }
+
+  /** The remote workers of the caller's owner connected to this node, with the attempts they run. */
+  async workers(opts: RequestOptions = {}): Promise<WorkerInfo[]> {
+    const r = await this.json<{ data?: WorkerInfo[] }>('GET', '/api/workers', opts);
+    return Array.isArray(r.data) ? r.data : [];
   }
 
   /** Full URL of an API path, with a query string from the defined values. */

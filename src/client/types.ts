@@ -30,6 +30,19 @@ export const TERMINAL_STATUSES: ReadonlySet<TaskStatus> = new Set(['completed', 
 export const TERMINAL_EVENTS: ReadonlySet<TaskEventType> = new Set(['task.completed', 'task.failed', 'task.cancelled']);
 export const isTerminalStatus = (s: TaskStatus): boolean => TERMINAL_STATUSES.has(s);
 
+/** A remote worker as `GET /api/workers` lists it (docs/workers.md). */
+export interface WorkerInfo {
+  id: string;
+  owner: string;
+  connected: boolean;
+  connected_at: string;
+  last_seen_at: string;
+  sdk: string | null;
+  types: string[];
+  slots: number;
+  running: Array<{ attempt: string; task_id: string; accepted: boolean; cancelling: boolean }>;
+}
+
 /** Options every call takes. */
 export interface RequestOptions {
   /** Aborting it rejects the call with the signal's reason and closes the connection. */

@@ -2,7 +2,7 @@
 // seq 0 (the client resumes by itself if the connection drops).
 
 import { useEffect, useRef, useState } from 'react';
-import type { Task, TaskDetail as TaskInfo, TaskStreamEvent } from '../../../src/client/index.ts';
+import type { Task, TaskDetail as TaskInfo, TaskStreamEvent, WorkerInfo } from '../../../src/client/index.ts';
 import { useApi } from '../api.tsx';
 import { ProgressBar, StatusPill } from './Progress.tsx';
 import { isActive, shortId } from './util.ts';
@@ -105,6 +105,7 @@ export function TaskDetail(props: { taskId: string; onClose(): void; onCancel():
       {task && (
         <>
           <ProgressBar value={task.progress} status={task.status} label="Task progress" />
+          <RunsOn taskId={taskId} active={task.status === 'running' || task.status === 'cancelling'} />
           <p className="small muted">
             {task.progress_message ?? ''}
             {task.cancel ? ` · stop asked: ${task.cancel.reason}` : ''}
@@ -170,4 +171,36 @@ function patch(t: TaskInfo, e: TaskStreamEvent): TaskInfo {
     default:
       return t;
   }
+}
+
+/** Where an active task runs when a remote worker has it (GET /api/workers, polled while active). */
+function RunsOn({ taskId, active }: { taskId: string; active: boolean }) {
+  const { client } = useApi();
+  const [worker, setWorker] = useState<WorkerInfo | null>(null);
+  useEffect(() => {
+    if (!active) {
+      setWorker(null);
+      return;
+    }
+    const ac = new AbortController();
+    const look = (): void => {
+      client
+        .workers({ signal: ac.signal })
+        .then((ws) => setWorker(ws.find((w) => w.running.some((r) => r.task_id === taskId)) ?? null))
+        .catch(() => setWorker(null)); // an older server without /api/workers: nothing to show
+    };
+    look();
+    const timer = setInterval(look, 2000);
+    return () => {
+      clearInterval(timer);
+      ac.abort();
+    };
+  }, [client, taskId, active]);
+  if (worker === null) return null;
+  return (
+    <p className="small runs-on" data-worker-id={worker.id}>
+      Runs on remote worker <code>{worker.id}</code>
+      {worker.sdk ? ` (${worker.sdk})` : ''}, {worker.running.length} of {worker.slots} slots busy
+    </p>
+  );
 }
