@@ -40,6 +40,8 @@ const serve = await startServeProcess(
   {
     OPENAI_BASE_URL: upstreamUrl,
     OPENAI_API_KEY: 'bench',
+    // The fake upstream's models must be allowed (LEASH_MODELS is an allowlist, #15).
+    LEASH_MODELS: 'simulated*,openai:*',
     LEASH_CONCURRENCY: String(STREAMS + 10),
     LEASH_MAX_RUNNING_PER_OWNER: String(STREAMS + 10),
     LEASH_MAX_QUEUED_PER_OWNER: String(STREAMS * 2),

@@ -31,7 +31,13 @@ const upstream = await startRemoteUpstream({ UPSTREAM_INTERVAL_MS: '5' });
 
 const server = await startServeProcess(
   'leash serve',
-  { OPENAI_BASE_URL: upstream.baseURL, OPENAI_API_KEY: 'bench', LEASH_MAX_RUNNING_PER_OWNER: '16' },
+  {
+    OPENAI_BASE_URL: upstream.baseURL,
+    OPENAI_API_KEY: 'bench',
+    LEASH_MAX_RUNNING_PER_OWNER: '16',
+    // The fake upstream's models must be allowed (LEASH_MODELS is an allowlist, #15).
+    LEASH_MODELS: 'simulated*,openai:*',
+  },
   { args: ['--db', join(dir, 'bench.db')] },
 );
 const url = server.url;
