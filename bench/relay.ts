@@ -42,6 +42,8 @@ const serve = await startServeProcess(
     OPENAI_API_KEY: 'bench',
     // The fake upstream's models must be allowed (LEASH_MODELS is an allowlist, #15).
     LEASH_MODELS: 'simulated*,openai:*',
+    // Every stream is the one local owner's: lift the per-owner stream cap (#15) above them.
+    LEASH_MAX_STREAMS_PER_OWNER: String(STREAMS * 2),
     LEASH_CONCURRENCY: String(STREAMS + 10),
     LEASH_MAX_RUNNING_PER_OWNER: String(STREAMS + 10),
     LEASH_MAX_QUEUED_PER_OWNER: String(STREAMS * 2),

@@ -72,6 +72,8 @@ async function leashServer(): Promise<void> {
     models: createModelRegistry({ defaultModel: 'simulated?tps=1&tokens=1000', providers: {} }),
     logger: pino({ level: 'warn' }),
     runtime: { concurrency: TASKS + 8, maxRunningPerOwner: TASKS + 8, shutdownGraceMs: 0 },
+    // Every stream is the one local owner's: lift the per-owner stream cap (#15) above them.
+    security: { maxStreamsPerOwner: 1_000_000 },
   });
   const ids: string[] = [];
   for (let i = 0; i < TASKS; i++)

@@ -72,6 +72,8 @@ describe('soak (short)', () => {
         level: 'warn',
         models: createModelRegistry({ defaultModel: SOAK_MODEL, providers: {} }),
         runtime: { concurrency: 64, maxRunningPerOwner: 16, maxQueuedPerOwner: 100_000 },
+        // All the streams below are the one local owner's.
+        security: { maxStreamsPerOwner: STREAMS + 10 },
       });
     });
     after(() => s.close());
@@ -96,6 +98,7 @@ describe('soak (short)', () => {
       const readers = await Promise.all(
         Array.from({ length: STREAMS }, async (_, i) => {
           const res = await fetch(`${s.url}/api/tasks/${ids[i % ids.length]}/events`, { signal: ac.signal });
+          assert.equal(res.status, 200, 'a real stream, not a refusal');
           const reader = res.body!.getReader();
           await reader.read(); // the stream is open and flowing
           return reader;
