@@ -3,6 +3,7 @@
 // continues the same message without repeating anything, and a cancelled or failed
 // answer ends with `abort` / `error` and `[DONE]`.
 
+import { parseSse } from '../src/client/sse.ts';
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import * as ai6 from 'ai';
@@ -20,32 +21,12 @@ interface Frame {
   data: string;
 }
 
-/** Raw SSE frames (comments dropped), so `[DONE]` and ids are seen as they are on the wire. */
+/** SSE frames as sent (comments dropped), so `[DONE]` and ids are seen as they are on the wire. */
 async function readFrames(res: Response, stopAfter?: (f: Frame[]) => boolean): Promise<Frame[]> {
   const frames: Frame[] = [];
-  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
-  let buf = '';
-  try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buf += value;
-      let i: number;
-      while ((i = buf.indexOf('\n\n')) >= 0) {
-        const block = buf.slice(0, i);
-        buf = buf.slice(i + 2);
-        let id: number | null = null;
-        const data: string[] = [];
-        for (const line of block.split('\n')) {
-          if (line.startsWith('id: ')) id = Number(line.slice(4));
-          else if (line.startsWith('data: ')) data.push(line.slice(6));
-        }
-        if (data.length > 0) frames.push({ id, data: data.join('\n') });
-        if (stopAfter?.(frames)) return frames;
-      }
-    }
-  } finally {
-    await reader.cancel().catch(() => {});
+  for await (const f of parseSse(res.body!)) {
+    frames.push({ id: f.id === null ? null : Number(f.id), data: f.data });
+    if (stopAfter?.(frames)) break;
   }
   return frames;
 }

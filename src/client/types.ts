@@ -12,8 +12,20 @@ import type {
   TaskStatus,
 } from '../runtime/types.ts';
 import type { Message, MessageStatus, Thread } from '../store/store.ts';
+import type { WorkerInfo } from '../server/workers/protocol.ts';
 
-export type { CancelReason, Message, MessageStatus, Page, Task, TaskEventData, TaskEventType, TaskStatus, Thread };
+export type {
+  CancelReason,
+  Message,
+  MessageStatus,
+  Page,
+  Task,
+  TaskEventData,
+  TaskEventType,
+  TaskStatus,
+  Thread,
+  WorkerInfo,
+};
 
 /** `GET /api/tasks/:id` also carries the task's latest progress messages. */
 export interface TaskDetail extends Task {
@@ -29,19 +41,6 @@ export type TaskStreamEvent = TaskEventData & { task_id: string; seq: number; cr
 export const TERMINAL_STATUSES: ReadonlySet<TaskStatus> = new Set(['completed', 'failed', 'cancelled']);
 export const TERMINAL_EVENTS: ReadonlySet<TaskEventType> = new Set(['task.completed', 'task.failed', 'task.cancelled']);
 export const isTerminalStatus = (s: TaskStatus): boolean => TERMINAL_STATUSES.has(s);
-
-/** A remote worker as `GET /api/workers` lists it (docs/workers.md). */
-export interface WorkerInfo {
-  id: string;
-  owner: string;
-  connected: boolean;
-  connected_at: string;
-  last_seen_at: string;
-  sdk: string | null;
-  types: string[];
-  slots: number;
-  running: Array<{ attempt: string; task_id: string; accepted: boolean; cancelling: boolean }>;
-}
 
 /** Options every call takes. */
 export interface RequestOptions {

@@ -15,7 +15,7 @@ import { z } from 'zod';
 import type { AnyTaskDefinition, TaskContext } from '../../runtime/define-task.ts';
 import { LeashError } from '../../runtime/errors.ts';
 import type { Runtime } from '../../runtime/runtime.ts';
-import type { EventFrame, FinishFrame, HelloFrame, ServerFrame } from './protocol.ts';
+import type { EventFrame, FinishFrame, HelloFrame, ServerFrame, WorkerInfo } from './protocol.ts';
 
 export interface HubOptions {
   /** Interval of the server's pings (ms). */
@@ -536,17 +536,7 @@ export class WorkerHub {
   }
 
   // ── introspection (GET /api/workers, /metrics) ────────────────────────
-  list(owner?: string): Array<{
-    id: string;
-    owner: string;
-    connected: boolean;
-    connected_at: string;
-    last_seen_at: string;
-    sdk: string | null;
-    types: string[];
-    slots: number;
-    running: Array<{ attempt: string; task_id: string; accepted: boolean; cancelling: boolean }>;
-  }> {
+  list(owner?: string): WorkerInfo[] {
     return [...this.#workers.values()]
       .filter((w) => owner === undefined || w.owner === owner)
       .map((w) => ({

@@ -103,3 +103,16 @@ export type ServerFrame =
   | { type: 'error'; error: { code: string; message: string; details?: unknown }; attempt?: string; id?: string }
   | { type: 'ping' }
   | { type: 'pong' };
+
+/** A worker as `GET /api/workers` lists it (the client SDK's `WorkerInfo`). */
+export interface WorkerInfo {
+  id: string;
+  owner: string;
+  connected: boolean;
+  connected_at: string;
+  last_seen_at: string;
+  sdk: string | null;
+  types: string[];
+  slots: number;
+  running: Array<{ attempt: string; task_id: string; accepted: boolean; cancelling: boolean }>;
+}
