@@ -8,12 +8,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, describe, it } from 'node:test';
 import WebSocket from 'ws';
 import { startServeProcess, type ServeProcess } from './helpers/serve-process.ts';
 import { RawWorker, startPyWorker, waitForMarker, type PyWorker } from './helpers/python-worker.ts';
 
-const LEASE_MS = 1500;
+// Longer than the accept time below, so an assignment nobody accepts times out as not accepted first.
+const LEASE_MS = 3000;
 const KEYS = 'key-alice:alice,key-bob:bob';
 
 let dir: string;
@@ -78,9 +79,16 @@ before(async () => {
     LEASH_API_KEYS: KEYS,
     LEASH_WORKER_LEASE_MS: String(LEASE_MS),
     LEASH_WORKER_PING_MS: '300',
-    LEASH_WORKER_ACCEPT_MS: '1000',
+    // Long enough that a Python worker on a loaded machine accepts in time; the accept-timeout test waits it out.
+    LEASH_WORKER_ACCEPT_MS: '2500',
     LEASH_WORKER_TYPES: 'py.echo,py.sleepy,py.blocking,py.fail,raw.t,other.t',
   });
+});
+
+// Each test's workers go with it, passed or failed: a worker left over from a failed test
+// would take the next test's tasks and fail it too.
+afterEach(async () => {
+  await Promise.all(workers.splice(0).map((w) => w.stop()));
 });
 
 after(async () => {
@@ -473,9 +481,9 @@ describe('the worker protocol refuses what it must', () => {
     await other.opened;
     other.send({ type: 'hello', types: ['raw.t'], slots: 1 });
     await other.next((f) => f.type === 'welcome');
-    // accept_ms is 1000 here.
-    await slow.next((f) => f.type === 'cancel' && f.attempt === first.attempt && f.reason === 'not_accepted', 3000);
-    const second = await other.next((f) => f.type === 'assign', 3000);
+    // accept_ms is 2500 here.
+    await slow.next((f) => f.type === 'cancel' && f.attempt === first.attempt && f.reason === 'not_accepted', 6000);
+    const second = await other.next((f) => f.type === 'assign', 6000);
     assert.equal((second.task as any).id, id);
     assert.ok((second.fence as number) > (first.fence as number), 'a new fence');
     // The late accept and finish of the first attempt are refused.
