@@ -1,10 +1,12 @@
 // Remote workers (issue 19): cancel asked over HTTP → the Python handler's
 // asyncio.CancelledError, p50/p99 over N trials, beside the in-process handler's
-// signal in the same run; and no-op tasks/s through one Python worker with 16 slots.
+// signal in the same run; no-op tasks/s through one Python worker with 16 slots; and a
+// worker killed with SIGKILL mid-task → its task `failed` `worker_lost` (goal: within
+// the lease + 1 s), a few trials with a 3 s lease.
 //   node bench/workers.ts [trials=200]
 // Times are on CLOCK_MONOTONIC in every process (Python's time.monotonic, Node's hrtime).
 
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,21 +14,29 @@ import { startServeProcess } from '../test/helpers/serve-process.ts';
 import { fmt, header, nowMono, row, summarize } from './lib.ts';
 
 const TRIALS = Number(process.argv[2] ?? 200);
+const LEASE_MS = 3000;
+const KILL_TRIALS = 5;
 const dir = mkdtempSync(join(tmpdir(), 'leash-bench-workers-'));
 const server = await startServeProcess(
   'bench',
   {
     LEASH_DB: join(dir, 'leash.db'),
     LEASH_WORKER_TYPES: 'bench.wait,bench.noop',
+    // A short lease so the SIGKILL trials end in seconds (the default is 15 s).
+    LEASH_WORKER_LEASE_MS: String(LEASE_MS),
+    LEASH_WORKER_PING_MS: '500',
     LEASH_MAX_RUNNING_PER_OWNER: '64',
     LEASH_LOG_LEVEL: 'error',
   },
   { args: ['--tasks', join(import.meta.dirname, 'workers-tasks.ts')] },
 );
-const py = spawn('/usr/bin/python3', [join(import.meta.dirname, 'workers-worker.py'), server.url], {
-  stdio: ['ignore', 'pipe', 'inherit'],
-});
-await new Promise<void>((resolve) => py.stdout!.on('data', (d: Buffer) => String(d).includes('ready') && resolve()));
+function startWorker(): Promise<ChildProcess> {
+  const p = spawn('/usr/bin/python3', [join(import.meta.dirname, 'workers-worker.py'), server.url], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  return new Promise((resolve) => p.stdout!.on('data', (d: Buffer) => String(d).includes('ready') && resolve(p)));
+}
+const py = await startWorker();
 
 async function post(path: string, body: unknown): Promise<{ id: string }> {
   const r = await fetch(server.url + path, {
@@ -86,6 +96,33 @@ row('no-op tasks/s, in-process, 16 in flight', `${(await throughput('inproc.noop
 row('no-op tasks/s, one Python worker, 16 slots', `${(await throughput('bench.noop')).toFixed(0)}/s`);
 
 py.kill('SIGKILL');
+
+// SIGKILL of the worker running a task → the task ends `failed` `worker_lost`.
+const lost: number[] = [];
+for (let i = 0; i < KILL_TRIALS; i++) {
+  const w = await startWorker();
+  const started = join(dir, `kill-${i}-s`);
+  const t = await post('/api/tasks', { type: 'bench.wait', input: { started, marker: join(dir, `kill-${i}-m`) } });
+  await waitFile(started);
+  const killed = nowMono();
+  w.kill('SIGKILL');
+  const end = (await (await fetch(`${server.url}/api/tasks/${t.id}/wait?timeout_s=30`)).json()) as {
+    status: string;
+    error?: { code: string };
+  };
+  if (end.status !== 'failed' || end.error?.code !== 'worker_lost')
+    throw new Error(`trial ${i}: ${JSON.stringify(end)}`);
+  lost.push(nowMono() - killed);
+}
+const worst = Math.max(...lost);
+row(
+  `worker SIGKILL → task worker_lost, lease ${LEASE_MS / 1000} s, max of ${KILL_TRIALS}`,
+  fmt(worst),
+  `≤ ${(LEASE_MS + 1000) / 1000} s`,
+  worst <= LEASE_MS + 1000,
+);
+row(`worker SIGKILL → task worker_lost, min of ${KILL_TRIALS}`, fmt(Math.min(...lost)));
+
 server.proc.kill('SIGKILL');
 await server.exited;
 rmSync(dir, { recursive: true, force: true });
