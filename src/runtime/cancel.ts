@@ -36,6 +36,11 @@ export function cancelReasonOf(signal: AbortSignal): CancelReason | null {
   return signal.aborted && signal.reason instanceof CancelledError ? signal.reason.reason : null;
 }
 
+/** A cancel that found nothing left to stop: the task ended meanwhile, or is gone. */
+export function isNothingToCancel(e: unknown): boolean {
+  return LeashError.is(e, 'task_ended') || LeashError.is(e, 'not_found');
+}
+
 export function isAbortError(e: unknown): boolean {
   return e instanceof Error && (e.name === 'AbortError' || e instanceof CancelledError);
 }

@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import type { ZodType } from 'zod';
 import type { ModelRegistry } from '../models/model.ts';
 import type { ClaimOptions, ClaimedTask, Store, TaskRunOptions } from '../store/store.ts';
-import { CancelledError, upstreamClosed } from './cancel.ts';
+import { CancelledError, isNothingToCancel, upstreamClosed } from './cancel.ts';
 import { modelsOfInput } from './define-task.ts';
 import type { AnyTaskDefinition, TaskContext } from './define-task.ts';
 import { LeashError, toTaskError } from './errors.ts';
@@ -609,6 +609,20 @@ export class Runtime {
    * signal fires and the task is `cancelling` until its handler returns. Running
    * on another node: the stop is recorded and that node is told.
    */
+  /** `cancel`, for callers to whom a task that already ended (or is gone) is no error: null then. */
+  async cancelIfActive(
+    id: string,
+    owner: string,
+    reason: CancelReason,
+  ): Promise<{ task: Task; alreadyCancelled: boolean } | null> {
+    try {
+      return await this.cancel(id, owner, reason);
+    } catch (e) {
+      if (isNothingToCancel(e)) return null;
+      throw e;
+    }
+  }
+
   async cancel(
     id: string,
     owner: string,
@@ -664,12 +678,8 @@ export class Runtime {
     const ids = await this.store.findActiveTaskIds(filter);
     const done: string[] = [];
     for (const id of ids) {
-      try {
-        const r = await this.cancel(id, filter.owner, reason);
-        if (!r.alreadyCancelled) done.push(id);
-      } catch (e) {
-        if (!LeashError.is(e, 'task_ended') && !LeashError.is(e, 'not_found')) throw e;
-      }
+      const r = await this.cancelIfActive(id, filter.owner, reason);
+      if (r !== null && !r.alreadyCancelled) done.push(id);
     }
     return { cancelled: done.length, ids: done };
   }

@@ -48,6 +48,7 @@ import { deadlineMsField, onDisconnectField, threadIdField } from './schemas.ts'
 import { MAX_MESSAGE_CHARS } from './routes/threads.ts';
 import { MAX_JSON_DEPTH, jsonDepthExceeds } from './json-depth.ts';
 import { RateCounter } from './rate-limit.ts';
+import { cancelForDisconnect } from './cancel-on-disconnect.ts';
 import { WORKERS_CONNECT_PATH } from './workers/protocol.ts';
 import type { StreamCaps } from './stream-caps.ts';
 
@@ -726,14 +727,8 @@ class WsSession {
     this.#cancelOnClose.clear();
   }
 
-  async #cancelForDisconnect(id: string): Promise<void> {
-    try {
-      await this.#deps.runtime.cancel(id, this.#owner, 'disconnect');
-    } catch (err) {
-      if (!LeashError.is(err, 'task_ended') && !LeashError.is(err, 'not_found')) {
-        this.#log.warn({ err, task_id: id }, 'cancel on websocket disconnect failed');
-      }
-    }
+  #cancelForDisconnect(id: string): Promise<void> {
+    return cancelForDisconnect(this.#deps.runtime, this.#owner, id, this.#log);
   }
 }
 

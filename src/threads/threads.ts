@@ -131,12 +131,9 @@ export class Threads {
   async #stopActive(threadId: string, owner: string, reason: 'interrupted' | 'rollback'): Promise<Task[]> {
     const stopped: Task[] = [];
     for (const id of await this.#store.findActiveTaskIds({ owner, thread_id: threadId })) {
-      try {
-        stopped.push((await this.#runtime.cancel(id, owner, reason)).task);
-      } catch (e) {
-        // Ended between the look-up and the cancel: nothing left to stop there.
-        if (!LeashError.is(e, 'task_ended') && !LeashError.is(e, 'not_found')) throw e;
-      }
+      // null: ended between the look-up and the cancel, nothing left to stop there.
+      const r = await this.#runtime.cancelIfActive(id, owner, reason);
+      if (r !== null) stopped.push(r.task);
       if (reason === 'rollback') await this.#store.deleteMessagesOfTask(threadId, id);
     }
     return stopped;

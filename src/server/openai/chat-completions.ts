@@ -24,7 +24,8 @@ import { resolveModel } from './models.ts';
 import type { CompletionHead } from './shapes.ts';
 import { chatChunk, chatCompletion, unixSeconds, usageChunk } from './shapes.ts';
 import { carriedHeaders, dataFrame, writeFrames } from '../sse.ts';
-import { cancelForDisconnect, waitForClient } from './task-io.ts';
+import { cancelForDisconnect } from '../cancel-on-disconnect.ts';
+import { waitForClient } from './task-io.ts';
 
 const textPart = z.strictObject({ type: z.literal('text'), text: z.string() });
 const message = z.strictObject({
@@ -174,7 +175,7 @@ export function registerChatCompletionRoutes(v1: FastifyInstance, deps: TaskRout
           onError: (err) => request.log.error({ err, task_id: task.id }, 'chat completion stream failed'),
         },
       );
-      if (end === 'client_gone') await cancelForDisconnect(runtime, request, task.id);
+      if (end === 'client_gone') await cancelForDisconnect(runtime, request.owner, task.id, request.log);
       return;
     }
 

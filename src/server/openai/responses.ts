@@ -29,7 +29,8 @@ import type { LoadedResponse } from './response-load.ts';
 import { loadResponse } from './response-load.ts';
 import { threadForResponse } from './response-thread.ts';
 import { carriedHeaders, eventFrame, writeFrames } from '../sse.ts';
-import { cancelForDisconnect, waitForClient } from './task-io.ts';
+import { cancelForDisconnect } from '../cancel-on-disconnect.ts';
+import { waitForClient } from './task-io.ts';
 
 export interface ResponseRouteDeps extends TaskRouteDeps {
   threads: Threads;
@@ -169,7 +170,8 @@ export function registerResponseRoutes(v1: FastifyInstance, deps: ResponseRouteD
       headers: { ...carriedHeaders(reply), 'x-task-id': task.id },
       onError: (err) => request.log.error({ err, task_id: task.id }, 'response stream failed'),
     });
-    if (end === 'client_gone' && cancelOnDisconnect) await cancelForDisconnect(runtime, request, task.id);
+    if (end === 'client_gone' && cancelOnDisconnect)
+      await cancelForDisconnect(runtime, request.owner, task.id, request.log);
   }
 
   v1.post('/responses', async (request, reply) => {

@@ -3,20 +3,9 @@
 // once, so the model call upstream is aborted instead of running for nobody.
 
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { LeashError } from '../../runtime/errors.ts';
+import { cancelForDisconnect } from '../cancel-on-disconnect.ts';
 import type { Runtime } from '../../runtime/runtime.ts';
 import type { Task } from '../../runtime/types.ts';
-
-/** The task may well have ended meanwhile; that is not an error. */
-export async function cancelForDisconnect(runtime: Runtime, request: FastifyRequest, id: string): Promise<void> {
-  try {
-    await runtime.cancel(id, request.owner, 'disconnect');
-  } catch (err) {
-    if (!LeashError.is(err, 'task_ended') && !LeashError.is(err, 'not_found')) {
-      request.log.warn({ err, task_id: id }, 'cancel on disconnect failed');
-    }
-  }
-}
 
 /** Longest a non-streamed request waits: past every built-in deadline (10 min). */
 export const MAX_BLOCKING_WAIT_MS = 15 * 60_000;
@@ -45,7 +34,7 @@ export async function waitForClient(
     reply.raw.off('close', onClose);
   }
   if (gone.signal.aborted) {
-    await cancelForDisconnect(runtime, request, id);
+    await cancelForDisconnect(runtime, request.owner, id, request.log);
     return null;
   }
   return task;

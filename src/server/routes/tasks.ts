@@ -13,6 +13,7 @@ import { CANCEL_REASONS, TASK_STATUSES } from '../../runtime/types.ts';
 import { parseOrThrow } from '../errors.ts';
 import { deadlineMsField, onDisconnectField, pageQuery, threadIdField } from '../schemas.ts';
 import { AI_SDK_STREAM_HEADERS, aiSdkFrames } from '../ai-sdk-stream.ts';
+import { cancelForDisconnect } from '../cancel-on-disconnect.ts';
 import { carriedHeaders, resumeAfter, streamSse, writeFrames } from '../sse.ts';
 
 export interface TaskRouteDeps {
@@ -117,17 +118,6 @@ export function idempotencyKey(request: FastifyRequest): string | undefined {
 const wantsEventStream = (accept: string | undefined): boolean =>
   accept !== undefined && accept.toLowerCase().includes('text/event-stream');
 
-/** Cancels on behalf of a client that went away; the task may well have ended meanwhile. */
-async function cancelForDisconnect(runtime: Runtime, request: FastifyRequest, id: string): Promise<void> {
-  try {
-    await runtime.cancel(id, request.owner, 'disconnect');
-  } catch (err) {
-    if (!LeashError.is(err, 'task_ended') && !LeashError.is(err, 'not_found')) {
-      request.log.warn({ err, task_id: id }, 'cancel on disconnect failed');
-    }
-  }
-}
-
 /**
  * Hijacks the reply and streams the task's events after `after` as SSE; when the
  * client goes away first and `onDisconnect` is `cancel`, cancels the task with
@@ -151,7 +141,9 @@ export function streamTaskEvents(
     headers: { ...carriedHeaders(reply), ...headers },
     onError: (err) => request.log.error({ err, task_id: taskId }, 'event stream failed'),
   }).then((end) =>
-    end === 'client_gone' && onDisconnect === 'cancel' ? cancelForDisconnect(deps.runtime, request, taskId) : undefined,
+    end === 'client_gone' && onDisconnect === 'cancel'
+      ? cancelForDisconnect(deps.runtime, request.owner, taskId, request.log)
+      : undefined,
   );
 }
 
@@ -178,7 +170,7 @@ function streamAiSdk(
     },
   ).then((end) =>
     end === 'client_gone' && onDisconnect === 'cancel'
-      ? cancelForDisconnect(deps.runtime, request, task.id)
+      ? cancelForDisconnect(deps.runtime, request.owner, task.id, request.log)
       : undefined,
   );
 }
