@@ -89,6 +89,16 @@ before(async () => {
 // would take the next test's tasks and fail it too.
 afterEach(async () => {
   await Promise.all(workers.splice(0).map((w) => w.stop()));
+  for (const r of raws.splice(0)) r.close();
+  // …and until the server has seen them go: a closing worker still has free slots there.
+  if (server === undefined) return;
+  for (const key of ['key-alice', 'key-bob']) {
+    for (let i = 0; i < 250; i++) {
+      const listed = await api('/api/workers', { key });
+      if (!listed.body.data.some((w: { connected: boolean }) => w.connected)) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
 });
 
 after(async () => {
