@@ -34,7 +34,7 @@
 
 import type { IncomingMessage } from 'node:http';
 import websocket from '@fastify/websocket';
-import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { RawData, WebSocket } from 'ws';
 import { z } from 'zod';
 import { LeashError } from '../runtime/errors.ts';
@@ -237,6 +237,15 @@ function handshakeProblem(req: IncomingMessage): string | null {
   return null;
 }
 
+/** The plain-HTTP answer of a WebSocket endpoint: 426 naming the path. */
+export function upgradeRequired(path: string): (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply> {
+  return async (_request, reply) =>
+    reply
+      .code(426)
+      .header('upgrade', 'websocket')
+      .send({ error: { code: 'upgrade_required', message: `${path} speaks WebSocket: send an upgrade request` } });
+}
+
 // ── registration ──────────────────────────────────────────────────────────
 export function registerWebSocket(app: FastifyInstance, deps: WebSocketDeps, opts: WebSocketOptions = {}): void {
   const settings: Required<WebSocketOptions> = {
@@ -286,13 +295,7 @@ export function registerWebSocket(app: FastifyInstance, deps: WebSocketDeps, opt
     scope.route({
       method: 'GET',
       url: WS_PATH,
-      handler: async (_request, reply) =>
-        reply
-          .code(426)
-          .header('upgrade', 'websocket')
-          .send({
-            error: { code: 'upgrade_required', message: `${WS_PATH} speaks WebSocket: send an upgrade request` },
-          }),
+      handler: upgradeRequired(WS_PATH),
       wsHandler: (socket, request) => {
         new WsSession(socket, request, deps, settings).start();
       },

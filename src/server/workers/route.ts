@@ -4,6 +4,7 @@
 // worker sees) and the same handshake checks and per-owner stream cap as /api/ws.
 
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { upgradeRequired } from '../ws.ts';
 import type { RawData, WebSocket } from 'ws';
 import { toErrorResponse } from '../errors.ts';
 import { LeashError } from '../../runtime/errors.ts';
@@ -22,16 +23,7 @@ export function registerWorkerRoutes(app: FastifyInstance, hub: WorkerHub): void
     scope.route({
       method: 'GET',
       url: WORKERS_CONNECT_PATH,
-      handler: async (_request, reply) =>
-        reply
-          .code(426)
-          .header('upgrade', 'websocket')
-          .send({
-            error: {
-              code: 'upgrade_required',
-              message: `${WORKERS_CONNECT_PATH} speaks WebSocket: send an upgrade request`,
-            },
-          }),
+      handler: upgradeRequired(WORKERS_CONNECT_PATH),
       wsHandler: (socket, request) => session(socket, request, hub),
     });
   });
