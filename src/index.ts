@@ -5,9 +5,9 @@
 
 export { defineTask } from './runtime/define-task.ts';
 export type { AnyTaskDefinition, TaskContext, TaskDefinition } from './runtime/define-task.ts';
-export { CancelledError, sleep } from './runtime/cancel.ts';
-export { LeashError } from './runtime/errors.ts';
-export type { CancelReason, Task, TaskEvent, TaskStatus } from './runtime/types.ts';
+export { CancelledError, sleep } from './core/cancel.ts';
+export { LeashError } from './core/errors.ts';
+export type { CancelReason, Task, TaskEvent, TaskStatus } from './core/types.ts';
 export type { ChatMessage, Model, ModelCallOptions, ModelRegistry, ModelStreamPart, Usage } from './models/model.ts';
 // What `ctx.store` and `ctx.log` are, so a handler can name every type its context hands it.
 export type { Message, MessageStatus, Store, Thread } from './store/store.ts';

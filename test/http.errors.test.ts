@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { api, startTestServer } from './helpers/server.ts';
 import type { TestServer } from './helpers/server.ts';
 import { toErrorResponse, zodDetails } from '../src/server/errors.ts';
-import { LeashError } from '../src/runtime/errors.ts';
+import { LeashError } from '../src/core/errors.ts';
 import { z } from 'zod';
 
 function assertErrorShape(body: unknown, code: string): void {
@@ -158,7 +158,7 @@ describe('unexpected errors', () => {
   it('toErrorResponse maps codes and hides unknown ones', () => {
     assert.equal(toErrorResponse(new LeashError('queue_full', 'full')).status, 429);
     assert.equal(toErrorResponse(new LeashError('task_active', 'x')).status, 409);
-    const weird = toErrorResponse(new LeashError('disk_on_fire', 'db at /secret/path is gone'));
+    const weird = toErrorResponse(LeashError.fromJSON({ code: 'disk_on_fire', message: 'db at /secret/path is gone' }));
     assert.equal(weird.status, 500);
     assert.equal(weird.body.error.code, 'internal_error');
     assert.equal(weird.internal, true);

@@ -8,7 +8,7 @@ import type { SseFrame, TestServer } from './helpers/server.ts';
 import { EventEmitter } from 'node:events';
 import type { ServerResponse } from 'node:http';
 import { formatSseEvent, resumeAfter, streamSse } from '../src/server/sse.ts';
-import type { TaskEvent } from '../src/runtime/types.ts';
+import type { TaskEvent } from '../src/core/types.ts';
 
 const SLOW = 'simulated?tps=20&tokens=100000';
 const gen = (model: string, extra: Record<string, unknown> = {}): Record<string, unknown> => ({

@@ -9,9 +9,9 @@ import { after, before, describe, it } from 'node:test';
 import { z } from 'zod';
 import { createModelRegistry } from '../src/models/registry.ts';
 import { defineTask } from '../src/runtime/define-task.ts';
-import { sleep } from '../src/runtime/cancel.ts';
+import { sleep } from '../src/core/cancel.ts';
 import type { TaskEndInfo } from '../src/runtime/runtime.ts';
-import type { Task } from '../src/runtime/types.ts';
+import type { Task } from '../src/core/types.ts';
 import { allHardTasks } from './fixtures/hard-tasks.ts';
 import { startRuntime, type TestRuntime } from './helpers/runtime.ts';
 

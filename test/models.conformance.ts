@@ -8,8 +8,8 @@
 import { describe, it, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Model, ModelCallOptions, ModelStreamPart } from '../src/models/model.ts';
-import { CancelledError } from '../src/runtime/cancel.ts';
-import { LeashError } from '../src/runtime/errors.ts';
+import { CancelledError } from '../src/core/cancel.ts';
+import { LeashError } from '../src/core/errors.ts';
 
 export interface ModelUnderTest {
   /** A model streaming `count` tokens `intervalMs` apart, and the text it will produce when known. */

@@ -25,8 +25,8 @@ import {
 import { createModelRegistry } from '../src/models/registry.ts';
 import type { Token } from 'node-llama-cpp';
 import type { Model, ModelCallOptions, ModelStreamPart } from '../src/models/model.ts';
-import { CancelledError } from '../src/runtime/cancel.ts';
-import { LeashError } from '../src/runtime/errors.ts';
+import { CancelledError } from '../src/core/cancel.ts';
+import { LeashError } from '../src/core/errors.ts';
 
 const NO_ENV = {} as NodeJS.ProcessEnv;
 const user = (content: string) => ({ role: 'user' as const, content });
@@ -489,7 +489,7 @@ describe('gguf: loaded models are bounded and unloaded when idle', () => {
     await it.next();
     const e = await rejection(() => drain(gguf('temp=0', b, more), call));
     assert.ok(LeashError.is(e, 'models_busy'), String(e));
-    const { httpStatusOf } = await import('../src/runtime/errors.ts');
+    const { httpStatusOf } = await import('../src/core/error-codes.ts');
     assert.equal(httpStatusOf('models_busy'), 503);
     assert.equal(ggufStats().loadedModels, 1);
     for (let r = await it.next(); !r.done; r = await it.next());

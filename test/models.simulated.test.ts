@@ -10,8 +10,8 @@ import {
 import { createModelRegistry } from '../src/models/registry.ts';
 import type { ModelProvider } from '../src/models/registry.ts';
 import type { ChatMessage, Model, ModelCallOptions, ModelStreamPart } from '../src/models/model.ts';
-import { CancelledError } from '../src/runtime/cancel.ts';
-import { LeashError } from '../src/runtime/errors.ts';
+import { CancelledError } from '../src/core/cancel.ts';
+import { LeashError } from '../src/core/errors.ts';
 
 const NO_ENV = {} as NodeJS.ProcessEnv;
 

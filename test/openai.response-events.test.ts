@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ResponseEventTranslator } from '../src/server/openai/response-events.ts';
 import type { ResponseShape } from '../src/server/openai/shapes.ts';
-import type { TaskEvent } from '../src/runtime/types.ts';
+import type { TaskEvent } from '../src/core/types.ts';
 import { SEQ_AHEAD } from '../src/store/store.ts';
 
 const info = {

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { startServer, type RunningServer } from '../src/cli/serve.ts';
-import { LeashError } from '../src/runtime/errors.ts';
+import { LeashError } from '../src/core/errors.ts';
 import type { Store } from '../src/store/store.ts';
 import { SqliteStore } from '../src/store/sqlite/sqlite-store.ts';
 import { api, eventually, readSse, type SseFrame } from './helpers/server.ts';

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { sleep } from '../src/runtime/cancel.ts';
+import { sleep } from '../src/core/cancel.ts';
 import { rateLimitFromEnv, UsageError } from '../src/cli/serve.ts';
 import { parseRateLimit } from '../src/server/rate-limit.ts';
 import { api, readSse, startTestServer, type TestServer } from './helpers/server.ts';

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { remoteProviders } from '../src/models/providers.ts';
 import { createModelRegistry } from '../src/models/registry.ts';
-import type { Task } from '../src/runtime/types.ts';
+import type { Task } from '../src/core/types.ts';
 import { startFakeUpstream, type FakeUpstream, type FakeUpstreamOptions } from './helpers/fake-upstream.ts';
 import { api, eventually } from './helpers/server.ts';
 import { assertRegistriesDrain, startLoggedServer, type LoggedServer } from './reliability.helpers.ts';

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { z } from 'zod';
-import { sleep } from '../src/runtime/cancel.ts';
+import { sleep } from '../src/core/cancel.ts';
 import { defineTask } from '../src/runtime/define-task.ts';
-import { LeashError } from '../src/runtime/errors.ts';
-import type { Task, TaskEvent } from '../src/runtime/types.ts';
+import { LeashError } from '../src/core/errors.ts';
+import type { Task, TaskEvent } from '../src/core/types.ts';
 import { startRuntime, tempDbPath, type TestRuntime } from './helpers/runtime.ts';
 import { SqliteStore } from '../src/store/sqlite/sqlite-store.ts';
 import { SEQ_AHEAD } from '../src/store/store.ts';
@@ -32,7 +32,7 @@ const probe = defineTask({
       ctx.emit(c);
     }
     if (input.fail) {
-      throw input.failCode ? new LeashError(input.failCode, input.fail) : new Error(input.fail);
+      throw input.failCode ? LeashError.fromJSON({ code: input.failCode, message: input.fail }) : new Error(input.fail);
     }
     if (input.holdMs > 0) {
       if (input.ignoreSignal) await sleep(input.holdMs);

@@ -17,7 +17,7 @@ import { createModelAllowlist, parseModelPatterns } from '../src/models/allowlis
 import { unloadGgufModels } from '../src/models/gguf.ts';
 import { createModelRegistry } from '../src/models/registry.ts';
 import { SERVE_USAGE, UsageError, runServe } from '../src/cli/serve.ts';
-import { LeashError } from '../src/runtime/errors.ts';
+import { LeashError } from '../src/core/errors.ts';
 import { defineTask } from '../src/runtime/define-task.ts';
 import { z } from 'zod';
 import { startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.ts';

@@ -4,9 +4,9 @@
 
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { LeashError } from '../src/runtime/errors.ts';
-import { newId } from '../src/runtime/ids.ts';
-import type { Task, TaskEvent, TaskStatus } from '../src/runtime/types.ts';
+import { LeashError } from '../src/core/errors.ts';
+import { newId } from '../src/core/ids.ts';
+import type { Task, TaskEvent, TaskStatus } from '../src/core/types.ts';
 import type { CreateTaskOptions, CreateTaskResult, NewTask, Store } from '../src/store/store.ts';
 import { SEQ_AHEAD } from '../src/store/store.ts';
 

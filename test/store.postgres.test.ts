@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import pino from 'pino';
-import { LeashError } from '../src/runtime/errors.ts';
+import { LeashError } from '../src/core/errors.ts';
 import { EventLog } from '../src/runtime/event-log.ts';
 import { MIGRATIONS, migrate } from '../src/store/postgres/migrations.ts';
 import { PgNotifier } from '../src/store/postgres/notifier.ts';

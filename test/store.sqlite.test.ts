@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, it } from 'node:test';
-import { LeashError } from '../src/runtime/errors.ts';
+import { LeashError } from '../src/core/errors.ts';
 import { MIGRATIONS, migrate } from '../src/store/sqlite/migrations.ts';
 import { LocalNotifier } from '../src/store/sqlite/notifier.ts';
 import { SqliteStore } from '../src/store/sqlite/sqlite-store.ts';

@@ -5,8 +5,8 @@ import { analyze, analyzeInput, splitChunks } from '../src/tasks/analyze.ts';
 import { builtinTasks } from '../src/tasks/index.ts';
 import { createModelRegistry } from '../src/models/registry.ts';
 import type { ModelCallOptions, ModelRegistry } from '../src/models/model.ts';
-import { CancelledError } from '../src/runtime/cancel.ts';
-import { LeashError } from '../src/runtime/errors.ts';
+import { CancelledError } from '../src/core/cancel.ts';
+import { LeashError } from '../src/core/errors.ts';
 import { createFakeContext } from './helpers/fake-context.ts';
 
 /** A registry whose models record every call (messages and signal) before streaming. */

@@ -8,10 +8,10 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { AnyTaskDefinition } from '../runtime/define-task.ts';
 import { taskExportsOf } from '../runtime/task-exports.ts';
+import { ISOLATIONS } from '../core/types.ts';
 import { UsageError } from './usage-error.ts';
 
 const TYPE_RE = /^[a-z][a-z0-9_.-]{0,63}$/;
-const ISOLATIONS = new Set(['inline', 'worker', 'process']);
 
 /** Why `value` is not a usable task definition, or null when it is one. */
 export function taskDefinitionProblem(value: unknown): string | null {
@@ -25,7 +25,7 @@ export function taskDefinitionProblem(value: unknown): string | null {
   if (schema === null || typeof schema !== 'object' || typeof schema.safeParse !== 'function') {
     return `task "${d.type}": "input" must be a zod schema (z.object({...}))`;
   }
-  if (d.isolation !== undefined && !ISOLATIONS.has(d.isolation as string)) {
+  if (d.isolation !== undefined && !(ISOLATIONS as readonly unknown[]).includes(d.isolation)) {
     return `task "${d.type}": isolation must be inline, worker or process`;
   }
   if (d.isolation !== undefined && d.isolation !== 'inline' && typeof d.module !== 'string') {

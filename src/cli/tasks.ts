@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { ConflictError, NotFoundError, isTerminalStatus } from '../client/index.ts';
 import type { Task, TaskStatus } from '../client/index.ts';
 // The status names only (a constant list, no server code comes with it).
-import { TASK_STATUSES } from '../runtime/types.ts';
+import { TASK_STATUSES } from '../core/types.ts';
 import { CONNECTION_OPTIONS, EXIT, connect, explain, parseFailure, processIo, usage, withErrors } from './common.ts';
 import type { Connection, Io } from './common.ts';
 import { followTask, outputMode } from './follow.ts';

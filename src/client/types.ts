@@ -10,7 +10,7 @@ import type {
   TaskEventData,
   TaskEventType,
   TaskStatus,
-} from '../runtime/types.ts';
+} from '../core/types.ts';
 import type { Message, MessageStatus, Thread } from '../store/store.ts';
 import type { WorkerInfo } from '../server/workers/protocol.ts';
 

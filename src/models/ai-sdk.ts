@@ -13,8 +13,8 @@
 // a server that only uses `simulated` never loads them.
 
 import type { LanguageModel } from 'ai';
-import { noteUpstreamClosed } from '../runtime/cancel.ts';
-import { LeashError } from '../runtime/errors.ts';
+import { noteUpstreamClosed } from '../core/cancel.ts';
+import { LeashError } from '../core/errors.ts';
 import type { Model, ModelCallOptions, ModelStreamPart } from './model.ts';
 
 export interface AiSdkModelConfig {

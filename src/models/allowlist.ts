@@ -10,7 +10,7 @@
 // by the operator (LEASH_GGUF_*), and the remote providers refuse any `?` in a name,
 // so no pattern can be stretched into sending an arbitrary name upstream.
 
-import { LeashError } from '../runtime/errors.ts';
+import { LeashError } from '../core/errors.ts';
 
 /** Used when LEASH_MODELS is unset; the default model is always allowed besides. */
 export const DEFAULT_MODEL_PATTERNS: readonly string[] = ['simulated*'];

@@ -37,7 +37,7 @@ import { closeSync, constants, fstatSync, openSync, readSync, readdirSync, realp
 import { availableParallelism } from 'node:os';
 import { isAbsolute, resolve as resolvePath, sep } from 'node:path';
 import type { ChatHistoryItem, Llama, LlamaContext, LlamaModel, Token } from 'node-llama-cpp';
-import { LeashError } from '../runtime/errors.ts';
+import { LeashError } from '../core/errors.ts';
 import type { ChatMessage, Model, ModelCallOptions, ModelInfo, ModelStreamPart } from './model.ts';
 import type { ModelProvider } from './registry.ts';
 

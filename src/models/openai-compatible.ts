@@ -20,8 +20,8 @@ import type { ClientRequest, IncomingMessage } from 'node:http';
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
-import { noteUpstreamClosed, sleep } from '../runtime/cancel.ts';
-import { LeashError } from '../runtime/errors.ts';
+import { noteUpstreamClosed, sleep } from '../core/cancel.ts';
+import { LeashError } from '../core/errors.ts';
 import type { Model, ModelCallOptions, ModelStreamPart } from './model.ts';
 
 export interface OpenAiCompatibleConfig {

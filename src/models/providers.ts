@@ -7,7 +7,7 @@
 // the AI SDK (ai-sdk.ts).
 
 import type { LanguageModel } from 'ai';
-import { LeashError } from '../runtime/errors.ts';
+import { LeashError } from '../core/errors.ts';
 import { createAiSdkModel } from './ai-sdk.ts';
 import { createOpenAiCompatibleModel } from './openai-compatible.ts';
 import type { ModelProvider } from './registry.ts';

@@ -4,7 +4,7 @@
 // touching the tasks. Every name passes the allowlist (allowlist.ts) first: a name
 // outside it is refused before any provider looks at it.
 
-import { LeashError } from '../runtime/errors.ts';
+import { LeashError } from '../core/errors.ts';
 import type { Model, ModelInfo, ModelRegistry } from './model.ts';
 import { SIMULATED_MODELS, createSimulatedModel, isSimulatedSpec } from './simulated.ts';
 import { remoteProviders } from './providers.ts';

@@ -16,7 +16,7 @@
 // stream leaves nothing behind on the event loop.
 
 import { createHash } from 'node:crypto';
-import { LeashError } from '../runtime/errors.ts';
+import { LeashError } from '../core/errors.ts';
 import type { ChatMessage, Model, ModelCallOptions, ModelInfo, ModelStreamPart } from './model.ts';
 
 export type SimulatedVariant = 'lorem' | 'echo';

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import type { ModelRegistry } from '../models/model.ts';
 import type { Store } from '../store/store.ts';
 import { ENV_NAME } from './isolation/env.ts';
-import type { Isolation } from './isolation/protocol.ts';
+import type { Isolation } from '../core/types.ts';
 
 export interface TaskContext {
   readonly taskId: string;

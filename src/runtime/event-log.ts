@@ -15,9 +15,9 @@
 import type { Logger } from 'pino';
 import type { EventWrite, Store, TaskPatch } from '../store/store.ts';
 import { SEQ_AHEAD } from '../store/store.ts';
-import { LeashError } from './errors.ts';
-import type { TaskEvent, TaskEventData } from './types.ts';
-import { nowIso } from './types.ts';
+import { LeashError } from '../core/errors.ts';
+import type { TaskEvent, TaskEventData } from '../core/types.ts';
+import { nowIso } from '../core/types.ts';
 
 /**
  * An event appended on this node, or a poke about events written elsewhere (by another

@@ -7,8 +7,8 @@
 
 import type { Store } from '../store/store.ts';
 import type { EventLog } from './event-log.ts';
-import type { TaskEvent } from './types.ts';
-import { isTerminal, isTerminalEvent } from './types.ts';
+import type { TaskEvent } from '../core/types.ts';
+import { isTerminal, isTerminalEvent } from '../core/types.ts';
 
 export interface FollowOptions {
   after?: number;

@@ -10,15 +10,15 @@ import type { Logger } from 'pino';
 import type { ZodType } from 'zod';
 import type { ModelRegistry } from '../models/model.ts';
 import type { ClaimOptions, ClaimedTask, Store, TaskRunOptions } from '../store/store.ts';
-import { CancelledError, isNothingToCancel, upstreamClosed } from './cancel.ts';
+import { CancelledError, decodeCancel, encodeCancel, isNothingToCancel, upstreamClosed } from '../core/cancel.ts';
 import { modelsOfInput } from './define-task.ts';
 import type { AnyTaskDefinition, TaskContext } from './define-task.ts';
-import { LeashError, toTaskError } from './errors.ts';
+import { LeashError, toTaskError } from '../core/errors.ts';
 import { EventLog } from './event-log.ts';
 import { followEvents } from './follow.ts';
 import { DEFAULT_GRACE_MS, DEFAULT_MEMORY_LIMIT_MB, IsolatedExecutor } from './isolation/executor.ts';
-import type { Isolation } from './isolation/protocol.ts';
-import { newId } from './ids.ts';
+import type { Isolation } from '../core/types.ts';
+import { newId } from '../core/ids.ts';
 import type {
   BatchCancelFilter,
   CancelReason,
@@ -28,8 +28,8 @@ import type {
   Task,
   TaskEvent,
   TaskStatus,
-} from './types.ts';
-import { isTerminal, nowIso } from './types.ts';
+} from '../core/types.ts';
+import { ISOLATIONS, isTerminal, nowIso } from '../core/types.ts';
 
 export interface TaskEndInfo {
   /**
@@ -662,7 +662,7 @@ export class Runtime {
         case 'cancelling': {
           if (this.#active.get(id)?.detached === null) continue;
           const c = (await this.store.requestCancel(id, reason, nowIso())) ?? (await this.store.getTask(id, owner));
-          await this.store.notifier.publish('cancel', `${id}:${reason}`);
+          await this.store.notifier.publish('cancel', encodeCancel({ task_id: id, reason }));
           if (!c) break;
           return { task: c, alreadyCancelled: c.status === 'cancelled' };
         }
@@ -1184,9 +1184,9 @@ export class Runtime {
   }
 
   #onRemoteCancel(payload: string): void {
-    const i = payload.lastIndexOf(':');
-    const id = payload.slice(0, i);
-    const reason = payload.slice(i + 1) as CancelReason;
+    const m = decodeCancel(payload);
+    if (!m) return void this.#log.warn({ payload }, 'ignored a malformed cancel notification');
+    const { task_id: id, reason } = m;
     const a = this.#active.get(id);
     if (a && a.detached === null) this.#cancelLocal(id, reason);
     else if (!a) {
@@ -1278,7 +1278,7 @@ function runOptions(def: AnyTaskDefinition, req: CreateTaskRequest): TaskRunOpti
   const bad = (path: string, message: string): LeashError =>
     new LeashError('invalid_request', `${path} ${message}.`, { details: [{ path, message }] });
   if (req.isolation !== undefined) {
-    if (!['inline', 'worker', 'process'].includes(req.isolation))
+    if (!(ISOLATIONS as readonly string[]).includes(req.isolation))
       throw bad('isolation', 'must be inline, worker or process');
     if (req.isolation !== 'inline' && !def.module) {
       throw bad(

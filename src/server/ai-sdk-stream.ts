@@ -12,8 +12,8 @@
 // always names a whole event. Leash's own events become transient `data-leash-*`
 // parts (onData sees them; they are not kept in the message).
 
-import type { Task, TaskEvent } from '../runtime/types.ts';
-import { isTerminalEvent } from '../runtime/types.ts';
+import type { Task, TaskEvent } from '../core/types.ts';
+import { isTerminalEvent } from '../core/types.ts';
 
 export const AI_SDK_STREAM_HEADERS: Readonly<Record<string, string>> = {
   'x-vercel-ai-ui-message-stream': 'v1',

@@ -6,7 +6,7 @@ import Fastify from 'fastify';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { ModelRegistry } from '../models/model.ts';
-import { newId } from '../runtime/ids.ts';
+import { newId } from '../core/ids.ts';
 import type { Runtime } from '../runtime/runtime.ts';
 import type { Store } from '../store/store.ts';
 import { installAuth } from './auth.ts';
@@ -31,7 +31,7 @@ import { installSecurityHeaders } from './security-headers.ts';
 import { StreamCaps } from './stream-caps.ts';
 import { connectionOptions, type ConnectionTimeouts } from './timeouts.ts';
 import { jsonDepthExceeds, MAX_JSON_DEPTH } from './json-depth.ts';
-import { LeashError } from '../runtime/errors.ts';
+import { LeashError } from '../core/errors.ts';
 
 export const DEFAULT_BODY_LIMIT = 1024 * 1024;
 

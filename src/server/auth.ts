@@ -5,7 +5,7 @@
 import { spaFallbackApplies } from './static.ts';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { LeashError } from '../runtime/errors.ts';
+import { LeashError } from '../core/errors.ts';
 
 /** The owner of every request when the server runs without keys (loopback only). */
 export const LOCAL_OWNER = 'local';

@@ -12,7 +12,7 @@
 // it, and they always send it on cross-site POSTs and WebSocket upgrades.
 
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { LeashError } from '../runtime/errors.ts';
+import { LeashError } from '../core/errors.ts';
 
 export interface BrowserGuardOptions {
   /** No API keys configured: enforce the loopback Host check too. */

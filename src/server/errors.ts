@@ -5,7 +5,8 @@
 
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { z } from 'zod';
-import { LeashError, httpStatusOf } from '../runtime/errors.ts';
+import { httpStatusOf } from '../core/error-codes.ts';
+import { LeashError } from '../core/errors.ts';
 
 export interface ErrorBody {
   error: { code: string; message: string; details?: unknown };

@@ -3,7 +3,7 @@
 // so a load balancer drains a node that is shutting down or lost its database.
 
 import type { FastifyInstance } from 'fastify';
-import { LeashError } from '../runtime/errors.ts';
+import { LeashError } from '../core/errors.ts';
 import type { Runtime } from '../runtime/runtime.ts';
 import type { Store } from '../store/store.ts';
 

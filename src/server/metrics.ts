@@ -5,8 +5,8 @@
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { RuntimeObserver, TaskEndInfo } from '../runtime/runtime.ts';
-import type { Task, TaskStatus } from '../runtime/types.ts';
-import { TASK_STATUSES } from '../runtime/types.ts';
+import type { Task, TaskStatus } from '../core/types.ts';
+import { TASK_STATUSES } from '../core/types.ts';
 
 export const CANCEL_LATENCY_BUCKETS = [
   0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,

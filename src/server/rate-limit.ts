@@ -17,7 +17,7 @@
 
 import rateLimitPlugin from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { LeashError } from '../runtime/errors.ts';
+import { LeashError } from '../core/errors.ts';
 import { isPublicRequest } from './auth.ts';
 
 export interface RateLimitOptions {

@@ -9,8 +9,8 @@
 import { once } from 'node:events';
 import type { ServerResponse } from 'node:http';
 import type { FastifyReply } from 'fastify';
-import type { TaskEvent } from '../runtime/types.ts';
-import { isTerminalEvent } from '../runtime/types.ts';
+import type { TaskEvent } from '../core/types.ts';
+import { isTerminalEvent } from '../core/types.ts';
 
 export const SSE_HEADERS: Readonly<Record<string, string>> = {
   'content-type': 'text/event-stream; charset=utf-8',

@@ -4,7 +4,7 @@
 // `too_many_streams` with Retry-After, before any work is started for the request.
 
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { LeashError } from '../runtime/errors.ts';
+import { LeashError } from '../core/errors.ts';
 
 export const DEFAULT_MAX_STREAMS_PER_OWNER = 100;
 /** What a refused client is told to wait: streams end on their own as tasks finish. */

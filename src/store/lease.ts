@@ -1,8 +1,8 @@
 // What a lease renewal tells the node that renewed: shared by every Store, so the
 // runtime's backstop for missed cancel notifications behaves the same on each.
 
-import { LeashError } from '../runtime/errors.ts';
-import type { CancelReason, TaskStatus } from '../runtime/types.ts';
+import { LeashError } from '../core/errors.ts';
+import type { CancelReason, TaskStatus } from '../core/types.ts';
 import type { LeaseRenewal } from './store.ts';
 
 /**

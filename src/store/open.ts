@@ -2,7 +2,7 @@
 // is the embedded SQLite store; a `postgres://` / `postgresql://` URL is PostgreSQL,
 // for several nodes sharing one database.
 
-import { LeashError } from '../runtime/errors.ts';
+import { LeashError } from '../core/errors.ts';
 import { PostgresStore, type PostgresStoreOptions } from './postgres/postgres-store.ts';
 import { SqliteStore } from './sqlite/sqlite-store.ts';
 import { SqliteWorkerStore } from './sqlite/worker-store.ts';

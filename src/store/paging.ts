@@ -1,7 +1,7 @@
 // Page cursors and limits, the same for every store.
 
-import { LeashError } from '../runtime/errors.ts';
-import type { Page } from '../runtime/types.ts';
+import { LeashError } from '../core/errors.ts';
+import type { Page } from '../core/types.ts';
 
 /** What a cursor pages: tasks, threads, or a thread's messages (`num` is then the message seq). */
 export type CursorKind = 't' | 'h' | 'm';

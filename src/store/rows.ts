@@ -2,7 +2,7 @@
 // hand back the same columns in different types (row numbers, timestamps, JSON, booleans);
 // each store describes its types and how to decode them, and the mapping lives here once.
 
-import type { CancelReason, Task, TaskError, TaskEvent, TaskStatus } from '../runtime/types.ts';
+import type { CancelReason, Task, TaskError, TaskEvent, TaskStatus } from '../core/types.ts';
 import type { Message, MessageRole, MessageStatus, Thread } from './store.ts';
 
 /** The types a driver returns for each kind of column. */

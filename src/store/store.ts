@@ -17,7 +17,7 @@
  */
 export const SEQ_AHEAD = 1024;
 
-import type { Isolation } from '../runtime/isolation/protocol.ts';
+import type { Isolation } from '../core/types.ts';
 import type {
   CancelReason,
   Task,
@@ -27,7 +27,7 @@ import type {
   ListTasksFilter,
   Page,
   BatchCancelFilter,
-} from '../runtime/types.ts';
+} from '../core/types.ts';
 
 export interface NewTask {
   id: string;

@@ -4,7 +4,7 @@
 
 import { z } from 'zod';
 import { defineTask } from '../runtime/define-task.ts';
-import { LeashError } from '../runtime/errors.ts';
+import { LeashError } from '../core/errors.ts';
 import type { Usage } from '../models/model.ts';
 import type { Message } from '../store/store.ts';
 import { buildModelContext } from '../threads/context.ts';

@@ -3,7 +3,7 @@
 // adds up to a megabyte); reading all of it for every turn would let one owner's
 // long thread take the server's memory.
 
-import { LeashError } from '../runtime/errors.ts';
+import { LeashError } from '../core/errors.ts';
 import type { Message, Store } from '../store/store.ts';
 import { settleAnswers } from './settle.ts';
 

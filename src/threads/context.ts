@@ -3,7 +3,7 @@
 // and every cut-short or unanswered turn is included and marked for the model.
 
 import type { ChatMessage } from '../models/model.ts';
-import type { CancelReason } from '../runtime/types.ts';
+import type { CancelReason } from '../core/types.ts';
 import type { Message } from '../store/store.ts';
 import { fitToBudget } from './context-budget.ts';
 import { cutShortNote, noAnswerNote } from './cut-short.ts';

@@ -2,7 +2,7 @@
 // cancelled task's cancel reason (the user stopped it, a new message interrupted it,
 // its deadline passed, the server shut down, the client disconnected).
 
-import type { CancelReason } from '../runtime/types.ts';
+import type { CancelReason } from '../core/types.ts';
 import type { Message, Store } from '../store/store.ts';
 
 const CUT_SHORT: Record<CancelReason, string> = {

@@ -1,4 +1,4 @@
-import { isTerminal } from '../runtime/types.ts';
+import { isTerminal } from '../core/types.ts';
 import type { Message, MessageStatus, Store } from '../store/store.ts';
 
 const MESSAGE_STATUS = { completed: 'complete', cancelled: 'cancelled', failed: 'failed' } as const;

@@ -4,11 +4,11 @@
 // claims a thread's next task once the previous one has really ended, which is
 // what makes "a run right after a cancel sees the cancelled turn" hold.
 
-import { LeashError } from '../runtime/errors.ts';
-import { newId } from '../runtime/ids.ts';
+import { LeashError } from '../core/errors.ts';
+import { newId } from '../core/ids.ts';
 import type { Runtime } from '../runtime/runtime.ts';
-import type { CancelReason, Page, Task } from '../runtime/types.ts';
-import { nowIso } from '../runtime/types.ts';
+import type { CancelReason, Page, Task } from '../core/types.ts';
+import { nowIso } from '../core/types.ts';
 import { encodeCursor, pageStart } from '../store/paging.ts';
 import type { Message, Store, Thread } from '../store/store.ts';
 import { settleAnswers } from './settle.ts';

@@ -2,11 +2,11 @@
 // every emit / progress / checkpoint and exposes the AbortController behind `signal`.
 
 import pino from 'pino';
-import { CancelledError } from '../../src/runtime/cancel.ts';
+import { CancelledError } from '../../src/core/cancel.ts';
 import type { TaskContext } from '../../src/runtime/define-task.ts';
 import type { ModelRegistry } from '../../src/models/model.ts';
 import type { Store } from '../../src/store/store.ts';
-import type { CancelReason } from '../../src/runtime/types.ts';
+import type { CancelReason } from '../../src/core/types.ts';
 import { createModelRegistry } from '../../src/models/registry.ts';
 
 export interface FakeContextOptions {

@@ -6,10 +6,9 @@
 import { taskExportsOf } from '../task-exports.ts';
 import { createModelRegistry } from '../../models/registry.ts';
 import { pino } from 'pino';
-import { CancelledError } from '../cancel.ts';
+import { CancelledError, asCancelReason } from '../../core/cancel.ts';
 import type { AnyTaskDefinition, TaskContext } from '../define-task.ts';
-import { LeashError, toTaskError } from '../errors.ts';
-import type { CancelReason } from '../types.ts';
+import { LeashError, toTaskError } from '../../core/errors.ts';
 import { ISOLATED_STORE_CALLS, type FromChild, type RunRequest, type ToChild } from './protocol.ts';
 
 export interface ParentPort {
@@ -66,8 +65,8 @@ export function serveParent(port: ParentPort): void {
       pending.delete(msg.id);
       if (!p) return;
       if (msg.ok) p.resolve(msg.value);
-      else p.reject(new LeashError(msg.error.code, msg.error.message, { details: msg.error.details }));
-    } else if (msg.t === 'abort') controller?.abort(new CancelledError(msg.reason as CancelReason));
+      else p.reject(LeashError.fromJSON(msg.error));
+    } else if (msg.t === 'abort') controller?.abort(new CancelledError(asCancelReason(msg.reason) ?? 'user'));
     else if (msg.t === 'run') {
       controller = new AbortController();
       void runOne(port, msg, controller.signal, store).finally(() => (controller = null));

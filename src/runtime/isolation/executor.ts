@@ -4,7 +4,8 @@
 // does the call settle, so the task is never `cancelled` while its work still runs.
 
 import type { AnyTaskDefinition, TaskContext } from '../define-task.ts';
-import { LeashError, toTaskError } from '../errors.ts';
+import { cancelReasonOf } from '../../core/cancel.ts';
+import { LeashError, toTaskError } from '../../core/errors.ts';
 import { ISOLATED_STORE_CALLS } from './protocol.ts';
 import { IsolationPool, type Slot, type SlotExit, type SlotKind } from './pool.ts';
 
@@ -117,7 +118,7 @@ export class IsolatedExecutor {
           case 'error':
             settle(() => {
               pool.release(slot);
-              const err = new LeashError(m.error.code, m.error.message, { details: m.error.details });
+              const err = LeashError.fromJSON(m.error);
               if (m.error.name === 'AbortError') err.name = 'AbortError';
               reject(err);
             });
@@ -130,7 +131,7 @@ export class IsolatedExecutor {
           else reject(crashError(slot, exit));
         });
       const onAbort = (): void => {
-        slot.send({ t: 'abort', reason: String((ctx.signal.reason as { reason?: string })?.reason ?? 'user') });
+        slot.send({ t: 'abort', reason: cancelReasonOf(ctx.signal) });
         killTimer = setTimeout(() => {
           forced = true;
           opts.onForced?.();

@@ -1,10 +1,7 @@
 // Messages between the runtime and an isolated handler (worker thread or child
 // process). Plain JSON-able objects keyed on `t`.
 
-import type { TaskError } from '../types.ts';
-
-export type Isolation = 'inline' | 'worker' | 'process';
-export const ISOLATIONS: readonly Isolation[] = ['inline', 'worker', 'process'];
+import type { CancelReason, TaskError } from '../../core/types.ts';
 
 export interface RunRequest {
   t: 'run';
@@ -42,7 +39,7 @@ export const ISOLATED_STORE_CALLS: ReadonlySet<string> = new Set([
 
 export type ToChild =
   | RunRequest
-  | { t: 'abort'; reason: string }
+  | { t: 'abort'; reason: CancelReason }
   | { t: 'store-result'; id: number; ok: true; value: unknown }
   | { t: 'store-result'; id: number; ok: false; error: TaskError & { name?: string } };
 

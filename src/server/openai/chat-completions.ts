@@ -12,8 +12,8 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import type { ChatMessage } from '../../models/model.ts';
-import { httpStatusOf } from '../../runtime/errors.ts';
-import type { CancelReason, Task, TaskError } from '../../runtime/types.ts';
+import { httpStatusOf, type ErrorCode } from '../../core/error-codes.ts';
+import type { CancelReason, Task, TaskError } from '../../core/types.ts';
 import type { CompletionResult } from '../../tasks/completion.ts';
 import { MAX_COMPLETION_MESSAGES } from '../../tasks/completion.ts';
 import type { TaskRouteDeps } from '../routes/tasks.ts';
@@ -93,7 +93,7 @@ export function taskEndError(task: Pick<Task, 'id' | 'status' | 'error' | 'cance
   }
   const err: TaskError = task.error ?? { code: 'internal_error', message: 'The task failed.' };
   const status = httpStatusOf(err.code);
-  return new OpenAiError(status >= 400 ? status : 500, err.code, err.message);
+  return new OpenAiError(status >= 400 ? status : 500, err.code as ErrorCode, err.message);
 }
 
 const errorFrame = (e: OpenAiError): string => {

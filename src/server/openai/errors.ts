@@ -6,20 +6,24 @@
 
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { z } from 'zod';
-import { LeashError } from '../../runtime/errors.ts';
+import type { ErrorCode } from '../../core/error-codes.ts';
+import { LeashError } from '../../core/errors.ts';
 import { toErrorResponse, zodDetails } from '../errors.ts';
 
 export interface OpenAiErrorBody {
   error: { message: string; type: string; param: string | null; code: string | null };
 }
 
+/** OpenAI's own codes that clients branch on (its status is given at the throw site, not looked up). */
+type OpenAiCode = 'model_not_found' | 'previous_response_not_found' | 'task_cancelled' | 'timeout';
+
 /** An error with OpenAI's status and `param` decided at the throw site. */
 export class OpenAiError extends LeashError {
   readonly status: number;
   readonly param: string | null;
 
-  constructor(status: number, code: string, message: string, param: string | null = null) {
-    super(code, message);
+  constructor(status: number, code: ErrorCode | OpenAiCode, message: string, param: string | null = null) {
+    super(code as ErrorCode, message);
     this.name = 'OpenAiError';
     this.status = status;
     this.param = param;

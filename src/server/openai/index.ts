@@ -4,7 +4,7 @@
 // server's: the same Bearer keys map to owners, and everything runs as tasks.
 
 import type { FastifyInstance } from 'fastify';
-import { LeashError } from '../../runtime/errors.ts';
+import { LeashError } from '../../core/errors.ts';
 import { Threads } from '../../threads/threads.ts';
 import type { TaskRouteDeps } from '../routes/tasks.ts';
 import { registerChatCompletionRoutes } from './chat-completions.ts';

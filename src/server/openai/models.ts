@@ -6,7 +6,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import type { Model } from '../../models/model.ts';
-import { LeashError } from '../../runtime/errors.ts';
+import { LeashError } from '../../core/errors.ts';
 import type { Runtime } from '../../runtime/runtime.ts';
 import { OpenAiError } from './errors.ts';
 import { modelObject } from './shapes.ts';

@@ -22,7 +22,7 @@
 // `response.cancelled` (named like OpenAI's webhook event and the status), whose
 // `response` has status `cancelled` and the partial output.
 
-import type { TaskEvent } from '../../runtime/types.ts';
+import type { TaskEvent } from '../../core/types.ts';
 import type { OutputMessageShape, ResponseInfo, ResponseShape } from './shapes.ts';
 import { outputMessage, outputText, responseObject } from './shapes.ts';
 

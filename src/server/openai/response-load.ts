@@ -4,7 +4,7 @@
 
 import type { Usage } from '../../models/model.ts';
 import type { Runtime } from '../../runtime/runtime.ts';
-import type { Task } from '../../runtime/types.ts';
+import type { Task } from '../../core/types.ts';
 import type { Message } from '../../store/store.ts';
 import type { ResponseInfo, ResponseShape, ResponseState } from './shapes.ts';
 import { responseObject, responseStatusOf, unixSeconds } from './shapes.ts';

@@ -5,8 +5,8 @@
 // was already continued from it: "regenerate", branching), its history up to and
 // including it is copied into a new thread, as OpenAI's chains fork.
 
-import { isTerminal } from '../../runtime/types.ts';
-import { newId } from '../../runtime/ids.ts';
+import { isTerminal } from '../../core/types.ts';
+import { newId } from '../../core/ids.ts';
 import type { Runtime } from '../../runtime/runtime.ts';
 import type { Threads } from '../../threads/threads.ts';
 import { OpenAiError } from './errors.ts';

@@ -16,10 +16,10 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { ChatMessage } from '../../models/model.ts';
-import { LeashError } from '../../runtime/errors.ts';
-import { newId } from '../../runtime/ids.ts';
+import { LeashError } from '../../core/errors.ts';
+import { newId } from '../../core/ids.ts';
 import type { Threads } from '../../threads/threads.ts';
-import { nowIso } from '../../runtime/types.ts';
+import { nowIso } from '../../core/types.ts';
 import type { TaskRouteDeps } from '../routes/tasks.ts';
 import { MAX_MESSAGE_CHARS } from '../routes/threads.ts';
 import { OpenAiError, parseOpenAi } from './errors.ts';

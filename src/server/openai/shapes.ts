@@ -3,7 +3,7 @@
 // package's own types, so a drift from the official shapes fails to compile.
 
 import type { Usage } from '../../models/model.ts';
-import type { TaskStatus } from '../../runtime/types.ts';
+import type { TaskStatus } from '../../core/types.ts';
 
 /** ISO-8601 → Unix seconds, as every OpenAI timestamp is. */
 export const unixSeconds = (iso: string): number => Math.floor(Date.parse(iso) / 1000);

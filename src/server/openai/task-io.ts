@@ -5,7 +5,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { cancelForDisconnect } from '../cancel-on-disconnect.ts';
 import type { Runtime } from '../../runtime/runtime.ts';
-import type { Task } from '../../runtime/types.ts';
+import type { Task } from '../../core/types.ts';
 
 /** Longest a non-streamed request waits: past every built-in deadline (10 min). */
 export const MAX_BLOCKING_WAIT_MS = 15 * 60_000;

@@ -6,10 +6,10 @@
 import type { StreamCaps } from '../stream-caps.ts';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { LeashError } from '../../runtime/errors.ts';
+import { LeashError } from '../../core/errors.ts';
 import type { Runtime } from '../../runtime/runtime.ts';
-import type { CancelReason, Task, TaskEvent } from '../../runtime/types.ts';
-import { CANCEL_REASONS, TASK_STATUSES } from '../../runtime/types.ts';
+import type { CancelReason, Task, TaskEvent } from '../../core/types.ts';
+import { CANCEL_REASONS, ISOLATIONS, TASK_STATUSES } from '../../core/types.ts';
 import { parseOrThrow } from '../errors.ts';
 import { deadlineMsField, onDisconnectField, pageQuery, threadIdField } from '../schemas.ts';
 import { AI_SDK_STREAM_HEADERS, aiSdkFrames } from '../ai-sdk-stream.ts';
@@ -59,7 +59,7 @@ const createBody = z.strictObject({
   thread_id: threadId.nullable().optional(),
   stream: z.boolean().optional(),
   on_disconnect: onDisconnect.optional(),
-  isolation: z.enum(['inline', 'worker', 'process']).optional(),
+  isolation: z.enum(ISOLATIONS).optional(),
   grace_ms: z.number().int().min(0).max(600_000).optional(),
 });
 const createQuery = z.object({ stream: boolQuery.optional(), on_disconnect: onDisconnect.optional() });

@@ -3,7 +3,7 @@
 
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { LeashError } from '../../runtime/errors.ts';
+import { LeashError } from '../../core/errors.ts';
 import { MAX_MESSAGE_PAGE, MULTITASK_STRATEGIES, type Threads } from '../../threads/threads.ts';
 import { parseOrThrow } from '../errors.ts';
 import { deadlineMsField, onDisconnectField, pageQuery } from '../schemas.ts';

@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { AnyTaskDefinition, TaskContext } from '../../runtime/define-task.ts';
-import { LeashError } from '../../runtime/errors.ts';
+import { LeashError } from '../../core/errors.ts';
 import type { Runtime } from '../../runtime/runtime.ts';
 import type { EventFrame, FinishFrame, HelloFrame, ServerFrame, WorkerInfo } from './protocol.ts';
 
@@ -518,7 +518,7 @@ export class WorkerHub {
       if (f.error === undefined) return job.resolve(f.result ?? null);
       if (job.ctx.signal.aborted) return job.reject(job.ctx.signal.reason);
       const code = f.error.code !== undefined && CODE_RE.test(f.error.code) ? f.error.code : 'handler_error';
-      job.reject(new LeashError(code, f.error.message));
+      job.reject(LeashError.fromJSON({ code, message: f.error.message }));
     });
     this.#pump();
     this.#runtime.wakeup();

@@ -7,7 +7,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { upgradeRequired } from '../ws.ts';
 import type { RawData, WebSocket } from 'ws';
 import { toErrorResponse } from '../errors.ts';
-import { LeashError } from '../../runtime/errors.ts';
+import { LeashError } from '../../core/errors.ts';
 import { jsonDepthExceeds, MAX_JSON_DEPTH } from '../json-depth.ts';
 import type { WorkerHub, WorkerRecord } from './hub.ts';
 import { WORKERS_CONNECT_PATH, workerFrame, type ServerFrame } from './protocol.ts';

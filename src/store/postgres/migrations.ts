@@ -4,7 +4,7 @@
 // Never edit a shipped migration; append a new one.
 
 import type pg from 'pg';
-import { LeashError } from '../../runtime/errors.ts';
+import { LeashError } from '../../core/errors.ts';
 
 export interface Migration {
   id: number;

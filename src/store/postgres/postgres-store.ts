@@ -7,8 +7,8 @@
 // connection plans them once.
 
 import pg from 'pg';
-import { LeashError } from '../../runtime/errors.ts';
-import { TASK_STATUSES, TERMINAL_STATUSES } from '../../runtime/types.ts';
+import { LeashError } from '../../core/errors.ts';
+import { TASK_STATUSES, TERMINAL_STATUSES } from '../../core/types.ts';
 import type {
   BatchCancelFilter,
   CancelReason,
@@ -17,7 +17,7 @@ import type {
   Task,
   TaskEvent,
   TaskStatus,
-} from '../../runtime/types.ts';
+} from '../../core/types.ts';
 import { clampLimit, pageOf, pageStart } from '../paging.ts';
 import type {
   ClaimOptions,

@@ -9,8 +9,8 @@
 // the event log announces a batch after its commit, through the notifier.
 
 import type pg from 'pg';
-import { LeashError } from '../../runtime/errors.ts';
-import type { CancelReason, TaskStatus } from '../../runtime/types.ts';
+import { LeashError } from '../../core/errors.ts';
+import type { CancelReason, TaskStatus } from '../../core/types.ts';
 import type { EventWrite, TaskPatch } from '../store.ts';
 import { pgText } from './rows.ts';
 

@@ -3,7 +3,7 @@
 // migration; append a new one.
 
 import type { DatabaseSync } from 'node:sqlite';
-import { LeashError } from '../../runtime/errors.ts';
+import { LeashError } from '../../core/errors.ts';
 
 export interface Migration {
   id: number;

@@ -4,8 +4,8 @@
 // processes on the same file wait (busy_timeout) instead of failing mid-transaction.
 
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
-import { LeashError } from '../../runtime/errors.ts';
-import { TASK_STATUSES, TERMINAL_STATUSES } from '../../runtime/types.ts';
+import { LeashError } from '../../core/errors.ts';
+import { TASK_STATUSES, TERMINAL_STATUSES } from '../../core/types.ts';
 import type {
   BatchCancelFilter,
   CancelReason,
@@ -14,7 +14,7 @@ import type {
   Task,
   TaskEvent,
   TaskStatus,
-} from '../../runtime/types.ts';
+} from '../../core/types.ts';
 import type {
   ClaimOptions,
   CreateTaskOptions,

@@ -3,7 +3,7 @@
 // error (LeashErrors keep their code and details across the boundary).
 
 import { parentPort, workerData } from 'node:worker_threads';
-import { LeashError } from '../../runtime/errors.ts';
+import { LeashError } from '../../core/errors.ts';
 import { SqliteStore } from './sqlite-store.ts';
 
 export interface WorkerError {

@@ -15,8 +15,8 @@ import type {
   Task,
   TaskEvent,
   TaskStatus,
-} from '../../runtime/types.ts';
-import { LeashError } from '../../runtime/errors.ts';
+} from '../../core/types.ts';
+import { LeashError } from '../../core/errors.ts';
 import type {
   ClaimOptions,
   ClaimedTask,
@@ -213,7 +213,7 @@ export class SqliteWorkerStore implements Store {
 
 /** An error from the worker, as the caller would have got it in-thread (LeashErrors keep code and details). */
 export function revive(e: WorkerError): Error {
-  if (e.leash) return new LeashError(e.code!, e.message, e.details === undefined ? {} : { details: e.details });
+  if (e.leash) return LeashError.fromJSON({ code: e.code!, message: e.message, details: e.details });
   const err = new Error(e.message);
   err.name = e.name;
   if (e.code !== undefined) (err as { code?: string }).code = e.code;

@@ -17,6 +17,10 @@ export const CANCEL_REASONS = [
 ] as const;
 export type CancelReason = (typeof CANCEL_REASONS)[number];
 
+/** Where a handler runs: in the server's thread, a worker thread or a child process. */
+export const ISOLATIONS = ['inline', 'worker', 'process'] as const;
+export type Isolation = (typeof ISOLATIONS)[number];
+
 export interface TaskError {
   code: string;
   message: string;
@@ -91,7 +95,7 @@ export interface CreateTaskRequest {
   thread_id?: string | null;
   idempotency_key?: string;
   /** Run this task inline, in a worker thread or in a child process, overriding its type's choice. */
-  isolation?: 'inline' | 'worker' | 'process';
+  isolation?: Isolation;
   /** How long an isolated handler may take to honour a cancel before it is killed (ms). */
   grace_ms?: number;
 }
