@@ -26,12 +26,18 @@ export async function* followEvents(
   const { signal, pollMs = 1000 } = opts;
   let last = Math.max(0, Math.floor(opts.after ?? 0));
   const live: Array<TaskEvent | null> = [];
-  let wake: (() => void) | null = null;
-  const notify = (): void => {
-    const w = wake;
-    wake = null;
-    w?.();
+  // The wait in progress, if any: told true when the backstop poll is due, false when woken.
+  let waiting: ((timedOut: boolean) => void) | null = null;
+  const settle = (timedOut: boolean): void => {
+    const w = waiting;
+    waiting = null;
+    w?.(timedOut);
   };
+  const notify = (): void => settle(false);
+  // One backstop timer per reader, re-armed for each wait (refresh) rather than a new
+  // timer per wait: a relayed stream waits once per delta, thousands of times a second
+  // across streams. A fire while nobody waits is dropped; the next wait re-arms it.
+  let poll: NodeJS.Timeout | null = null;
   const unlisten = log.listen(taskId, (e) => {
     // "Stored up to seq n": nothing to do when this reader is already past it.
     if (typeof e === 'number') {
@@ -73,11 +79,9 @@ export async function* followEvents(
 
       if (live.length === 0) {
         const timedOut = await new Promise<boolean>((resolve) => {
-          const timer = setTimeout(() => resolve(true), pollMs);
-          wake = () => {
-            clearTimeout(timer);
-            resolve(false);
-          };
+          waiting = resolve;
+          if (poll) poll.refresh();
+          else poll = setTimeout(() => settle(true), pollMs);
         });
         if (signal?.aborted) return;
         if (timedOut) {
@@ -108,6 +112,7 @@ export async function* followEvents(
       if (needRead) backlog = await readMissing();
     }
   } finally {
+    if (poll) clearTimeout(poll);
     unlisten();
     signal?.removeEventListener('abort', notify);
   }
