@@ -117,6 +117,8 @@ function record(s: Sample, text: string): void {
 interface Window {
   from: number;
   to: number;
+  /** Which window it is: every stream open, 90 % open, or the whole run. */
+  kind: 'all' | '90' | 'whole';
   label: string;
   latencies: number[];
 }
@@ -124,18 +126,24 @@ function steadyState(samples: Sample[]): Window {
   const firsts = samples.map((s) => s.first).sort((a, b) => a - b);
   const lasts = samples.map((s) => s.last).sort((a, b) => a - b);
   const n = samples.length;
-  const candidates: Array<[string, number, number]> = [
-    [`all ${n} open`, firsts[n - 1]!, lasts[0]!],
-    [`≥ 90 % of ${n} open (no second with all open)`, firsts[Math.ceil(0.9 * n) - 1]!, lasts[Math.floor(0.1 * n)]!],
+  const candidates: Array<[Window['kind'], string, number, number]> = [
+    ['all', `all ${n} open`, firsts[n - 1]!, lasts[0]!],
+    [
+      '90',
+      `≥ 90 % of ${n} open (no second with all open)`,
+      firsts[Math.ceil(0.9 * n) - 1]!,
+      lasts[Math.floor(0.1 * n)]!,
+    ],
   ];
-  const [label, from, to] = candidates.find(([, f, t]) => t - f >= 1000) ?? [
+  const [kind, label, from, to] = candidates.find(([, , f, t]) => t - f >= 1000) ?? [
+    'whole',
     'whole run (no second with 90 % open)',
     firsts[0]!,
     lasts[n - 1]!,
   ];
   const latencies: number[] = [];
   for (const s of samples) s.arrivals.forEach((at, i) => at >= from && at <= to && latencies.push(s.latencies[i]!));
-  return { from, to, label, latencies };
+  return { from, to, kind, label, latencies };
 }
 
 /** A process's CPU seconds sampled every 100 ms during a phase, read afterwards over any window. */
@@ -256,7 +264,7 @@ try {
   const idleRss = rssKb();
   const latency: Record<string, ReturnType<typeof summarize>> = {};
   const wholeRun: Record<string, ReturnType<typeof summarize>> = {};
-  const cpuPerDelta: Record<string, number> = {};
+  const cpuPerDelta: Record<string, { steady: number; kind: Window['kind']; whole: number }> = {};
   for (const name of ['direct', 'bare relay', 'leash SSE'] as const) {
     const samples = Array.from({ length: STREAMS }, newSample);
     let peakRss = 0;
@@ -318,8 +326,19 @@ try {
     row(`${name}: per-delta latency p50, steady (n=${lat.n})`, fmt(lat.p50));
     row(`${name}: per-delta latency p99, steady (n=${lat.n})`, fmt(lat.p99));
     if (relayCpu && lat.n > 0) {
-      cpuPerDelta[name] = (relayCpu.over(steady.from, steady.to) * 1e6) / lat.n;
-      row(`${name}: relay process CPU per delta, steady (n=${lat.n})`, `${cpuPerDelta[name]!.toFixed(1)} µs`);
+      // Over the whole phase too (for leash that includes the tasks' creates and ends).
+      const first = Math.min(...samples.map((x) => x.first));
+      const lastAt = Math.max(...samples.map((x) => x.last));
+      const c = {
+        steady: (relayCpu.over(steady.from, steady.to) * 1e6) / lat.n,
+        kind: steady.kind,
+        whole: (relayCpu.over(first, lastAt) * 1e6) / whole.n,
+      };
+      cpuPerDelta[name] = c;
+      row(
+        `${name}: relay process CPU per delta, steady (n=${lat.n}) · whole run`,
+        `${c.steady.toFixed(1)} · ${c.whole.toFixed(1)} µs`,
+      );
     }
     if (got !== STREAMS * TOKENS) console.log(`  ! ${name} received ${got}/${STREAMS * TOKENS} tokens`);
     if (name === 'leash SSE') {
@@ -345,11 +364,17 @@ try {
   const lc = cpuPerDelta['leash SSE'];
   const bc = cpuPerDelta['bare relay'];
   if (lc !== undefined && bc !== undefined) {
+    // Judged on the steady window when both relays had the same kind of window; when
+    // one fell back, the two windows are not alike and the whole runs are compared.
+    const same = lc.kind === bc.kind;
+    const [l1, b1] = same ? [lc.steady, bc.steady] : [lc.whole, bc.whole];
+    if (!same)
+      console.log(`  ! steady windows of different kinds (${lc.kind} / ${bc.kind}): CPU judged over whole runs`);
     row(
-      `leash CPU per delta / bare relay's (${lc.toFixed(1)} / ${bc.toFixed(1)} µs)`,
-      `${(lc / bc).toFixed(2)}×`,
+      `leash CPU per delta / bare relay's, ${same ? 'steady' : 'whole run'} (${l1.toFixed(1)} / ${b1.toFixed(1)} µs)`,
+      `${(l1 / b1).toFixed(2)}×`,
       '≤ 1.3×',
-      lc / bc <= 1.3,
+      l1 / b1 <= 1.3,
     );
   }
 } finally {
