@@ -5,7 +5,8 @@
 //  - no-op tasks created → completed per second, at concurrency 1 and 16
 //    (c producers, each: create a task, wait until it is stored completed, repeat;
 //    the worker side runs c at once)
-//  - pickup latency: create called → handler running, p50/p99, same runs
+//  - pickup latency: create called → handler running, p50/p99, same runs; and handler
+//    running → stored completed (each library's own completion signal), p50
 //  - the same 16 workers under a steady arrival rate every contender can carry (open loop)
 //  - cross-node cancel (leash only): cancel() on node B → the handler on node A sees
 //    its signal abort, p50/p99 (two runtimes, each with its own pool and LISTEN session)
@@ -87,6 +88,8 @@ interface RunResult {
   pickup: ReturnType<typeof summarize>;
   /** create call → create returned (committed); and → handler running (≤ 0: started before the create returned). */
   create: ReturnType<typeof summarize>;
+  /** handler running → the task stored completed (the library's completion signal). */
+  finish: ReturnType<typeof summarize>;
   eager: number;
 }
 
@@ -133,6 +136,7 @@ async function measure(who: Contender, c: number, total: number, dbUrl: string, 
     dbUrl,
   );
   const pickups: number[] = [];
+  const finishes: number[] = [];
   const creates: number[] = [];
   let eager = 0;
   const once = async (): Promise<void> => {
@@ -148,6 +152,7 @@ async function measure(who: Contender, c: number, total: number, dbUrl: string, 
     creates.push(created - t0);
     if (at <= created) eager++;
     await done;
+    finishes.push(performance.now() - at);
     starts.delete(key);
     ends.delete(key);
   };
@@ -155,9 +160,16 @@ async function measure(who: Contender, c: number, total: number, dbUrl: string, 
     await closedLoop(c, Math.min(100, total), once); // warm-up: pools, prepared statements, JIT
     pickups.length = 0;
     creates.length = 0;
+    finishes.length = 0;
     eager = 0;
     const rate = await (drive ?? ((f) => closedLoop(c, total, f)))(once);
-    return { tasksPerSec: rate, pickup: summarize(pickups), create: summarize(creates), eager: eager / pickups.length };
+    return {
+      tasksPerSec: rate,
+      pickup: summarize(pickups),
+      create: summarize(creates),
+      finish: summarize(finishes),
+      eager: eager / pickups.length,
+    };
   } finally {
     await bench.close();
   }
@@ -424,11 +436,11 @@ for (const w of contenders) {
 const name = (w: Contender): string => `${w.label} (${w.mode})`;
 function table(results: Array<[Contender, RunResult]>): void {
   console.log(
-    `${'contender (mode)'.padEnd(62)} ${'tasks/s'.padStart(8)} ${'pickup p50'.padStart(11)} ${'p99'.padStart(9)}`,
+    `${'contender (mode)'.padEnd(62)} ${'tasks/s'.padStart(8)} ${'pickup p50'.padStart(11)} ${'p99'.padStart(9)} ${'→ completed p50'.padStart(16)}`,
   );
   for (const [w, r] of results) {
     console.log(
-      `${name(w).padEnd(62)} ${String(Math.round(r.tasksPerSec)).padStart(8)} ${fmt(r.pickup.p50).padStart(11)} ${fmt(r.pickup.p99).padStart(9)}`,
+      `${name(w).padEnd(62)} ${String(Math.round(r.tasksPerSec)).padStart(8)} ${fmt(r.pickup.p50).padStart(11)} ${fmt(r.pickup.p99).padStart(9)} ${fmt(r.finish.p50).padStart(16)}`,
     );
   }
 }
