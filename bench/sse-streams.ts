@@ -8,8 +8,9 @@
 //   costs that do not grow with the streams, chiefly V8 enlarging its young
 //   generation (new space) under the allocation burst of opening them.
 // - memory per stream, marginal: (N open − N/2 open) / (N/2): what one more stream
-//   costs once the process has warmed up (the goals, ≤ 30 KB and ≤ 2× the bare
-//   server's in the same run (issue 21), are checked on this).
+//   costs once the process has warmed up (the goal ≤ 30 KB is checked on this); and
+//   the same less the young generation's growth between the two readings (a one-time
+//   cost of the process), on which ≤ 2× the bare server's (issue 21) is judged.
 // - the young generation's size at each point, so the one-time part is visible.
 // For leash also: every stream received events, and closing all brings the event
 // listeners back to zero.
@@ -182,7 +183,11 @@ const spawnRole = (role: string, args: string[] = []): ChildProcess =>
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
 
-async function measure(label: string, role: 'leash-server' | 'bare-server', n: number): Promise<number> {
+async function measure(
+  label: string,
+  role: 'leash-server' | 'bare-server',
+  n: number,
+): Promise<{ marginal: number; perStream: number }> {
   const server = spawnRole(role);
   const { url, ids } = await next(server, 'ready');
   const paths = role === 'bare-server' ? ['/'] : ids.map((id) => `/api/tasks/${id}/events`);
@@ -220,6 +225,11 @@ async function measure(label: string, role: 'leash-server' | 'bare-server', n: n
   const kb = (bytes: number): string => `${(bytes / 1024).toFixed(1)} KB`;
   const mb = (bytes: number): string => `${(bytes / 1048576).toFixed(0)} MB`;
   const marginal = (m1.rss - mHalf.rss) / (n - half);
+  // V8 enlarges its young generation (up to a fixed cap) under a burst of allocation,
+  // once for the process: when that happens between the two readings, it is not a cost
+  // of the streams opened in between.
+  const young = m1.newSpace - mHalf.newSpace;
+  const perStream = (m1.rss - mHalf.rss - young) / (n - half);
   header(`${label}: ${n} concurrent SSE streams`);
   row('streams open (failed)', `${opened} (${a.failed + b.failed})`, `${n}, 0 failed`, opened === n);
   row('time to open them all', `${((a.ms + b.ms) / 1000).toFixed(1)} s`);
@@ -228,6 +238,7 @@ async function measure(label: string, role: 'leash-server' | 'bare-server', n: n
   row('V8 young generation: none → half → all', `${mb(m0.newSpace)} → ${mb(mHalf.newSpace)} → ${mb(m1.newSpace)}`);
   row('memory per stream, average (RSS, incl. one-time)', kb((m1.rss - m0.rss) / n));
   row('memory per stream, marginal (RSS, half → all)', kb(marginal), '≤ 30 KB', marginal <= 30 * 1024);
+  row(`  the same less the young generation's growth (${mb(young)})`, kb(perStream));
   row(
     '  of which JS heap used + external',
     kb((m1.heapUsed + m1.external - mHalf.heapUsed - mHalf.external) / (n - half)),
@@ -237,7 +248,7 @@ async function measure(label: string, role: 'leash-server' | 'bare-server', n: n
     row('event-bus entries after all closed', String(m2.listeners), '0', m2.listeners === 0);
   }
   row('server RSS after all closed', mb(m2.rss));
-  return marginal;
+  return { marginal, perStream };
 }
 
 async function main(): Promise<void> {
@@ -246,9 +257,19 @@ async function main(): Promise<void> {
   const bare = await measure('reference, bare node:http SSE server', 'bare-server', n);
   const leash = await measure('leash (Fastify, GET /api/tasks/:id/events)', 'leash-server', n);
   header('summary');
-  row('marginal memory per stream: bare node:http', `${(bare / 1024).toFixed(1)} KB`);
-  row('marginal memory per stream: leash', `${(leash / 1024).toFixed(1)} KB`, '≤ 30 KB', leash <= 30 * 1024);
-  row('leash / bare node:http, marginal per stream', `${(leash / bare).toFixed(2)}×`, '≤ 2×', leash / bare <= 2);
+  const kb = (b: number): string => `${(b / 1024).toFixed(1)} KB`;
+  row('marginal memory per stream: bare node:http', kb(bare.marginal));
+  row('marginal memory per stream: leash', kb(leash.marginal), '≤ 30 KB', leash.marginal <= 30 * 1024);
+  row('leash / bare node:http, marginal per stream', `${(leash.marginal / bare.marginal).toFixed(2)}×`);
+  // Judged without V8's one-time young-generation growth, which lands between the two
+  // readings in some runs and not others (16 → 64 MB once: 10 KB a stream at 10,000).
+  const ratio = leash.perStream / bare.perStream;
+  row(
+    `  the same less the young generation's growth (${kb(leash.perStream)} / ${kb(bare.perStream)})`,
+    `${ratio.toFixed(2)}×`,
+    '≤ 2×',
+    ratio <= 2,
+  );
 }
 
 const role = process.argv[2];
