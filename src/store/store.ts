@@ -143,6 +143,30 @@ export interface Message {
   usage: { input_tokens: number; output_tokens: number } | null;
 }
 
+/** The fields of a thread its creator chooses (`createThread`). */
+export interface NewThread {
+  id: string;
+  owner: string;
+  created_at: string;
+  metadata: Record<string, unknown>;
+}
+
+/** What `updateMessage` changes: `content` replaces, `append` adds after it. */
+export interface MessagePatch {
+  content?: string;
+  append?: string;
+  status?: MessageStatus;
+  usage?: Message['usage'];
+}
+
+/** Which lost tasks `recoverLost` ends: one node's, or those of any node whose lease ended. */
+export interface RecoverLostOptions {
+  nodeId?: string;
+  expiredBefore?: string;
+  resumableTypes: string[];
+  now: string;
+}
+
 export interface NewMessage {
   id: string;
   thread_id: string;
@@ -249,32 +273,19 @@ export interface Store {
    * delivered seqs up to `last_seq + SEQ_AHEAD` that never reached the store) and its
    * data carries `last_durable_seq`: the last seq stored before the loss.
    */
-  recoverLost(opts: {
-    nodeId?: string;
-    expiredBefore?: string;
-    resumableTypes: string[];
-    now: string;
-  }): Promise<Task[]>;
+  recoverLost(opts: RecoverLostOptions): Promise<Task[]>;
 
   /** Deletes tasks (and their events) that ended before `endedBefore`. Returns how many. */
   purgeEnded(endedBefore: string): Promise<number>;
 
   // ── threads and messages ─────────────────────────────────────────────────
-  createThread(t: {
-    id: string;
-    owner: string;
-    created_at: string;
-    metadata: Record<string, unknown>;
-  }): Promise<Thread>;
+  createThread(t: NewThread): Promise<Thread>;
   getThread(id: string, owner?: string): Promise<Thread | null>;
   listThreads(owner: string, limit: number, cursor?: string): Promise<Page<Thread>>;
   deleteThread(id: string, owner: string): Promise<boolean>;
   /** Assigns the next per-thread seq atomically. */
   appendMessage(m: NewMessage): Promise<Message>;
-  updateMessage(
-    id: string,
-    patch: { content?: string; append?: string; status?: MessageStatus; usage?: Message['usage'] },
-  ): Promise<void>;
+  updateMessage(id: string, patch: MessagePatch): Promise<void>;
   listMessages(threadId: string): Promise<Message[]>;
   /**
    * The last `limit` messages with `seq < beforeSeq` (all when omitted), in
