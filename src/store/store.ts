@@ -1,5 +1,10 @@
 // The persistence seam. SQLite (embedded default) and PostgreSQL (several nodes)
 // implement this interface side by side, and both run test/store.conformance.ts.
+// Each is laid out by operation (as graphile-worker's src/sql/): sqlite/claim.ts and
+// postgres/claim.ts hold the claim's SQL and the function that runs it, and so on for
+// every operation under the same file names; sqlite-store.ts and postgres-store.ts are
+// short fronts wiring them to this interface. What is not SQL is shared, written once:
+// rows.ts (row mapping), paging.ts, task-filters.ts, patches.ts, lease.ts.
 //
 // Ownership rule for the event log: while a task is running, the node running it
 // is the only writer of its events and assigns `seq` itself (write-behind batches
