@@ -3,6 +3,7 @@
 
 import { LeashError } from '../../core/errors.ts';
 import type { Message, MessagePatch, NewMessage } from '../store.ts';
+import { rowLimit } from '../paging.ts';
 import type { PgDb } from './db.ts';
 import { pgText, toJson, toMessage, type PgMessageRow } from './rows.ts';
 
@@ -59,7 +60,7 @@ export async function listRecentMessages(
   limit: number,
   beforeSeq = Number.MAX_SAFE_INTEGER,
 ): Promise<Message[]> {
-  const values = [threadId, beforeSeq, Math.max(0, Math.floor(limit))];
+  const values = [threadId, beforeSeq, rowLimit(limit)];
   const rows = (await db.q<PgMessageRow>(RECENT, values, 'leash_recent_messages')).rows;
   return rows.reverse().map(toMessage);
 }

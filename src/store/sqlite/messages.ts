@@ -3,6 +3,7 @@
 
 import { LeashError } from '../../core/errors.ts';
 import type { Message, MessagePatch, NewMessage } from '../store.ts';
+import { rowLimit } from '../paging.ts';
 import { errcodeOf, SQLITE_CONSTRAINT_FOREIGNKEY, type SqliteDb } from './db.ts';
 import { toJson, toMessage, type MessageRow } from './rows.ts';
 
@@ -57,7 +58,7 @@ export function listRecentMessages(
 ): Message[] {
   const rows = db
     .q('SELECT * FROM messages WHERE thread_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?')
-    .all(threadId, beforeSeq, Math.max(0, Math.floor(limit))) as unknown as MessageRow[];
+    .all(threadId, beforeSeq, rowLimit(limit)) as unknown as MessageRow[];
   return rows.reverse().map(toMessage);
 }
 
