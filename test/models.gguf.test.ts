@@ -7,21 +7,11 @@ import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { tinyByteToken, tinyGguf, writeTinyGguf } from './helpers/tiny-gguf.ts';
-import {
-  AnswerFilter,
-  GGUF_DEFAULT_LIMITS,
-  StreamDetokenizer,
-  acquireGgufModel,
-  buildPrompt,
-  createGgufModel,
-  ggufProvider,
-  ggufStats,
-  loadGgufModel,
-  parseGgufSpec,
-  transcriptPrompt,
-  type GgufLimits,
-  unloadGgufModels,
-} from '../src/models/gguf.ts';
+import { GGUF_DEFAULT_LIMITS, parseGgufSpec, type GgufLimits } from '../src/models/gguf/spec.ts';
+import { acquireGgufModel, ggufStats, loadGgufModel, unloadGgufModels } from '../src/models/gguf/loaded-models.ts';
+import { AnswerFilter, StreamDetokenizer, buildPrompt, transcriptPrompt } from '../src/models/gguf/prompt.ts';
+import { createGgufModel } from '../src/models/gguf/stream.ts';
+import { ggufProvider } from '../src/models/gguf/provider.ts';
 import { createModelRegistry } from '../src/models/registry.ts';
 import type { Token } from 'node-llama-cpp';
 import type { Model, ModelCallOptions, ModelStreamPart } from '../src/models/model.ts';

@@ -8,7 +8,7 @@ import {
   splitTokens,
 } from '../src/models/simulated.ts';
 import { createModelRegistry } from '../src/models/registry.ts';
-import type { ModelProvider } from '../src/models/registry.ts';
+import type { ModelProvider } from '../src/models/model.ts';
 import type { ChatMessage, Model, ModelCallOptions, ModelStreamPart } from '../src/models/model.ts';
 import { CancelledError } from '../src/core/cancel.ts';
 import { LeashError } from '../src/core/errors.ts';

@@ -14,7 +14,7 @@ import { basename, join } from 'node:path';
 import OpenAI, { BadRequestError } from 'openai';
 import WebSocket from 'ws';
 import { createModelAllowlist, parseModelPatterns } from '../src/models/allowlist.ts';
-import { unloadGgufModels } from '../src/models/gguf.ts';
+import { unloadGgufModels } from '../src/models/gguf/loaded-models.ts';
 import { createModelRegistry } from '../src/models/registry.ts';
 import { SERVE_USAGE, UsageError, runServe } from '../src/cli/serve.ts';
 import { LeashError } from '../src/core/errors.ts';

@@ -11,7 +11,7 @@ import type { FastifyInstance } from 'fastify';
 import { statSync } from 'node:fs';
 import { createModelRegistry } from '../models/registry.ts';
 import { DEFAULT_MODEL_PATTERNS, parseModelPatterns } from '../models/allowlist.ts';
-import { ggufLimitsFromEnv, type GgufLimits } from '../models/gguf.ts';
+import { ggufLimitsFromEnv, type GgufLimits } from '../models/gguf/spec.ts';
 import type { ModelRegistry } from '../models/model.ts';
 import type { AnyTaskDefinition } from '../runtime/define-task.ts';
 import { Runtime } from '../runtime/runtime.ts';

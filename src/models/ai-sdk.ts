@@ -16,6 +16,7 @@ import type { LanguageModel } from 'ai';
 import { noteUpstreamClosed } from '../core/cancel.ts';
 import { LeashError } from '../core/errors.ts';
 import type { Model, ModelCallOptions, ModelStreamPart } from './model.ts';
+import { clip } from './error-text.ts';
 
 export interface AiSdkModelConfig {
   /** The spec, e.g. `openai:gpt-4o-mini`. */
@@ -146,8 +147,6 @@ function findDeepest(e: Error): Error {
   }
   return cur;
 }
-
-const clip = (s: string, n = 500): string => (s.length > n ? `${s.slice(0, n)}…` : s);
 
 /** Maps whatever the AI SDK threw to a LeashError with an upstream_* code and a clear message. */
 export function toUpstreamError(
