@@ -14,6 +14,7 @@ import type { Model, ModelCallOptions, ModelStreamPart, Usage } from '../src/mod
 import type { ErrorCode } from '../src/core/error-codes.ts';
 import { CancelledError } from '../src/core/cancel.ts';
 import { LeashError } from '../src/core/errors.ts';
+import { drain } from './helpers/model-stream.ts';
 
 /** The failures a provider may meet, and the one code each is answered with. */
 export const FAILURE_CODES = {
@@ -88,12 +89,10 @@ export function modelConformance(name: string, setup: () => Promise<ModelUnderTe
 
     it('streams text deltas, then exactly one finish part, last, with usage', async () => {
       const { model, text, usage, finishReason = 'stop' } = m.streaming(6, 1);
-      const parts: ModelStreamPart[] = [];
-      for await (const p of model.stream({ messages })) parts.push(p);
+      const { parts, deltas } = await drain(model, { messages });
       const finishes = parts.filter((p) => p.type === 'finish');
       assert.equal(finishes.length, 1);
       assert.equal(parts.at(-1)?.type, 'finish');
-      const deltas = parts.flatMap((p) => (p.type === 'text-delta' ? [p.text] : []));
       assert.ok(deltas.length > 0 && deltas.every((d) => typeof d === 'string'));
       if (text !== undefined) assert.equal(deltas.join(''), text);
       const f = finishes[0] as Extract<ModelStreamPart, { type: 'finish' }>;
