@@ -86,7 +86,6 @@ const withExemptions = (rule) => {
     { ...rule, from: { ...rule.from, pathNot: [...(rule.from.pathNot ?? []), ...sources] } },
     ...sources.map((from, k) => ({
       ...rule,
-      name: `${rule.name}`,
       comment: `${rule.comment} (known-violation exemptions for ${from}; entry ${k + 1})`,
       from: { ...rule.from, path: from },
       to: {
