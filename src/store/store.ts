@@ -123,30 +123,9 @@ export interface EventWrite {
   patch?: TaskPatch;
 }
 
-export interface Thread {
-  id: string;
-  owner: string;
-  /** Derived: `busy` while any task bound to the thread is queued, running or cancelling. */
-  status: 'idle' | 'busy';
-  created_at: string;
-  metadata: Record<string, unknown>;
-}
-
-export type MessageRole = 'system' | 'user' | 'assistant';
-export type MessageStatus = 'complete' | 'streaming' | 'cancelled' | 'failed';
-
-export interface Message {
-  id: string;
-  thread_id: string;
-  /** 1, 2, 3 … per thread, assigned by the store; order of the conversation. */
-  seq: number;
-  role: MessageRole;
-  content: string;
-  status: MessageStatus;
-  task_id: string | null;
-  created_at: string;
-  usage: { input_tokens: number; output_tokens: number } | null;
-}
+// The wire shapes of threads live in core (the client reads them too).
+export type { Message, MessageRole, MessageStatus, Thread } from '../core/types.ts';
+import type { Message, MessageRole, MessageStatus, Thread } from '../core/types.ts';
 
 /** The fields of a thread its creator chooses (`createThread`). */
 export interface NewThread {

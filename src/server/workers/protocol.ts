@@ -105,14 +105,4 @@ export type ServerFrame =
   | { type: 'pong' };
 
 /** A worker as `GET /api/workers` lists it (the client SDK's `WorkerInfo`). */
-export interface WorkerInfo {
-  id: string;
-  owner: string;
-  connected: boolean;
-  connected_at: string;
-  last_seen_at: string;
-  sdk: string | null;
-  types: string[];
-  slots: number;
-  running: Array<{ attempt: string; task_id: string; accepted: boolean; cancelling: boolean }>;
-}
+export type { WorkerInfo } from '../../core/types.ts';
