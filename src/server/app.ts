@@ -10,7 +10,7 @@ import { newId } from '../core/ids.ts';
 import type { Runtime } from '../runtime/runtime.ts';
 import type { Store } from '../store/store.ts';
 import { installAuth } from './auth.ts';
-import { installErrorHandling, sendError } from './errors.ts';
+import { installErrorHandling, sendError } from './error-handler.ts';
 import { registerHealthRoutes } from './health.ts';
 import type { Metrics } from './metrics.ts';
 import { createMetrics } from './metrics.ts';
