@@ -25,6 +25,7 @@ import { Threads } from '../threads/threads.ts';
 import type { TaskRouteDeps } from './routes/tasks.ts';
 import { DEFAULT_KEEPALIVE_MS } from './sse.ts';
 import { registerWebUi } from './static.ts';
+import { registerApiDocs } from './openapi/routes.ts';
 import { installRateLimit, type RateLimitOptions } from './rate-limit.ts';
 import { installBrowserGuard, normalizeOrigin } from './browser-guard.ts';
 import { installSecurityHeaders } from './security-headers.ts';
@@ -185,6 +186,7 @@ export function buildServer(opts: BuildServerOptions): FastifyInstance {
   registerWorkerMetrics(metrics.registry, hub);
   app.addHook('onClose', async () => hub.close());
   registerWorkerRoutes(app, hub);
+  registerApiDocs(app);
   registerWebUi(app);
   return app;
 }

@@ -24,21 +24,30 @@ const cancelReason = z.enum(CANCEL_REASONS);
 
 /** What a task is: the part of a create request that every surface (HTTP, WebSocket) takes. */
 export const taskSpec = z.strictObject({
-  type: taskTypeField,
-  input: z.unknown().optional(),
-  priority: z.number().int().min(-100).max(100).optional(),
-  deadline_ms: deadlineMsField.optional(),
+  type: taskTypeField.describe('A task type the server (or a connected worker) serves'),
+  input: z.unknown().optional().describe('The task type’s input (default `{}`)'),
+  priority: z.number().int().min(-100).max(100).optional().describe('Higher runs first (default 0)'),
+  deadline_ms: deadlineMsField.optional().describe('Cancelled with reason `deadline` this long after creation'),
   thread_id: threadIdField.nullable().optional(),
-  /** Run inline, in a worker thread or in a child process, overriding the type's choice. */
-  isolation: z.enum(ISOLATIONS).optional(),
-  /** How long an isolated handler may take to honour a cancel before it is killed (ms). */
-  grace_ms: z.number().int().min(0).max(600_000).optional(),
+  isolation: z
+    .enum(ISOLATIONS)
+    .optional()
+    .describe('Run inline, in a worker thread or in a child process, overriding the type’s choice'),
+  grace_ms: z
+    .number()
+    .int()
+    .min(0)
+    .max(600_000)
+    .optional()
+    .describe('How long the handler may take to honour a cancel before it is killed or detached (ms)'),
 });
 
 /** `POST /api/tasks` (the idempotency key comes as the `Idempotency-Key` header). */
 export const createTaskBody = taskSpec.extend({
-  stream: z.boolean().optional(),
-  on_disconnect: onDisconnectField.optional(),
+  stream: z.boolean().optional().describe('Answer with the event stream (SSE) at once'),
+  on_disconnect: onDisconnectField
+    .optional()
+    .describe('`cancel` stops the task when the connection closes (default when streamed); `continue` otherwise'),
 });
 export const createTaskQuery = z.object({ stream: boolQuery.optional(), on_disconnect: onDisconnectField.optional() });
 

@@ -20,8 +20,11 @@ export const messagesQuery = z.object({
 /** What a thread run is: the part every surface (HTTP, WebSocket) takes. */
 export const threadRunSpec = z.strictObject({
   content: z.string().min(1, 'must not be empty').max(MAX_MESSAGE_CHARS),
-  model: z.string().min(1).max(200).optional(),
-  multitask: z.enum(MULTITASK_STRATEGIES).optional(),
+  model: z.string().min(1).max(200).optional().describe('A model the server allows (default: its default model)'),
+  multitask: z
+    .enum(MULTITASK_STRATEGIES)
+    .optional()
+    .describe('What to do with a run already active in the thread (default `interrupt`)'),
   system: z.string().max(100_000).optional(),
   deadline_ms: deadlineMsField.optional(),
   max_tokens: z.number().int().positive().max(1_000_000).optional(),
@@ -30,6 +33,6 @@ export const threadRunSpec = z.strictObject({
 
 /** `POST /api/threads/:id/runs` (the idempotency key comes as the `Idempotency-Key` header). */
 export const threadRunBody = threadRunSpec.extend({
-  stream: z.boolean().optional(),
-  on_disconnect: onDisconnectField.optional(),
+  stream: z.boolean().optional().describe('Answer with the run’s event stream (SSE) at once'),
+  on_disconnect: onDisconnectField.optional().describe('Streamed runs: `cancel` (default) or `continue`'),
 });
