@@ -20,6 +20,7 @@ import type {
 import type { batchCancelBody, listTasksQuery, taskSpec } from '../core/wire/tasks.ts';
 import type { createThreadBody, listThreadsQuery, threadRunSpec } from '../core/wire/threads.ts';
 import type { wsTaskSpec } from '../core/wire/ws-frames.ts';
+import type { batchCancelResultSchema, runResponseSchema, taskDetailSchema } from '../core/wire/shapes.ts';
 
 export type {
   CancelReason,
@@ -36,9 +37,7 @@ export type {
 };
 
 /** `GET /api/tasks/:id` also carries the task's latest progress messages. */
-export interface TaskDetail extends Task {
-  recent_progress?: Array<{ progress: number | null; message: string | null; at: string }>;
-}
+export type TaskDetail = z.output<typeof taskDetailSchema>;
 
 /**
  * One event as it arrives on a stream: the SPEC §1 event (type + data) with its
@@ -85,10 +84,7 @@ export type ListTasksParams = z.input<typeof listTasksQuery>;
 /** `POST /api/tasks/cancel`'s body: the caller's active tasks matching every given filter. */
 export type CancelManyFilter = z.input<typeof batchCancelBody>;
 
-export interface CancelManyResult {
-  cancelled: number;
-  ids: string[];
-}
+export type CancelManyResult = z.output<typeof batchCancelResultSchema>;
 
 export interface WaitOptions extends RequestOptions {
   /**
@@ -117,11 +113,7 @@ export type ListThreadsParams = z.input<typeof listThreadsQuery>;
 export type RunParams = z.input<typeof threadRunSpec>;
 
 /** `POST /api/threads/:id/runs`: the chat task plus the messages of the turn. */
-export interface RunResponse extends Task {
-  user_message_id: string;
-  assistant_message_id: string;
-  cancelled_task_ids: string[];
-}
+export type RunResponse = z.output<typeof runResponseSchema>;
 
 export interface ModelInfo {
   id: string;
