@@ -89,15 +89,14 @@ export interface AckFrame {
   assistant_message_id?: string;
   cancelled_task_ids?: string[];
 }
-export type EventFrame = {
-  [K in TaskEventData['type']]: {
-    type: 'event';
-    task_id: string;
-    seq: number;
-    event: K;
-    data: Extract<TaskEventData, { type: K }>['data'];
-  };
-}[TaskEventData['type']];
+/** One event of a followed task (SPEC §1's event: `event` is its type). */
+export interface EventFrame {
+  type: 'event';
+  task_id: string;
+  seq: number;
+  event: TaskEventData['type'];
+  data: TaskEventData['data'];
+}
 export interface CancelAckFrame {
   type: 'cancel_ack';
   request_id?: RequestId;

@@ -17,6 +17,8 @@ import {
   pingFrame,
   requestIdField,
   type RequestId,
+  type AckFrame,
+  type ServerFrame,
   runTaskFrame,
   runThreadFrame,
   subscribeFrame,
@@ -313,7 +315,7 @@ export class WsSession {
     reqId: RequestId,
     task: Task,
     onDisc: 'cancel' | 'continue',
-    extra: Record<string, unknown>,
+    extra: Omit<AckFrame, 'type' | 'request_id' | 'task_id'>,
   ): Promise<void> {
     this.#rememberRun(reqId, task.id);
     const early = this.#earlyCancels.get(reqId);
@@ -387,7 +389,7 @@ export class WsSession {
   }
 
   /** False when the frame could not be sent (socket closing, or closed now for being too slow). */
-  #send(frame: Record<string, unknown>): boolean {
+  #send(frame: ServerFrame): boolean {
     const socket = this.#socket;
     if (this.#closed || socket.readyState !== socket.OPEN) return false;
     if (socket.bufferedAmount > this.#opts.maxBufferedBytes) {
