@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, before, it } from 'node:test';
 import { Worker, WorkerError } from 'leash/worker';
 import { startServeProcess, type ServeProcess } from './helpers/serve-process.ts';
-import { api } from './helpers/server.ts';
+import { api, readSse } from './helpers/server.ts';
 
 let dir: string;
 let server: ServeProcess;
@@ -31,10 +31,8 @@ it('a TypeScript worker runs tasks and its ctx.signal aborts on cancel', async (
   let aborted: { at: number; reason: string } | null = null;
   const worker = new Worker({ url: server.url, apiKey: 'k1', slots: 2 })
     .task('ts.echo', async (input, ctx) => {
-      await ctx.progress(50, 'half');
-      await ctx.emit('hello ');
-      await ctx.emit('there');
-      return { got: input };
+      const seqs = [await ctx.progress(50, 'half'), await ctx.emit('hello '), await ctx.emit('there')];
+      return { got: input, seqs };
     })
     .task('ts.wait', async (_input, ctx) => {
       await new Promise<void>((resolve) =>
@@ -56,8 +54,15 @@ it('a TypeScript worker runs tasks and its ctx.signal aborts on cancel', async (
   const t = await api(server.url, 'POST', '/api/tasks', { key: 'k1', body: { type: 'ts.echo', input: { a: 1 } } });
   const done = await api(server.url, 'GET', `/api/tasks/${t.body.id}/wait?timeout_s=10`, { key: 'k1' });
   assert.equal(done.body.status, 'completed');
-  assert.deepEqual(done.body.result, { got: { a: 1 } });
+  const { seqs, ...result } = done.body.result;
+  assert.deepEqual(result, { got: { a: 1 } });
   assert.equal(done.body.output_text, 'hello there');
+  // Each ctx call resolved with the seq its event has for an SSE reader.
+  const res = await fetch(`${server.url}/api/tasks/${t.body.id}/events`, { headers: { authorization: 'Bearer k1' } });
+  const frames = await readSse(res);
+  const seqOf = (event: string, text?: string): number | null | undefined =>
+    frames.find((f) => f.event === event && (text === undefined || String(f.data.text).includes(text)))?.id;
+  assert.deepEqual(seqs, [seqOf('task.progress'), seqOf('output.delta', 'hello'), seqOf('output.delta', 'there')]);
 
   const w = await api(server.url, 'POST', '/api/tasks', { key: 'k1', body: { type: 'ts.wait', input: {} } });
   for (let i = 0; i < 200; i++) {

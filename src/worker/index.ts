@@ -18,10 +18,15 @@ export interface WorkerContext {
   /** The last checkpoint of an earlier attempt (after a worker was lost), else null. */
   readonly resumeState: unknown;
   readonly deadline: Date | null;
-  /** Resolves once the server applied it (false: dropped, the task is being cancelled). */
-  progress(percent: number | null, message?: string): Promise<boolean>;
-  emit(text: string): Promise<boolean>;
-  checkpoint(state: unknown): Promise<boolean>;
+  /**
+   * Each resolves once the server applied it, with the seq of the event it became in
+   * the task's log (what SSE readers see as `id`; output coalesced into one
+   * `output.delta` shares its seq; a checkpoint's is the last seq it covers), or null
+   * when it was dropped (the task is being cancelled).
+   */
+  progress(percent: number | null, message?: string): Promise<number | null>;
+  emit(text: string): Promise<number | null>;
+  checkpoint(state: unknown): Promise<number | null>;
 }
 
 export type WorkerHandler = (input: unknown, ctx: WorkerContext) => Promise<unknown>;
@@ -52,7 +57,8 @@ interface Running {
 
 interface Pending {
   frame: Record<string, unknown> & { id: string; attempt: string };
-  resolve(applied: boolean): void;
+  /** The seq of the event (finish: 0), or null when the server dropped it. */
+  resolve(seq: number | null): void;
   reject(e: unknown): void;
 }
 
@@ -204,7 +210,7 @@ export class Worker {
         const p = this.#outbox.get(f.id as string);
         if (!p) return;
         this.#outbox.delete(f.id as string);
-        p.resolve(f.applied !== false);
+        p.resolve(f.applied === false ? null : typeof f.seq === 'number' ? f.seq : 0);
         if (p.frame.type === 'finish') {
           this.#running.delete(p.frame.attempt);
           this.#maybeDone();
@@ -243,7 +249,7 @@ export class Worker {
     };
     this.#running.set(r.id, r);
     this.#send({ type: 'accept', attempt: r.id, fence: r.fence });
-    const event = (body: Record<string, unknown>): Promise<boolean> => this.#queue(r, { type: 'event', ...body });
+    const event = (body: Record<string, unknown>): Promise<number | null> => this.#queue(r, { type: 'event', ...body });
     const ctx: WorkerContext = {
       taskId: task.id,
       attempt: r.id,
@@ -283,8 +289,8 @@ export class Worker {
     })();
   }
 
-  #queue(r: Running, body: Record<string, unknown>): Promise<boolean> {
-    if (r.finished || !this.#running.has(r.id)) return Promise.resolve(false);
+  #queue(r: Running, body: Record<string, unknown>): Promise<number | null> {
+    if (r.finished || !this.#running.has(r.id)) return Promise.resolve(null);
     const frame = { ...body, id: `n${++this.#ids}`, attempt: r.id, fence: r.fence };
     return new Promise((resolve, reject) => {
       this.#outbox.set(frame.id, { frame, resolve, reject });
@@ -299,7 +305,7 @@ export class Worker {
     for (const [id, p] of this.#outbox) {
       if (p.frame.attempt === r.id) {
         this.#outbox.delete(id);
-        p.resolve(false);
+        p.resolve(null);
       }
     }
     this.#maybeDone();

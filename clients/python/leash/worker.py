@@ -45,7 +45,12 @@ CONNECT_PATH = "/api/workers/connect"
 
 class Ack:
     """What `ctx.progress`, `ctx.emit` and `ctx.checkpoint` return: `await` it in async
-    code, call `.result(timeout)` in sync code, or ignore it (the SDK still delivers it)."""
+    code, call `.result(timeout)` in sync code, or ignore it (the SDK still delivers it).
+
+    It resolves, once the server applied the event, to the seq the event got in the
+    task's log (the `id` an SSE reader sees; emits coalesced into one `output.delta`
+    share its seq; a checkpoint's seq is the last one it covers), or to None when the
+    server dropped it (the task is being cancelled). A retried event keeps its seq."""
 
     def __init__(self, fut: concurrent.futures.Future):
         self._fut = fut
@@ -53,7 +58,7 @@ class Ack:
     def __await__(self):
         return asyncio.wrap_future(self._fut).__await__()
 
-    def result(self, timeout: float | None = None) -> bool:
+    def result(self, timeout: float | None = None) -> int | None:
         return self._fut.result(timeout)
 
     def done(self) -> bool:
@@ -376,7 +381,8 @@ class Worker:
         elif t == "ack":
             p = self._outbox.pop(f["id"], None)
             if p is not None and not p.fut.done():
-                p.fut.set_result(bool(f.get("applied", True)))
+                seq = f.get("seq")
+                p.fut.set_result(None if f.get("applied") is False else (seq if isinstance(seq, int) else 0))
             if p is not None and p.frame["type"] == "finish":
                 self._attempts.pop(p.frame["attempt"], None)
                 self._maybe_stop()
@@ -432,12 +438,12 @@ class Worker:
     def _queue(self, frame: dict, a: _Attempt) -> concurrent.futures.Future:
         p = _Pending(frame)
         if a.finished and frame["type"] != "finish":
-            p.fut.set_result(False)
+            p.fut.set_result(None)
             return p.fut
 
         def put():
             if a.id not in self._attempts:
-                p.fut.set_result(False)
+                p.fut.set_result(None)
                 return
             self._outbox[frame["id"]] = p
             self._send_nowait(frame)

@@ -16,6 +16,7 @@ import type { AnyTaskDefinition, TaskContext } from '../../runtime/define-task.t
 import { LeashError } from '../../core/errors.ts';
 import type { Runtime } from '../../runtime/runtime.ts';
 import type { EventFrame, FinishFrame, HelloFrame, ServerFrame, WorkerInfo } from './protocol.ts';
+import { SeqAcks } from './seq-acks.ts';
 
 export interface HubOptions {
   /** Interval of the server's pings (ms). */
@@ -49,6 +50,8 @@ interface Job {
   fence: number;
   attempt: Attempt | null;
   checkpoint: { state: unknown } | null;
+  /** The seqs the task's events got, for the acks of event frames. */
+  seqs: SeqAcks;
   /** Workers that let an assignment of it time out: others are preferred. */
   passedOver: Set<string>;
   settled: boolean;
@@ -65,8 +68,8 @@ interface Attempt {
   acceptTimer: NodeJS.Timeout | null;
   /** Cancel pushed and not yet acknowledged: re-sent on every reconnect. */
   cancel: { reason: string; acked: boolean } | null;
-  /** Client ids of the events and finish already applied (a retry is acknowledged again, not re-applied). */
-  seen: Set<string>;
+  /** Client ids of the events already applied, with their ack (a retry is acknowledged again, not re-applied). */
+  seen: Map<string, Promise<EventAck>>;
 }
 
 export interface WorkerRecord {
@@ -81,6 +84,12 @@ export interface WorkerRecord {
   /** Said `drain`: gets no new assignments. */
   draining: boolean;
   attempts: Map<string, Attempt>;
+}
+
+/** What an event frame's ack says: applied or dropped, and the seq of the event it became. */
+interface EventAck {
+  applied: boolean;
+  seq: number | null;
 }
 
 const newToken = (prefix: string): string => `${prefix}_${randomBytes(12).toString('base64url')}`;
@@ -196,6 +205,7 @@ export class WorkerHub {
         fence: 0,
         attempt: null,
         checkpoint: null,
+        seqs: new SeqAcks(this.#runtime.eventLog, ctx.taskId),
         passedOver: new Set(),
         settled: false,
         resolve,
@@ -210,6 +220,7 @@ export class WorkerHub {
   #settle(job: Job, fn: () => void): void {
     if (job.settled) return;
     job.settled = true;
+    job.seqs.settled();
     this.#waiting = this.#waiting.filter((j) => j !== job);
     fn();
   }
@@ -286,7 +297,7 @@ export class WorkerHub {
       accepted: false,
       acceptTimer: null,
       cancel: null,
-      seen: new Set(),
+      seen: new Map(),
     };
     job.attempt = a;
     w.attempts.set(a.id, a);
@@ -463,27 +474,58 @@ export class WorkerHub {
   async event(w: WorkerRecord, f: EventFrame): Promise<void> {
     const a = this.#current(w, f.attempt, f.fence);
     if (!a) return this.#fenced(w, f.attempt, f.id);
-    if (a.seen.has(f.id)) {
-      w.link?.send({ type: 'ack', id: f.id, attempt: a.id, applied: true, duplicate: true });
+    const sendAck = (r: EventAck, duplicate: boolean): void =>
+      w.link?.send({
+        type: 'ack',
+        id: f.id,
+        attempt: a.id,
+        applied: r.applied,
+        seq: r.seq,
+        ...(duplicate && { duplicate }),
+      });
+    const before = a.seen.get(f.id);
+    if (before !== undefined) {
+      // A retry: the same ack again, once the first one is known.
+      void before.then((r) => sendAck(r, true));
       return;
     }
-    remember(a.seen, f.id);
     a.accepted = true;
+    const ack = this.#apply(a, f);
+    a.seen.set(f.id, ack);
+    if (a.seen.size > MAX_SEEN) a.seen.delete(a.seen.keys().next().value!);
+    // Output's seq comes when its delta is appended (end of this loop turn, or later):
+    // the ack is sent then, without holding up the frames behind it.
+    if (f.kind === 'checkpoint') sendAck(await ack, false);
+    else void ack.then((r) => sendAck(r, false));
+  }
+
+  /** Hands an event frame to the task's ctx; resolves with its ack. */
+  async #apply(a: Attempt, f: EventFrame): Promise<EventAck> {
     const ctx = a.job.ctx;
-    let applied = !ctx.signal.aborted;
+    if (ctx.signal.aborted) return { applied: false, seq: null };
     switch (f.kind) {
-      case 'progress':
+      case 'progress': {
+        const wait = a.job.seqs.expect('progress');
         ctx.progress(f.progress, f.message ?? undefined);
-        break;
-      case 'output':
-        applied = ctx.emit(f.text);
-        break;
-      case 'checkpoint':
+        // Not appended (the task stopped meanwhile, e.g. the store's backlog is full).
+        if (ctx.signal.aborted) wait.dropped();
+        const seq = await wait.seq;
+        return { applied: seq !== null, seq };
+      }
+      case 'output': {
+        const wait = a.job.seqs.expect('output', f.text.length);
+        if (!ctx.emit(f.text)) wait.dropped();
+        const seq = await wait.seq;
+        return { applied: seq !== null, seq };
+      }
+      case 'checkpoint': {
         await ctx.checkpoint(f.state);
-        if (applied) a.job.checkpoint = { state: f.state };
-        break;
+        if (ctx.signal.aborted) return { applied: false, seq: null };
+        a.job.checkpoint = { state: f.state };
+        // Everything before it is stored: its seq is the task's last one, which it covers.
+        return { applied: true, seq: this.#runtime.eventLog.committedSeq(a.job.taskId) ?? null };
+      }
     }
-    w.link?.send({ type: 'ack', id: f.id, attempt: a.id, applied });
   }
 
   finish(w: WorkerRecord, f: FinishFrame): void {
@@ -560,13 +602,5 @@ export class WorkerHub {
   /** Jobs waiting for a worker on this node. */
   get waiting(): number {
     return this.#waiting.length;
-  }
-}
-
-function remember(seen: Set<string>, id: string): void {
-  seen.add(id);
-  if (seen.size > MAX_SEEN) {
-    const first = seen.values().next().value;
-    if (first !== undefined) seen.delete(first);
   }
 }

@@ -98,7 +98,15 @@ export type ServerFrame =
         resume_state: unknown;
       };
     }
-  | { type: 'ack'; id: string; attempt: string; applied: boolean; duplicate?: true }
+  | {
+      type: 'ack';
+      id: string;
+      attempt: string;
+      applied: boolean;
+      /** Event acks: the seq of the event it became (null: dropped). Finish acks have none. */
+      seq?: number | null;
+      duplicate?: true;
+    }
   | { type: 'cancel'; attempt: string; reason: string }
   | { type: 'error'; error: { code: string; message: string; details?: unknown }; attempt?: string; id?: string }
   | { type: 'ping' }
