@@ -185,7 +185,7 @@ export function buildServer(opts: BuildServerOptions): FastifyInstance {
   app.decorate('leashWorkers', hub);
   registerWorkerMetrics(metrics.registry, hub);
   app.addHook('onClose', async () => hub.close());
-  registerWorkerRoutes(app, hub);
+  registerWorkerRoutes(app, hub, rateCounter);
   registerApiDocs(app);
   registerWebUi(app);
   return app;

@@ -72,6 +72,8 @@ export class Worker {
   #draining = false;
   #stopped = false;
   #done: (() => void) | null = null;
+  /** The server said `rate_limited` (and closes): the reconnect waits this long. */
+  #retryAfterMs = 0;
   workerId: string | null = null;
 
   constructor(opts: WorkerOptions) {
@@ -185,7 +187,9 @@ export class Worker {
             this.#connect().catch(() => retry(Math.min(2000, delay * 2)));
           }, delay);
         };
-        retry(100);
+        const wait = Math.max(100, this.#retryAfterMs);
+        this.#retryAfterMs = 0;
+        retry(wait);
       });
     });
   }
@@ -218,7 +222,11 @@ export class Worker {
         return;
       }
       case 'error': {
-        const err = f.error as { code: string; message: string };
+        const err = f.error as { code: string; message: string; details?: { retry_after_s?: unknown } };
+        if (err.code === 'rate_limited') {
+          const s = err.details?.retry_after_s;
+          this.#retryAfterMs = typeof s === 'number' ? s * 1000 : 1000;
+        }
         const p = typeof f.id === 'string' ? this.#outbox.get(f.id) : undefined;
         if (p) {
           this.#outbox.delete(f.id as string);

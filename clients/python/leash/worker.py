@@ -150,6 +150,7 @@ class Worker:
         self._last_heard = time.monotonic()
         self._ping_s = 5.0
         self._lease_s = 15.0
+        self._retry_after = 0.0  # the server said "rate_limited": wait this long before reconnecting
 
     # ── registration ───────────────────────────────────────────────────
     def task(self, name: str, *, sync: bool = False):
@@ -264,7 +265,8 @@ class Worker:
                 break
             if self._draining and not self._attempts:
                 break
-            await asyncio.sleep(backoff)
+            wait, self._retry_after = max(backoff, self._retry_after), 0.0
+            await asyncio.sleep(wait)
             backoff = min(2.0, backoff * 2)
         self._stopped.set()
 
@@ -336,6 +338,7 @@ class Worker:
                 return f
             if f.get("type") == "error":
                 err = f.get("error", {})
+                self._note_rate_limit(err)
                 raise LeashError(err.get("code", "error"), err.get("message", ""))
 
     async def _pinger(self, ws) -> None:
@@ -388,6 +391,7 @@ class Worker:
                 self._maybe_stop()
         elif t == "error":
             err = f.get("error", {})
+            self._note_rate_limit(err)
             p = self._outbox.pop(f.get("id"), None) if f.get("id") else None
             if p is not None and not p.fut.done():
                 p.fut.set_exception(LeashError(err.get("code", "error"), err.get("message", "")))
@@ -395,6 +399,14 @@ class Worker:
                 self._forget(self._attempts[f["attempt"]], "fenced")
             elif p is None:
                 log.warning("leash: server error %s: %s", err.get("code"), err.get("message"))
+
+    def _note_rate_limit(self, err: dict) -> None:
+        """Over the key's LEASH_RATE_LIMIT the server closes the socket; unacknowledged frames
+        are re-sent after the reconnect, which waits `retry_after_s`."""
+        if err.get("code") == "rate_limited":
+            retry = (err.get("details") or {}).get("retry_after_s")
+            self._retry_after = float(retry) if isinstance(retry, (int, float)) else 1.0
+            log.warning("leash: %s", err.get("message"))
 
     def _on_assign(self, f: dict) -> None:
         task = f["task"]
