@@ -88,3 +88,40 @@ it('a refused key and a wrong URL are WorkerErrors naming the cause', async () =
   const nowhere = new Worker({ url: 'http://127.0.0.1:1' }).task('ts.echo', async () => 1);
   await assert.rejects(nowhere.run(), (e: unknown) => e instanceof WorkerError && e.code === 'unreachable');
 });
+
+it('a declared input schema is checked at create (400 naming the field); a bad schema refuses the hello', async () => {
+  const worker = new Worker({ url: server.url, apiKey: 'k1', slots: 1 }).task(
+    'ts.typed',
+    async (input) => ({ got: input }),
+    { schema: { type: 'object', properties: { url: { type: 'string', minLength: 1 } }, required: ['url'] } },
+  );
+  const running = worker.run();
+  for (let i = 0; i < 200 && worker.workerId === null; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(worker.workerId);
+  const bad = await api(server.url, 'POST', '/api/tasks', { key: 'k1', body: { type: 'ts.typed', input: { url: 7 } } });
+  assert.equal(bad.status, 400, JSON.stringify(bad.body));
+  assert.equal(bad.body.error.code, 'invalid_request');
+  assert.deepEqual(
+    bad.body.error.details.map((d: { path: string }) => d.path),
+    ['input.url'],
+  );
+  const ok = await api(server.url, 'POST', '/api/tasks', {
+    key: 'k1',
+    body: { type: 'ts.typed', input: { url: 'x' } },
+  });
+  const done = await api(server.url, 'GET', `/api/tasks/${ok.body.id}/wait?timeout_s=10`, { key: 'k1' });
+  assert.deepEqual(done.body.result, { got: { url: 'x' } });
+  worker.drain();
+  await running;
+
+  const broken = new Worker({ url: server.url, apiKey: 'k1', reconnect: false }).task('ts.broken', async () => 1, {
+    schema: { type: 'no-such-type' },
+  });
+  await assert.rejects(
+    broken.run(),
+    (e: unknown) => e instanceof WorkerError && e.code === 'invalid_request' && /ts\.broken/.test(e.message),
+  );
+  // A refused hello declared nothing: the type is still unknown.
+  const unknown = await api(server.url, 'POST', '/api/tasks', { key: 'k1', body: { type: 'ts.broken', input: {} } });
+  assert.equal(unknown.body.error?.code, 'unknown_task_type');
+});

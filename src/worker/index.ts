@@ -65,6 +65,7 @@ interface Pending {
 export class Worker {
   readonly #opts: Required<Omit<WorkerOptions, 'apiKey'>> & { apiKey: string | undefined };
   readonly #handlers = new Map<string, WorkerHandler>();
+  readonly #schemas = new Map<string, Record<string, unknown>>();
   readonly #running = new Map<string, Running>();
   readonly #outbox = new Map<string, Pending>();
   #ids = 0;
@@ -81,9 +82,14 @@ export class Worker {
     if (!Number.isInteger(this.#opts.slots) || this.#opts.slots < 1) throw new TypeError('slots must be ≥ 1');
   }
 
-  task(type: string, handler: WorkerHandler): this {
+  /**
+   * Serves `type`. `opts.schema`: a JSON Schema (2020-12; e.g. zod's `z.toJSONSchema`) the
+   * server checks each create's input against (400 `invalid_request` naming the field).
+   */
+  task(type: string, handler: WorkerHandler, opts: { schema?: Record<string, unknown> } = {}): this {
     if (this.#handlers.has(type)) throw new TypeError(`task type "${type}" is registered twice`);
     this.#handlers.set(type, handler);
+    if (opts.schema !== undefined) this.#schemas.set(type, opts.schema);
     return this;
   }
 
@@ -145,6 +151,7 @@ export class Worker {
             types: [...this.#handlers.keys()],
             slots: this.#opts.slots,
             running: [...this.#running.values()].map((r) => ({ attempt: r.id, fence: r.fence })),
+            ...(this.#schemas.size > 0 && { schemas: Object.fromEntries(this.#schemas) }),
             sdk: 'leash-node/0.1',
           }),
         );

@@ -35,7 +35,7 @@ except ImportError:  # websockets 10–12 (Debian bookworm ships 10.4)
 
     _HEADERS_KW = "extra_headers"
 
-from .errors import AuthError, ConnectError, LeashError
+from .errors import AuthError, ConnectError, LeashError, TypeConflictError
 
 log = logging.getLogger("leash")
 
@@ -110,6 +110,7 @@ class _Attempt:
 class _Handler:
     fn: Callable[..., Any]
     sync: bool
+    schema: dict | None = None
 
 
 @dataclass
@@ -153,15 +154,21 @@ class Worker:
         self._retry_after = 0.0  # the server said "rate_limited": wait this long before reconnecting
 
     # ── registration ───────────────────────────────────────────────────
-    def task(self, name: str, *, sync: bool = False):
-        """Registers `fn(ctx, input)` for task type `name`. `sync=True`: a plain function run in a thread."""
+    def task(self, name: str, *, sync: bool = False, schema: dict | None = None):
+        """Registers `fn(ctx, input)` for task type `name`. `sync=True`: a plain function run in a thread.
+        `schema`: a JSON Schema (a dict, e.g. a Pydantic model's `model_json_schema()`) the server checks
+        each create's input against (400 `invalid_request` naming the field; the handler never sees it)."""
+        if schema is not None:
+            if not isinstance(schema, dict):
+                raise TypeError(f'the schema of "{name}" must be a dict (a JSON Schema object)')
+            json.dumps(schema)  # fail here, at registration, on a schema that can't be sent
 
         def register(fn):
             if name in self._handlers:
                 raise ValueError(f'task type "{name}" is registered twice')
             if not sync and not asyncio.iscoroutinefunction(fn):
                 raise TypeError(f'handler of "{name}" is not async: pass sync=True to run it in a thread')
-            self._handlers[name] = _Handler(fn, sync)
+            self._handlers[name] = _Handler(fn, sync, schema)
             return fn
 
         return register
@@ -287,17 +294,17 @@ class Worker:
         self._ws = ws
         try:
             running = [{"attempt": a.id, "fence": a.fence} for a in self._attempts.values()]
-            await ws.send(
-                json.dumps(
-                    {
-                        "type": "hello",
-                        "types": sorted(self._handlers),
-                        "slots": self.slots,
-                        "running": running,
-                        "sdk": SDK,
-                    }
-                )
-            )
+            hello = {
+                "type": "hello",
+                "types": sorted(self._handlers),
+                "slots": self.slots,
+                "running": running,
+                "sdk": SDK,
+            }
+            schemas = {name: h.schema for name, h in self._handlers.items() if h.schema is not None}
+            if schemas:
+                hello["schemas"] = schemas
+            await ws.send(json.dumps(hello))
             welcome = await self._welcome(ws)
             self.worker_id = welcome["worker_id"]
             self._ping_s = welcome["ping_ms"] / 1000
@@ -339,7 +346,8 @@ class Worker:
             if f.get("type") == "error":
                 err = f.get("error", {})
                 self._note_rate_limit(err)
-                raise LeashError(err.get("code", "error"), err.get("message", ""))
+                code = err.get("code", "error")
+                raise (TypeConflictError if code == "type_conflict" else LeashError)(code, err.get("message", ""))
 
     async def _pinger(self, ws) -> None:
         while True:

@@ -11,12 +11,12 @@
 
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { z } from 'zod';
 import type { AnyTaskDefinition, TaskContext } from '../../runtime/define-task.ts';
 import { LeashError } from '../../core/errors.ts';
 import type { Runtime } from '../../runtime/runtime.ts';
 import type { EventFrame, FinishFrame, HelloFrame, ServerFrame, WorkerInfo } from './protocol.ts';
 import { SeqAcks } from './seq-acks.ts';
+import { compileInputSchema, remoteInput, type InputSchema } from './input-schemas.ts';
 
 export interface HubOptions {
   /** Interval of the server's pings (ms). */
@@ -83,6 +83,8 @@ export interface WorkerRecord {
   sdk: string | null;
   /** Said `drain`: gets no new assignments. */
   draining: boolean;
+  /** The canonical text of the input schema it declared, per type (types it gave none for are absent). */
+  schemas: Map<string, string>;
   attempts: Map<string, Attempt>;
 }
 
@@ -108,8 +110,8 @@ export class WorkerHub {
   readonly #attempts = new Map<string, Attempt>();
   /** Jobs waiting for a worker, oldest first. */
   #waiting: Job[] = [];
-  /** Types this hub registered with the runtime (served remotely). */
-  readonly #remoteTypes = new Set<string>();
+  /** Types this hub registered with the runtime (served remotely), with their input schema if one was declared. */
+  readonly #remoteTypes = new Map<string, { schema: InputSchema | null }>();
   #timer: NodeJS.Timeout | null = null;
 
   constructor(runtime: Runtime, log: Logger, opts: HubOptions = {}) {
@@ -148,7 +150,7 @@ export class WorkerHub {
       const [owner, type] = k.split('\u001f') as [string, string];
       allow.push({ owner, type });
     }
-    return { types: [...this.#remoteTypes], allow };
+    return { types: [...this.#remoteTypes.keys()], allow };
   }
 
   close(): void {
@@ -171,21 +173,41 @@ export class WorkerHub {
         `This server already knows ${MAX_REMOTE_TYPES} remote task types; it takes no new ones.`,
       );
     }
-    this.#runtime.addTaskType(this.#definition(type));
-    this.#remoteTypes.add(type);
+    const entry = { schema: null as InputSchema | null };
+    this.#runtime.addTaskType(this.#definition(type, () => entry.schema));
+    this.#remoteTypes.set(type, entry);
     return true;
+  }
+
+  /**
+   * The input schema `type` gets from a worker's declaration. A different schema than the
+   * one a worker registered here still declares is refused (`type_conflict`): two workers
+   * of one type must accept the same inputs. With none left, the new one replaces it.
+   */
+  #checkSchema(type: string, schema: InputSchema): void {
+    const current = this.#remoteTypes.get(type)?.schema ?? null;
+    if (current === null || current.text === schema.text) return;
+    for (const w of this.#workers.values()) {
+      if (w.schemas.get(type) === current.text) {
+        throw new LeashError(
+          'type_conflict',
+          `Task type "${type}" is already served with another input schema (by worker ${w.id}); a worker of a type must declare the same schema. Stop the other workers first, or serve the new schema under a new type name.`,
+        );
+      }
+    }
   }
 
   isRemoteType(type: string): boolean {
     return this.#remoteTypes.has(type);
   }
 
-  #definition(type: string): AnyTaskDefinition {
+  #definition(type: string, schema: () => InputSchema | null): AnyTaskDefinition {
     return {
       type,
       description: 'served by remote workers',
-      // The worker validates its input; the server only bounds it (body size, JSON depth).
-      input: z.unknown(),
+      // What its workers' declared JSON Schema accepts; without one, anything within the
+      // body size and JSON depth limits (the worker validates its input).
+      input: remoteInput(schema),
       run: (input, ctx) => this.dispatch(type, input, ctx),
     };
   }
@@ -337,13 +359,23 @@ export class WorkerHub {
     hello: HelloFrame,
     link: WorkerLink,
   ): { worker: WorkerRecord; kept: string[]; unknown: string[] } {
+    const schemas = new Map<string, InputSchema>();
+    for (const [t, schema] of Object.entries(hello.schemas ?? {})) schemas.set(t, compileInputSchema(t, schema));
     for (const t of hello.types) {
-      if (!this.declareType(t)) {
+      if (this.#runtime.taskType(t) !== undefined && !this.#remoteTypes.has(t)) {
         throw new LeashError(
           'type_conflict',
           `Task type "${t}" is served by the server itself; a worker can't serve it. Pick another name.`,
         );
       }
+      const schema = schemas.get(t);
+      if (schema) this.#checkSchema(t, schema);
+    }
+    // Checked all before changing anything: a refused hello leaves no trace.
+    for (const t of hello.types) {
+      this.declareType(t);
+      const schema = schemas.get(t);
+      if (schema) this.#remoteTypes.get(t)!.schema = schema;
     }
     const w: WorkerRecord = {
       id: newToken('wrk'),
@@ -355,6 +387,7 @@ export class WorkerHub {
       connectedAt: new Date().toISOString(),
       sdk: hello.sdk ?? null,
       draining: false,
+      schemas: new Map([...schemas].map(([t, sch]) => [t, sch.text])),
       attempts: new Map(),
     };
     this.#workers.set(w.id, w);

@@ -12,16 +12,24 @@ const fence = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
 /** The worker's own id for an event or finish: a retry with the same id is applied once. */
 const clientId = z.string().min(1).max(64);
 
-export const helloFrame = z.strictObject({
-  type: z.literal('hello'),
-  types: z.array(z.string().regex(TYPE_NAME_RE, 'must match /^[a-z][a-z0-9_.-]{0,63}$/')).min(1).max(64),
-  slots: z.number().int().min(1).max(1024),
-  running: z
-    .array(z.strictObject({ attempt: attemptId, fence }))
-    .max(1024)
-    .optional(),
-  sdk: z.string().max(100).optional(),
-});
+export const helloFrame = z
+  .strictObject({
+    type: z.literal('hello'),
+    types: z.array(z.string().regex(TYPE_NAME_RE, 'must match /^[a-z][a-z0-9_.-]{0,63}$/')).min(1).max(64),
+    slots: z.number().int().min(1).max(1024),
+    running: z
+      .array(z.strictObject({ attempt: attemptId, fence }))
+      .max(1024)
+      .optional(),
+    /** A JSON Schema (an object) for the input of some of `types`: creates are checked against it. */
+    schemas: z.record(z.string(), z.record(z.string(), z.unknown())).optional(),
+    sdk: z.string().max(100).optional(),
+  })
+  .superRefine((h, ctx) => {
+    for (const t of Object.keys(h.schemas ?? {})) {
+      if (!h.types.includes(t)) ctx.addIssue({ code: 'custom', path: ['schemas', t], message: 'is not one of types' });
+    }
+  });
 
 const eventBase = { type: z.literal('event'), id: clientId, attempt: attemptId, fence };
 export const eventFrame = z.discriminatedUnion('kind', [
