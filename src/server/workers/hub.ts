@@ -113,6 +113,9 @@ export class WorkerHub {
   /** Types this hub registered with the runtime (served remotely), with their input schema if one was declared. */
   readonly #remoteTypes = new Map<string, { schema: InputSchema | null }>();
   #timer: NodeJS.Timeout | null = null;
+  /** The types declared on any node, read from the store (connects wait for it). */
+  readonly #loaded: Promise<void>;
+  #unsubscribe: (() => void) | null = null;
 
   constructor(runtime: Runtime, log: Logger, opts: HubOptions = {}) {
     this.#runtime = runtime;
@@ -123,7 +126,58 @@ export class WorkerHub {
     this.#timer = setInterval(() => this.#tick(), Math.max(50, Math.min(this.pingMs, this.leaseMs / 4)));
     this.#timer.unref();
     runtime.setClaimFilter(() => this.claimFilter());
+    // A type a worker declared on any node is known here too (a create of it works on
+    // every node, and no node claims its tasks as an unknown type): read them now, and
+    // again when a node says it saved a new one.
+    this.#unsubscribe = runtime.store.notifier.subscribe('types', () => void this.#loadStored());
+    this.#loaded = this.#loadStored();
   }
+
+  /** Declares here the types remote workers declared on any node (and their schemas). */
+  async #loadStored(): Promise<void> {
+    let rows: Awaited<ReturnType<Runtime['store']['listRemoteTypes']>>;
+    try {
+      rows = await this.#runtime.store.listRemoteTypes();
+    } catch (err) {
+      this.#log.error({ err }, 'reading the remote-worker types failed');
+      return;
+    }
+    for (const row of rows) {
+      try {
+        if (!this.declareType(row.type)) {
+          this.#log.warn({ type: row.type }, 'a stored remote-worker type is served by this server itself: ignored');
+          continue;
+        }
+        if (row.schema === null) continue;
+        const entry = this.#remoteTypes.get(row.type)!;
+        if (entry.schema?.text === row.schema) continue;
+        const schema = compileInputSchema(row.type, JSON.parse(row.schema));
+        // A worker here that declared the current one keeps it (the conflict is its to report).
+        if (this.#holder(row.type, entry.schema) === null) entry.schema = schema;
+      } catch (err) {
+        this.#log.warn({ err, type: row.type }, 'a stored remote-worker type could not be loaded');
+      }
+    }
+  }
+
+  /** Stores the types (and schemas) a worker declared and tells the other nodes. */
+  async #saveDeclared(hello: HelloFrame, schemas: Map<string, InputSchema>): Promise<void> {
+    const now = new Date().toISOString();
+    try {
+      for (const t of hello.types) {
+        const key = `${t}\u001f${schemas.get(t)?.text ?? ''}`;
+        if (this.#saved.has(key)) continue;
+        await this.#runtime.store.saveRemoteType(t, schemas.get(t)?.text ?? null, now);
+        this.#saved.add(key);
+      }
+      await this.#runtime.store.notifier.publish('types', '');
+    } catch (err) {
+      this.#log.error({ err }, 'saving the remote-worker types failed (other nodes may not know them)');
+    }
+  }
+
+  /** Declarations this node already stored (type + schema text): a reconnect writes nothing. */
+  readonly #saved = new Set<string>();
 
   /**
    * What this node may claim of the remote types: an (owner, type) pair only while a
@@ -156,6 +210,8 @@ export class WorkerHub {
   close(): void {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = null;
+    this.#unsubscribe?.();
+    this.#unsubscribe = null;
     for (const w of this.#workers.values()) w.link?.terminate();
   }
 
@@ -187,14 +243,20 @@ export class WorkerHub {
   #checkSchema(type: string, schema: InputSchema): void {
     const current = this.#remoteTypes.get(type)?.schema ?? null;
     if (current === null || current.text === schema.text) return;
-    for (const w of this.#workers.values()) {
-      if (w.schemas.get(type) === current.text) {
-        throw new LeashError(
-          'type_conflict',
-          `Task type "${type}" is already served with another input schema (by worker ${w.id}); a worker of a type must declare the same schema. Stop the other workers first, or serve the new schema under a new type name.`,
-        );
-      }
+    const w = this.#holder(type, current);
+    if (w !== null) {
+      throw new LeashError(
+        'type_conflict',
+        `Task type "${type}" is already served with another input schema (by worker ${w.id}); a worker of a type must declare the same schema. Stop the other workers first, or serve the new schema under a new type name.`,
+      );
     }
+  }
+
+  /** A worker registered here that declared `schema` for `type`, if any. */
+  #holder(type: string, schema: InputSchema | null): WorkerRecord | null {
+    if (schema === null) return null;
+    for (const w of this.#workers.values()) if (w.schemas.get(type) === schema.text) return w;
+    return null;
   }
 
   isRemoteType(type: string): boolean {
@@ -354,11 +416,12 @@ export class WorkerHub {
 
   // ── connections ───────────────────────────────────────────────────────
   /** A worker said hello. Returns its record, or throws a LeashError to send before closing. */
-  connect(
+  async connect(
     owner: string,
     hello: HelloFrame,
     link: WorkerLink,
-  ): { worker: WorkerRecord; kept: string[]; unknown: string[] } {
+  ): Promise<{ worker: WorkerRecord; kept: string[]; unknown: string[] }> {
+    await this.#loaded;
     const schemas = new Map<string, InputSchema>();
     for (const [t, schema] of Object.entries(hello.schemas ?? {})) schemas.set(t, compileInputSchema(t, schema));
     for (const t of hello.types) {
@@ -391,6 +454,8 @@ export class WorkerHub {
       attempts: new Map(),
     };
     this.#workers.set(w.id, w);
+    // Not awaited: nothing may come between this record and its welcome (an assign would).
+    void this.#saveDeclared(hello, schemas);
     // Attempts the worker still runs from an earlier connection are its own again.
     const kept: string[] = [];
     const unknown: string[] = [];

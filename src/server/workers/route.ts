@@ -119,9 +119,9 @@ function session(socket: WebSocket, request: FastifyRequest, hub: WorkerHub, rat
     if (f.type === 'pong') return;
     if (f.type === 'hello') {
       if (worker) throw new LeashError('invalid_request', 'hello was already sent on this socket.');
-      let r: ReturnType<WorkerHub['connect']>;
+      let r: Awaited<ReturnType<WorkerHub['connect']>>;
       try {
-        r = hub.connect(owner, f, link);
+        r = await hub.connect(owner, f, link);
       } catch (e) {
         sendError(e);
         socket.close(WS_CLOSE_REFUSED, 'hello refused');
