@@ -8,15 +8,19 @@
 // the task's ctx (progress / emit / checkpoint), each checked against the attempt's
 // fence. A worker silent past its lease loses its attempts: resumed on another worker
 // from their last checkpoint when they have one, else `failed` `worker_lost`.
+//
+// Over 450 lines: it is one state machine (workers, their attempts, the jobs waiting
+// for them) whose transitions must see each other; what stands apart lives beside it
+// (remote-types.ts, seq-acks.ts, input-schemas.ts).
 
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { AnyTaskDefinition, TaskContext } from '../../runtime/define-task.ts';
+import type { TaskContext } from '../../runtime/define-task.ts';
 import { LeashError } from '../../core/errors.ts';
 import type { Runtime } from '../../runtime/runtime.ts';
 import type { EventFrame, FinishFrame, HelloFrame, ServerFrame, WorkerInfo } from './protocol.ts';
 import { SeqAcks } from './seq-acks.ts';
-import { compileInputSchema, remoteInput, type InputSchema } from './input-schemas.ts';
+import { RemoteTypes } from './remote-types.ts';
 
 export interface HubOptions {
   /** Interval of the server's pings (ms). */
@@ -97,8 +101,6 @@ interface EventAck {
 const newToken = (prefix: string): string => `${prefix}_${randomBytes(12).toString('base64url')}`;
 const CODE_RE = /^[a-z][a-z0-9_]{0,63}$/;
 const MAX_SEEN = 4096;
-/** Remote task types one node registers at most (each hello may add up to 64). */
-export const MAX_REMOTE_TYPES = 1024;
 
 export class WorkerHub {
   readonly #runtime: Runtime;
@@ -110,12 +112,9 @@ export class WorkerHub {
   readonly #attempts = new Map<string, Attempt>();
   /** Jobs waiting for a worker, oldest first. */
   #waiting: Job[] = [];
-  /** Types this hub registered with the runtime (served remotely), with their input schema if one was declared. */
-  readonly #remoteTypes = new Map<string, { schema: InputSchema | null }>();
+  /** The types served remotely (stored, so every node knows them). */
+  readonly types: RemoteTypes;
   #timer: NodeJS.Timeout | null = null;
-  /** The types declared on any node, read from the store (connects wait for it). */
-  readonly #loaded: Promise<void>;
-  #unsubscribe: (() => void) | null = null;
 
   constructor(runtime: Runtime, log: Logger, opts: HubOptions = {}) {
     this.#runtime = runtime;
@@ -126,58 +125,16 @@ export class WorkerHub {
     this.#timer = setInterval(() => this.#tick(), Math.max(50, Math.min(this.pingMs, this.leaseMs / 4)));
     this.#timer.unref();
     runtime.setClaimFilter(() => this.claimFilter());
-    // A type a worker declared on any node is known here too (a create of it works on
-    // every node, and no node claims its tasks as an unknown type): read them now, and
-    // again when a node says it saved a new one.
-    this.#unsubscribe = runtime.store.notifier.subscribe('types', () => void this.#loadStored());
-    this.#loaded = this.#loadStored();
+    this.types = new RemoteTypes(
+      runtime,
+      log,
+      (type, input, ctx) => this.dispatch(type, input, ctx),
+      (type, text) => {
+        for (const w of this.#workers.values()) if (w.schemas.get(type) === text) return w.id;
+        return null;
+      },
+    );
   }
-
-  /** Declares here the types remote workers declared on any node (and their schemas). */
-  async #loadStored(): Promise<void> {
-    let rows: Awaited<ReturnType<Runtime['store']['listRemoteTypes']>>;
-    try {
-      rows = await this.#runtime.store.listRemoteTypes();
-    } catch (err) {
-      this.#log.error({ err }, 'reading the remote-worker types failed');
-      return;
-    }
-    for (const row of rows) {
-      try {
-        if (!this.declareType(row.type)) {
-          this.#log.warn({ type: row.type }, 'a stored remote-worker type is served by this server itself: ignored');
-          continue;
-        }
-        if (row.schema === null) continue;
-        const entry = this.#remoteTypes.get(row.type)!;
-        if (entry.schema?.text === row.schema) continue;
-        const schema = compileInputSchema(row.type, JSON.parse(row.schema));
-        // A worker here that declared the current one keeps it (the conflict is its to report).
-        if (this.#holder(row.type, entry.schema) === null) entry.schema = schema;
-      } catch (err) {
-        this.#log.warn({ err, type: row.type }, 'a stored remote-worker type could not be loaded');
-      }
-    }
-  }
-
-  /** Stores the types (and schemas) a worker declared and tells the other nodes. */
-  async #saveDeclared(hello: HelloFrame, schemas: Map<string, InputSchema>): Promise<void> {
-    const now = new Date().toISOString();
-    try {
-      for (const t of hello.types) {
-        const key = `${t}\u001f${schemas.get(t)?.text ?? ''}`;
-        if (this.#saved.has(key)) continue;
-        await this.#runtime.store.saveRemoteType(t, schemas.get(t)?.text ?? null, now);
-        this.#saved.add(key);
-      }
-      await this.#runtime.store.notifier.publish('types', '');
-    } catch (err) {
-      this.#log.error({ err }, 'saving the remote-worker types failed (other nodes may not know them)');
-    }
-  }
-
-  /** Declarations this node already stored (type + schema text): a reconnect writes nothing. */
-  readonly #saved = new Set<string>();
 
   /**
    * What this node may claim of the remote types: an (owner, type) pair only while a
@@ -185,7 +142,7 @@ export class WorkerHub {
    * queued (for a worker that connects here or on another node).
    */
   claimFilter(): { types: string[]; allow: Array<{ owner: string; type: string }> } | undefined {
-    if (this.#remoteTypes.size === 0) return undefined;
+    if (this.types.size === 0) return undefined;
     const free = new Map<string, number>();
     const key = (owner: string, type: string): string => `${owner}\u001f${type}`;
     for (const w of this.#workers.values()) {
@@ -204,74 +161,14 @@ export class WorkerHub {
       const [owner, type] = k.split('\u001f') as [string, string];
       allow.push({ owner, type });
     }
-    return { types: [...this.#remoteTypes.keys()], allow };
+    return { types: this.types.names(), allow };
   }
 
   close(): void {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = null;
-    this.#unsubscribe?.();
-    this.#unsubscribe = null;
+    this.types.close();
     for (const w of this.#workers.values()) w.link?.terminate();
-  }
-
-  /**
-   * Makes `type` a remote type of the runtime. False when the server serves it
-   * itself (a built-in or a --tasks module): a worker can't take over a local type.
-   */
-  declareType(type: string): boolean {
-    if (this.#remoteTypes.has(type)) return true;
-    if (this.#runtime.taskType(type) !== undefined) return false;
-    // Types are never forgotten (queued tasks may name them): bound what keys can add.
-    if (this.#remoteTypes.size >= MAX_REMOTE_TYPES) {
-      throw new LeashError(
-        'too_many_types',
-        `This server already knows ${MAX_REMOTE_TYPES} remote task types; it takes no new ones.`,
-      );
-    }
-    const entry = { schema: null as InputSchema | null };
-    this.#runtime.addTaskType(this.#definition(type, () => entry.schema));
-    this.#remoteTypes.set(type, entry);
-    return true;
-  }
-
-  /**
-   * The input schema `type` gets from a worker's declaration. A different schema than the
-   * one a worker registered here still declares is refused (`type_conflict`): two workers
-   * of one type must accept the same inputs. With none left, the new one replaces it.
-   */
-  #checkSchema(type: string, schema: InputSchema): void {
-    const current = this.#remoteTypes.get(type)?.schema ?? null;
-    if (current === null || current.text === schema.text) return;
-    const w = this.#holder(type, current);
-    if (w !== null) {
-      throw new LeashError(
-        'type_conflict',
-        `Task type "${type}" is already served with another input schema (by worker ${w.id}); a worker of a type must declare the same schema. Stop the other workers first, or serve the new schema under a new type name.`,
-      );
-    }
-  }
-
-  /** A worker registered here that declared `schema` for `type`, if any. */
-  #holder(type: string, schema: InputSchema | null): WorkerRecord | null {
-    if (schema === null) return null;
-    for (const w of this.#workers.values()) if (w.schemas.get(type) === schema.text) return w;
-    return null;
-  }
-
-  isRemoteType(type: string): boolean {
-    return this.#remoteTypes.has(type);
-  }
-
-  #definition(type: string, schema: () => InputSchema | null): AnyTaskDefinition {
-    return {
-      type,
-      description: 'served by remote workers',
-      // What its workers' declared JSON Schema accepts; without one, anything within the
-      // body size and JSON depth limits (the worker validates its input).
-      input: remoteInput(schema),
-      run: (input, ctx) => this.dispatch(type, input, ctx),
-    };
   }
 
   // ── the handler of a remote type ──────────────────────────────────────
@@ -421,25 +318,8 @@ export class WorkerHub {
     hello: HelloFrame,
     link: WorkerLink,
   ): Promise<{ worker: WorkerRecord; kept: string[]; unknown: string[] }> {
-    await this.#loaded;
-    const schemas = new Map<string, InputSchema>();
-    for (const [t, schema] of Object.entries(hello.schemas ?? {})) schemas.set(t, compileInputSchema(t, schema));
-    for (const t of hello.types) {
-      if (this.#runtime.taskType(t) !== undefined && !this.#remoteTypes.has(t)) {
-        throw new LeashError(
-          'type_conflict',
-          `Task type "${t}" is served by the server itself; a worker can't serve it. Pick another name.`,
-        );
-      }
-      const schema = schemas.get(t);
-      if (schema) this.#checkSchema(t, schema);
-    }
-    // Checked all before changing anything: a refused hello leaves no trace.
-    for (const t of hello.types) {
-      this.declareType(t);
-      const schema = schemas.get(t);
-      if (schema) this.#remoteTypes.get(t)!.schema = schema;
-    }
+    await this.types.loaded;
+    const schemas = this.types.accept(hello);
     const w: WorkerRecord = {
       id: newToken('wrk'),
       owner,
@@ -455,7 +335,7 @@ export class WorkerHub {
     };
     this.#workers.set(w.id, w);
     // Not awaited: nothing may come between this record and its welcome (an assign would).
-    void this.#saveDeclared(hello, schemas);
+    void this.types.save(hello, schemas);
     // Attempts the worker still runs from an earlier connection are its own again.
     const kept: string[] = [];
     const unknown: string[] = [];
