@@ -331,15 +331,22 @@ describe('the worker protocol refuses what it must', () => {
     a.send({ type: 'event', id: 'c1', attempt, fence, kind: 'checkpoint', state: { at: 1 } });
     const c1 = await a.next((f) => f.type === 'ack' && f.id === 'c1');
     assert.equal(c1.seq, p1.seq, 'a checkpoint covers the events up to the last one');
+    // Output sent right before the finish: its delta is appended as the task ends, and its
+    // ack (with that seq) still comes before the finish's.
+    a.send({ type: 'event', id: 'o2', attempt, fence, kind: 'output', text: '!' });
     a.send({ type: 'finish', id: 'fin', attempt, fence, result: { ok: 1 } });
-    await a.next((f) => f.type === 'ack' && f.id === 'fin');
+    const fin = await a.next((f) => f.type === 'ack' && f.id === 'fin');
+    const o2 = await a.next((f) => f.type === 'ack' && f.id === 'o2');
+    assert.ok(a.frames.indexOf(o2) < a.frames.indexOf(fin), 'event acks before the finish ack');
+    assert.equal(typeof o2.seq, 'number');
     const t = await waitEnd(id);
     assert.equal(t.status, 'completed');
     assert.deepEqual(t.result, { ok: 1 });
-    assert.equal(t.output_text, 'real');
+    assert.equal(t.output_text, 'real!');
     const events = await sse(id);
     assert.equal(events.find((e) => e.event === 'output.delta')!.data.seq, first.seq);
-    assert.equal(events.filter((e) => e.event === 'output.delta').length, 1, 'the retry was not applied again');
+    assert.equal(events.filter((e) => e.event === 'output.delta').length, 2, 'the retry was not applied again');
+    assert.equal(events.find((e) => e.event === 'output.delta' && e.data.text === '!')!.data.seq, o2.seq);
     assert.equal(events.find((e) => e.event === 'task.progress')!.data.seq, p1.seq);
     a.close();
     b.close();

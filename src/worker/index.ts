@@ -222,10 +222,8 @@ export class Worker {
         if (!p) return;
         this.#outbox.delete(f.id as string);
         p.resolve(f.applied === false ? null : typeof f.seq === 'number' ? f.seq : 0);
-        if (p.frame.type === 'finish') {
-          this.#running.delete(p.frame.attempt);
-          this.#maybeDone();
-        }
+        if (p.frame.type === 'finish') this.#running.delete(p.frame.attempt);
+        this.#maybeDone(); // draining: the last ack may be an event's
         return;
       }
       case 'error': {

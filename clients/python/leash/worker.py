@@ -396,7 +396,8 @@ class Worker:
                 p.fut.set_result(None if f.get("applied") is False else (seq if isinstance(seq, int) else 0))
             if p is not None and p.frame["type"] == "finish":
                 self._attempts.pop(p.frame["attempt"], None)
-                self._maybe_stop()
+            if p is not None:
+                self._maybe_stop()  # draining: the last ack may be an event's
         elif t == "error":
             err = f.get("error", {})
             self._note_rate_limit(err)

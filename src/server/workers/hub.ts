@@ -74,6 +74,8 @@ interface Attempt {
   cancel: { reason: string; acked: boolean } | null;
   /** Client ids of the events already applied, with their ack (a retry is acknowledged again, not re-applied). */
   seen: Map<string, Promise<EventAck>>;
+  /** Settles once every event ack of the attempt so far was sent: its finish's ack goes after them. */
+  acked: Promise<unknown>;
 }
 
 export interface WorkerRecord {
@@ -279,6 +281,7 @@ export class WorkerHub {
       acceptTimer: null,
       cancel: null,
       seen: new Map(),
+      acked: Promise.resolve(),
     };
     job.attempt = a;
     w.attempts.set(a.id, a);
@@ -473,8 +476,9 @@ export class WorkerHub {
     if (a.seen.size > MAX_SEEN) a.seen.delete(a.seen.keys().next().value!);
     // Output's seq comes when its delta is appended (end of this loop turn, or later):
     // the ack is sent then, without holding up the frames behind it.
-    if (f.kind === 'checkpoint') sendAck(await ack, false);
-    else void ack.then((r) => sendAck(r, false));
+    const sent = ack.then((r) => sendAck(r, false));
+    a.acked = Promise.all([a.acked, sent]);
+    if (f.kind === 'checkpoint') await sent;
   }
 
   /** Hands an event frame to the task's ctx; resolves with its ack. */
@@ -533,7 +537,9 @@ export class WorkerHub {
       const first = this.#recentlyFinished.keys().next().value;
       if (first !== undefined) this.#recentlyFinished.delete(first);
     }
-    w.link?.send({ type: 'ack', id: f.id, attempt: a.id, applied: true });
+    // After the acks of the events before it (an output ack waits for its delta, which
+    // the task's end appends): a worker hears of its attempt's end last.
+    void a.acked.then(() => w.link?.send({ type: 'ack', id: f.id, attempt: a.id, applied: true }));
     this.#settle(job, () => {
       if (f.error === undefined) return job.resolve(f.result ?? null);
       if (job.ctx.signal.aborted) return job.reject(job.ctx.signal.reason);
