@@ -41,6 +41,21 @@ async function create(type: string, input: unknown, key = 'key-alice'): Promise<
   return r.body.id as string;
 }
 
+/**
+ * Until the server has the worker's accept of the task's attempt. The handler may run (and
+ * write its marker) before the accept it sent has arrived: a worker killed in between never
+ * accepted, and its task is given to another worker instead of being lost with it.
+ */
+async function waitAccepted(taskId: string, key = 'key-alice'): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    const listed = await api('/api/workers', { key });
+    const runs = listed.body.data.flatMap((w: any) => w.running);
+    if (runs.some((r: any) => r.task_id === taskId && r.accepted)) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`task ${taskId} was never accepted`);
+}
+
 async function waitEnd(id: string, key = 'key-alice', timeoutS = 10): Promise<any> {
   const r = await api(`/api/tasks/${id}/wait?timeout_s=${timeoutS}`, { key });
   return r.body;
@@ -202,6 +217,7 @@ describe('a Python worker runs leash tasks', () => {
     const started = join(dir, 'kill-started');
     const id = await create('py.sleepy', { started });
     await waitForMarker(started);
+    await waitAccepted(id);
     const killed = Date.now();
     w.proc.kill('SIGKILL');
     const t = await waitEnd(id, 'key-alice', 10);
