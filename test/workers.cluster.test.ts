@@ -89,7 +89,7 @@ describe('remote workers on several nodes over PostgreSQL', { skip }, () => {
     assert.ok(dynWorker.id, dynWorker.output());
     // Saved and announced right after the hello: a short wait at most.
     let r: Awaited<ReturnType<typeof api>> | null = null;
-    for (let i = 0; i < 100; i++) {
+    for (let i = 0; i < 200; i++) {
       r = await api(b.url, 'POST', '/api/tasks', { body: { type: 'dyn.echo', input: { parts: ['b'] } } });
       if (r.status === 202) break;
       assert.equal(r.body.error?.code, 'unknown_task_type', JSON.stringify(r.body));
@@ -97,7 +97,7 @@ describe('remote workers on several nodes over PostgreSQL', { skip }, () => {
     }
     assert.equal(r!.status, 202, JSON.stringify(r!.body));
     const done = await api(b.url, 'GET', `/api/tasks/${r!.body.id}/wait?timeout_s=10`);
-    assert.equal(done.body.status, 'completed', JSON.stringify(done.body));
+    assert.equal(done.body.status, 'completed', `${JSON.stringify(done.body)}\n${dynWorker.output()}`);
     // The schema declared on A checks creates on B.
     const bad = await api(b.url, 'POST', '/api/tasks', { body: { type: 'dyn.typed', input: { n: 'x' } } });
     assert.equal(bad.status, 400, JSON.stringify(bad.body));
@@ -110,7 +110,7 @@ describe('remote workers on several nodes over PostgreSQL', { skip }, () => {
     const onC = await api(c.url, 'POST', '/api/tasks', { body: { type: 'dyn.typed', input: { n: 7 } } });
     assert.equal(onC.status, 202, JSON.stringify(onC.body));
     const doneC = await api(c.url, 'GET', `/api/tasks/${onC.body.id}/wait?timeout_s=10`);
-    assert.equal(doneC.body.status, 'completed', JSON.stringify(doneC.body));
+    assert.equal(doneC.body.status, 'completed', `${JSON.stringify(doneC.body)}\n${dynWorker.output()}`);
     assert.deepEqual(doneC.body.result, { n: 7 });
   });
 });
