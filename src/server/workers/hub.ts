@@ -5,100 +5,31 @@
 // here, waits for a connected worker of the task's owner that serves the type and
 // has a free slot, pushes it an `assign`, and settles when the worker `finish`es.
 // `ctx.signal` aborting pushes `cancel` to the worker; the worker's events go through
-// the task's ctx (progress / emit / checkpoint), each checked against the attempt's
-// fence. A worker silent past its lease loses its attempts: resumed on another worker
-// from their last checkpoint when they have one, else `failed` `worker_lost`.
-//
-// Over 450 lines: it is one state machine (workers, their attempts, the jobs waiting
-// for them) whose transitions must see each other; what stands apart lives beside it
-// (remote-types.ts, seq-acks.ts, input-schemas.ts).
+// the task's ctx (apply-event.ts), each checked against the attempt's fence. A worker
+// silent past its lease loses its attempts: resumed on another worker from their last
+// checkpoint when they have one, else `failed` `worker_lost`. Beside it: its records
+// (records.ts), the claim filter (claim-filter.ts), the remote types (remote-types.ts).
 
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { TaskContext } from '../../runtime/define-task.ts';
 import { LeashError } from '../../core/errors.ts';
 import type { Runtime } from '../../runtime/runtime.ts';
-import type { EventFrame, FinishFrame, HelloFrame, ServerFrame, WorkerInfo } from './protocol.ts';
+import { fencedFrames, type EventFrame, type FinishFrame, type HelloFrame, type WorkerInfo } from './protocol.ts';
 import { SeqAcks } from './seq-acks.ts';
+import { claimFilter, workerInfo } from './claim-filter.ts';
+import { applyEvent } from './apply-event.ts';
+import type { Attempt, EventAck, Job, WorkerLink, WorkerRecord } from './records.ts';
+
 import { RemoteTypes } from './remote-types.ts';
+import {
+  DEFAULT_WORKER_ACCEPT_MS,
+  DEFAULT_WORKER_LEASE_MS,
+  DEFAULT_WORKER_PING_MS,
+  type HubOptions,
+} from './records.ts';
 
-export interface HubOptions {
-  /** Interval of the server's pings (ms). */
-  pingMs?: number;
-  /** A worker silent this long loses its attempts (ms). */
-  leaseMs?: number;
-  /** An assignment not accepted within this is given to another worker (ms). */
-  acceptMs?: number;
-}
-
-export const DEFAULT_WORKER_PING_MS = 5_000;
-export const DEFAULT_WORKER_LEASE_MS = 15_000;
-export const DEFAULT_WORKER_ACCEPT_MS = 5_000;
-
-/** The connection a worker record talks through (a WebSocket in production). */
-export interface WorkerLink {
-  send(frame: ServerFrame): void;
-  /** Drops the connection at once (the worker is silent past its lease, or refused). */
-  terminate(): void;
-}
-
-/** One task waiting for, or running on, a worker. */
-interface Job {
-  taskId: string;
-  type: string;
-  owner: string;
-  input: unknown;
-  ctx: TaskContext;
-  deadlineAt: string | null;
-  resumeState: unknown;
-  fence: number;
-  attempt: Attempt | null;
-  checkpoint: { state: unknown } | null;
-  /** The seqs the task's events got, for the acks of event frames. */
-  seqs: SeqAcks;
-  /** Workers that let an assignment of it time out: others are preferred. */
-  passedOver: Set<string>;
-  settled: boolean;
-  resolve(v: unknown): void;
-  reject(e: unknown): void;
-}
-
-interface Attempt {
-  id: string;
-  fence: number;
-  job: Job;
-  worker: WorkerRecord;
-  accepted: boolean;
-  acceptTimer: NodeJS.Timeout | null;
-  /** Cancel pushed and not yet acknowledged: re-sent on every reconnect. */
-  cancel: { reason: string; acked: boolean } | null;
-  /** Client ids of the events already applied, with their ack (a retry is acknowledged again, not re-applied). */
-  seen: Map<string, Promise<EventAck>>;
-  /** Settles once every event ack of the attempt so far was sent: its finish's ack goes after them. */
-  acked: Promise<unknown>;
-}
-
-export interface WorkerRecord {
-  id: string;
-  owner: string;
-  types: Set<string>;
-  slots: number;
-  link: WorkerLink | null;
-  lastSeen: number;
-  connectedAt: string;
-  sdk: string | null;
-  /** Said `drain`: gets no new assignments. */
-  draining: boolean;
-  /** The canonical text of the input schema it declared, per type (types it gave none for are absent). */
-  schemas: Map<string, string>;
-  attempts: Map<string, Attempt>;
-}
-
-/** What an event frame's ack says: applied or dropped, and the seq of the event it became. */
-interface EventAck {
-  applied: boolean;
-  seq: number | null;
-}
+export type { HubOptions, WorkerLink, WorkerRecord } from './records.ts';
 
 const newToken = (prefix: string): string => `${prefix}_${randomBytes(12).toString('base64url')}`;
 const CODE_RE = /^[a-z][a-z0-9_]{0,63}$/;
@@ -140,30 +71,10 @@ export class WorkerHub {
 
   /**
    * What this node may claim of the remote types: an (owner, type) pair only while a
-   * worker here serves it with a slot not yet spoken for. Other remote tasks stay
-   * queued (for a worker that connects here or on another node).
+   * worker here serves it with a slot not yet spoken for (see claim-filter.ts).
    */
-  claimFilter(): { types: string[]; allow: Array<{ owner: string; type: string }> } | undefined {
-    if (this.types.size === 0) return undefined;
-    const free = new Map<string, number>();
-    const key = (owner: string, type: string): string => `${owner}\u001f${type}`;
-    for (const w of this.#workers.values()) {
-      if (w.link === null || w.draining) continue;
-      const n = w.slots - w.attempts.size;
-      if (n <= 0) continue;
-      for (const t of w.types) free.set(key(w.owner, t), (free.get(key(w.owner, t)) ?? 0) + n);
-    }
-    for (const j of this.#waiting) {
-      const k = key(j.owner, j.type);
-      if (free.has(k)) free.set(k, free.get(k)! - 1);
-    }
-    const allow: Array<{ owner: string; type: string }> = [];
-    for (const [k, n] of free) {
-      if (n <= 0) continue;
-      const [owner, type] = k.split('\u001f') as [string, string];
-      allow.push({ owner, type });
-    }
-    return { types: this.types.names(), allow };
+  claimFilter(): ReturnType<typeof claimFilter> {
+    return claimFilter(this.types.size === 0 ? null : this.types.names(), this.#workers.values(), this.#waiting);
   }
 
   close(): void {
@@ -435,13 +346,7 @@ export class WorkerHub {
   }
 
   #fenced(w: WorkerRecord, attempt: string, id?: string): void {
-    w.link?.send({
-      type: 'error',
-      attempt,
-      ...(id !== undefined && { id }),
-      error: { code: 'fenced', message: `Attempt ${attempt} is no longer this worker's: stop it.` },
-    });
-    w.link?.send({ type: 'cancel', attempt, reason: 'fenced' });
+    for (const frame of fencedFrames(attempt, id)) w.link?.send(frame);
   }
 
   accept(w: WorkerRecord, attempt: string, fence: number): void {
@@ -471,7 +376,7 @@ export class WorkerHub {
       return;
     }
     a.accepted = true;
-    const ack = this.#apply(a, f);
+    const ack = applyEvent(a.job, f, () => this.#runtime.eventLog.committedSeq(a.job.taskId) ?? null);
     a.seen.set(f.id, ack);
     if (a.seen.size > MAX_SEEN) a.seen.delete(a.seen.keys().next().value!);
     // Output's seq comes when its delta is appended (end of this loop turn, or later):
@@ -479,35 +384,6 @@ export class WorkerHub {
     const sent = ack.then((r) => sendAck(r, false));
     a.acked = Promise.all([a.acked, sent]);
     if (f.kind === 'checkpoint') await sent;
-  }
-
-  /** Hands an event frame to the task's ctx; resolves with its ack. */
-  async #apply(a: Attempt, f: EventFrame): Promise<EventAck> {
-    const ctx = a.job.ctx;
-    if (ctx.signal.aborted) return { applied: false, seq: null };
-    switch (f.kind) {
-      case 'progress': {
-        const wait = a.job.seqs.expect('progress');
-        ctx.progress(f.progress, f.message ?? undefined);
-        // Not appended (the task stopped meanwhile, e.g. the store's backlog is full).
-        if (ctx.signal.aborted) wait.dropped();
-        const seq = await wait.seq;
-        return { applied: seq !== null, seq };
-      }
-      case 'output': {
-        const wait = a.job.seqs.expect('output', f.text.length);
-        if (!ctx.emit(f.text)) wait.dropped();
-        const seq = await wait.seq;
-        return { applied: seq !== null, seq };
-      }
-      case 'checkpoint': {
-        await ctx.checkpoint(f.state);
-        if (ctx.signal.aborted) return { applied: false, seq: null };
-        a.job.checkpoint = { state: f.state };
-        // Everything before it is stored: its seq is the task's last one, which it covers.
-        return { applied: true, seq: this.#runtime.eventLog.committedSeq(a.job.taskId) ?? null };
-      }
-    }
   }
 
   finish(w: WorkerRecord, f: FinishFrame): void {
@@ -533,10 +409,8 @@ export class WorkerHub {
     w.attempts.delete(a.id);
     this.#attempts.delete(a.id);
     this.#recentlyFinished.set(a.id, f.id);
-    if (this.#recentlyFinished.size > MAX_SEEN) {
-      const first = this.#recentlyFinished.keys().next().value;
-      if (first !== undefined) this.#recentlyFinished.delete(first);
-    }
+    if (this.#recentlyFinished.size > MAX_SEEN)
+      this.#recentlyFinished.delete(this.#recentlyFinished.keys().next().value!);
     // After the acks of the events before it (an output ack waits for its delta, which
     // the task's end appends): a worker hears of its attempt's end last.
     void a.acked.then(() => w.link?.send({ type: 'ack', id: f.id, attempt: a.id, applied: true }));
@@ -563,24 +437,7 @@ export class WorkerHub {
 
   // ── introspection (GET /api/workers, /metrics) ────────────────────────
   list(owner?: string): WorkerInfo[] {
-    return [...this.#workers.values()]
-      .filter((w) => owner === undefined || w.owner === owner)
-      .map((w) => ({
-        id: w.id,
-        owner: w.owner,
-        connected: w.link !== null,
-        connected_at: w.connectedAt,
-        last_seen_at: new Date(w.lastSeen).toISOString(),
-        sdk: w.sdk,
-        types: [...w.types],
-        slots: w.slots,
-        running: [...w.attempts.values()].map((a) => ({
-          attempt: a.id,
-          task_id: a.job.taskId,
-          accepted: a.accepted,
-          cancelling: a.cancel !== null,
-        })),
-      }));
+    return [...this.#workers.values()].filter((w) => owner === undefined || w.owner === owner).map(workerInfo);
   }
 
   /** Jobs waiting for a worker on this node. */

@@ -120,5 +120,18 @@ export type ServerFrame =
   | { type: 'ping' }
   | { type: 'pong' };
 
+/** What a worker is told when it names an attempt that is not (or no longer) its own. */
+export function fencedFrames(attempt: string, id?: string): ServerFrame[] {
+  return [
+    {
+      type: 'error',
+      attempt,
+      ...(id !== undefined && { id }),
+      error: { code: 'fenced', message: `Attempt ${attempt} is no longer this worker's: stop it.` },
+    },
+    { type: 'cancel', attempt, reason: 'fenced' },
+  ];
+}
+
 /** A worker as `GET /api/workers` lists it (the client SDK's `WorkerInfo`). */
 export type { WorkerInfo } from '../../core/types.ts';
