@@ -180,12 +180,12 @@ export function buildServer(opts: BuildServerOptions): FastifyInstance {
   registerWebSocket(app, { runtime: opts.runtime, threads, closing: closing.signal, streams, rateCounter });
   const hub = new WorkerHub(opts.runtime, opts.logger, opts.workers);
   for (const t of opts.workers?.types ?? []) {
-    if (!hub.declareType(t)) throw new TypeError(`LEASH_WORKER_TYPES: "${t}" is a type the server serves itself`);
+    if (!hub.types.declare(t)) throw new TypeError(`LEASH_WORKER_TYPES: "${t}" is a type the server serves itself`);
   }
   app.decorate('leashWorkers', hub);
   registerWorkerMetrics(metrics.registry, hub);
   app.addHook('onClose', async () => hub.close());
-  registerWorkerRoutes(app, hub);
+  registerWorkerRoutes(app, hub, rateCounter);
   registerApiDocs(app);
   registerWebUi(app);
   return app;

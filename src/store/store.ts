@@ -123,6 +123,12 @@ export interface EventWrite {
   patch?: TaskPatch;
 }
 
+/** A task type remote workers declared, with its input JSON Schema's text (or null). */
+export interface RemoteTypeRow {
+  type: string;
+  schema: string | null;
+}
+
 // The wire shapes of threads live in core (the client reads them too).
 export type { Message, MessageRole, MessageStatus, Thread } from '../core/types.ts';
 import type { Message, MessageRole, MessageStatus, Thread } from '../core/types.ts';
@@ -165,7 +171,7 @@ export interface NewMessage {
  * Cross-node signalling. SQLite: an in-process emitter. PostgreSQL: LISTEN/NOTIFY.
  * Payloads are small strings (task ids, `id:seq`); the data itself is read from the store.
  */
-export type Channel = 'wakeup' | 'cancel' | 'events';
+export type Channel = 'wakeup' | 'cancel' | 'events' | 'types';
 
 export interface Notifier {
   publish(channel: Channel, payload: string): Promise<void>;
@@ -261,6 +267,15 @@ export interface Store {
 
   /** Deletes tasks (and their events) that ended before `endedBefore`. Returns how many. */
   purgeEnded(endedBefore: string): Promise<number>;
+
+  // ── remote-worker types (docs/workers.md) ─────────────────────────────────
+  /**
+   * Records a task type a remote worker declared (on any node: every node reads them, so
+   * a create of it works on each). `schema`: its input JSON Schema as JSON text; null
+   * keeps the one stored.
+   */
+  saveRemoteType(type: string, schema: string | null, now: string): Promise<void>;
+  listRemoteTypes(): Promise<RemoteTypeRow[]>;
 
   // ── threads and messages ─────────────────────────────────────────────────
   createThread(t: NewThread): Promise<Thread>;

@@ -31,6 +31,7 @@ import type {
   NewTask,
   NewThread,
   RecoverLostOptions,
+  RemoteTypeRow,
   Store,
   Thread,
 } from '../store.ts';
@@ -47,6 +48,7 @@ import { PgNotifier } from './notifier.ts';
 import { countByStatus, findActiveTaskIds, findCachedResult, getTask, listTasks } from './read-tasks.ts';
 import { recoverLost } from './recover.ts';
 import { renewLeases } from './renew-leases.ts';
+import { listRemoteTypes, saveRemoteType } from './remote-types.ts';
 import { saveCheckpoint } from './save-checkpoint.ts';
 import * as threads from './threads.ts';
 import { writeEvents } from './write-events.ts';
@@ -195,6 +197,12 @@ export class PostgresStore implements Store {
   }
   purgeEnded(endedBefore: string): Promise<number> {
     return purgeEnded(this.#db, endedBefore);
+  }
+  saveRemoteType(type: string, schema: string | null, now: string): Promise<void> {
+    return saveRemoteType(this.#db, type, schema, now);
+  }
+  listRemoteTypes(): Promise<RemoteTypeRow[]> {
+    return listRemoteTypes(this.#db);
   }
 
   // ── threads and messages ─────────────────────────────────────────────────

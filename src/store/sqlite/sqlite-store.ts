@@ -27,6 +27,7 @@ import type {
   NewThread,
   Notifier,
   RecoverLostOptions,
+  RemoteTypeRow,
   Store,
   Thread,
 } from '../store.ts';
@@ -42,6 +43,7 @@ import { LocalNotifier } from './notifier.ts';
 import { countByStatus, findActiveTaskIds, findCachedResult, getTask, listTasks } from './read-tasks.ts';
 import { recoverLost } from './recover.ts';
 import { renewLeases } from './renew-leases.ts';
+import { listRemoteTypes, saveRemoteType } from './remote-types.ts';
 import { saveCheckpoint } from './save-checkpoint.ts';
 import * as threads from './threads.ts';
 import { writeEvents } from './write-events.ts';
@@ -140,6 +142,12 @@ export class SqliteStore implements Store {
   }
   async purgeEnded(endedBefore: string): Promise<number> {
     return purgeEnded(this.#db, endedBefore);
+  }
+  async saveRemoteType(type: string, schema: string | null, now: string): Promise<void> {
+    saveRemoteType(this.#db, type, schema, now);
+  }
+  async listRemoteTypes(): Promise<RemoteTypeRow[]> {
+    return listRemoteTypes(this.#db);
   }
 
   // ── threads and messages ─────────────────────────────────────────────────

@@ -37,6 +37,8 @@ export const STORE_METHODS = {
   requestCancel: true,
   recoverLost: true,
   purgeEnded: true,
+  saveRemoteType: true,
+  listRemoteTypes: true,
   createThread: true,
   getThread: true,
   listThreads: true,
