@@ -1,19 +1,21 @@
 // The run of one task on this node, from its claim to its one terminal event: the
 // handler's AbortController, the run's state (running → cancelling → ended), the
 // handler's context (emit with its text batching, progress, checkpoint), its deadline
-// timer and grace timer, and the end written once. How and when a run is stopped is
-// decided in cancel.ts (stopRun, detachPastGrace), which calls the steps here.
+// timer and grace timer, and the end written once (and told: end-report.ts). How and
+// when a run is stopped is decided in cancel.ts (stopRun, detachPastGrace), which calls
+// the steps here.
 
 import type { Logger } from 'pino';
 import type { ModelRegistry } from '../models/model.ts';
 import type { Store } from '../store/store.ts';
-import { CancelledError, upstreamClosed } from '../core/cancel.ts';
+import { CancelledError } from '../core/cancel.ts';
 import { LeashError, toTaskError } from '../core/errors.ts';
 import type { CancelReason, Isolation, Task } from '../core/types.ts';
 import { nowIso } from '../core/types.ts';
 import type { AnyTaskDefinition, TaskContext } from './define-task.ts';
 import type { EventLog } from './event-log.ts';
 import { DEFAULT_MEMORY_LIMIT_MB, type IsolatedExecutor } from './isolation/executor.ts';
+import { reportRunEnd } from './end-report.ts';
 import type { RuntimeObserver, TaskWithProgress } from './options.ts';
 
 export const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -44,19 +46,13 @@ export class ActiveRun {
   readonly isolation: Isolation;
   /** How long an inline handler may take to return after its signal before it is detached. */
   readonly graceMs: number;
+  /** Aborted (with a CancelledError, by cancel.ts) to stop the handler: `ctx.signal`. */
   readonly controller = new AbortController();
-  state: 'running' | 'cancelling' | 'ended' = 'running';
-  /**
-   * No longer this node's to finish. `lost`: another node recovered it after its
-   * lease ran out. `released`: handed back to the queue on stop(). Its handler is
-   * aborted and nothing more is written for it from here.
-   */
-  detached: null | 'lost' | 'released' = null;
-  /** Inline handler detached past its grace: its task ended without it; whatever it does later is dropped. */
-  abandoned = false;
-  /** Settles once the handler has returned and its end is written. */
-  done: Promise<void> = Promise.resolve();
-  recent: TaskWithProgress['recent_progress'] = [];
+  #state: 'running' | 'cancelling' | 'ended' = 'running';
+  #detached: null | 'lost' | 'released' = null;
+  #abandoned = false;
+  #done: Promise<void> = Promise.resolve();
+  #recent: TaskWithProgress['recent_progress'] = [];
   readonly #deps: RunDeps;
   #seq: number;
   /** Emitted text not yet appended as an event (flushed at the end of this event-loop turn). */
@@ -83,6 +79,35 @@ export class ActiveRun {
     this.graceMs = graceMs;
   }
 
+  /** `cancelling` from the stop request until the handler has returned; `ended` once its end is decided. */
+  get state(): 'running' | 'cancelling' | 'ended' {
+    return this.#state;
+  }
+
+  /**
+   * No longer this node's to finish. `lost`: another node recovered it after its
+   * lease ran out. `released`: handed back to the queue on stop(). Its handler is
+   * aborted and nothing more is written for it from here.
+   */
+  get detached(): null | 'lost' | 'released' {
+    return this.#detached;
+  }
+
+  /** Inline handler detached past its grace: its task ended without it; whatever it does later is dropped. */
+  get abandoned(): boolean {
+    return this.#abandoned;
+  }
+
+  /** Settles once the handler has returned and its end is written. */
+  get done(): Promise<void> {
+    return this.#done;
+  }
+
+  /** The last progress reports, newest last. */
+  get recentProgress(): TaskWithProgress['recent_progress'] {
+    return [...this.#recent];
+  }
+
   /** Its deadline stops it (reason `deadline`) while it runs. */
   armDeadline(): void {
     const t = this.task;
@@ -97,7 +122,7 @@ export class ActiveRun {
   start(def: AnyTaskDefinition | undefined, checkpoint: unknown): void {
     const { task } = this;
     const { isolated, models, log } = this.#deps;
-    this.done = (async () => {
+    this.#done = (async () => {
       let outcome: Outcome;
       try {
         if (!def) throw new LeashError('unknown_task_type', `No handler for task type "${task.type}" on this node.`);
@@ -142,7 +167,7 @@ export class ActiveRun {
       store,
       log: this.#deps.log.child({ task_id: t.id, type: t.type }),
       progress: (percent, message) => {
-        if (this.state !== 'running' || this.#failure !== null) return;
+        if (this.#state !== 'running' || this.#failure !== null) return;
         if (events.overloaded) return this.#failOverloaded();
         this.flushText();
         const p = percent == null || !Number.isFinite(percent) ? null : Math.min(100, Math.max(0, percent));
@@ -150,8 +175,8 @@ export class ActiveRun {
         t.progress = p;
         t.progress_message = m;
         const at = nowIso();
-        this.recent.push({ progress: p, message: m, at });
-        if (this.recent.length > RECENT_PROGRESS) this.recent.shift();
+        this.#recent.push({ progress: p, message: m, at });
+        if (this.#recent.length > RECENT_PROGRESS) this.#recent.shift();
         events.append(
           t.id,
           ++this.#seq,
@@ -160,7 +185,7 @@ export class ActiveRun {
         );
       },
       emit: (text) => {
-        if (this.state !== 'running' || this.#failure !== null || typeof text !== 'string' || text.length === 0)
+        if (this.#state !== 'running' || this.#failure !== null || typeof text !== 'string' || text.length === 0)
           return false;
         if (events.overloaded) {
           this.#failOverloaded();
@@ -182,12 +207,12 @@ export class ActiveRun {
         return true;
       },
       checkpoint: async (state) => {
-        if (this.state !== 'running') return;
+        if (this.#state !== 'running') return;
         // The output emitted before this checkpoint must be stored before it: a task
         // resumed from the checkpoint after a crash does not emit it again.
         this.flushText();
         await events.flush();
-        if (this.state !== 'running') return;
+        if (this.#state !== 'running') return;
         await store.saveCheckpoint(t.id, state);
       },
     };
@@ -201,7 +226,7 @@ export class ActiveRun {
     const text = this.#pendingText;
     this.#pendingText = '';
     this.#lastDeltaAt = performance.now();
-    if (this.state === 'ended') return;
+    if (this.#state === 'ended') return;
     this.#deps.events.append(
       this.task.id,
       ++this.#seq,
@@ -213,10 +238,10 @@ export class ActiveRun {
   // ── the steps of a stop (called by cancel.ts, in this order) ─────────────
   /** Running → cancelling: `task.cancelling` is appended. False when it was not running. */
   enterCancelling(reason: CancelReason): boolean {
-    if (this.state !== 'running') return false;
+    if (this.#state !== 'running') return false;
     const t = this.task;
     this.flushText(); // text accepted before the stop is delivered before task.cancelling
-    this.state = 'cancelling';
+    this.#state = 'cancelling';
     this.#cancelAskedAt = performance.now();
     const cancel = { reason, requested_at: nowIso() };
     t.status = 'cancelling';
@@ -248,8 +273,8 @@ export class ActiveRun {
    */
   abandon(): boolean {
     this.#graceTimer = null;
-    if (this.state !== 'cancelling' || this.detached !== null || this.abandoned) return false;
-    this.abandoned = true;
+    if (this.#state !== 'cancelling' || this.#detached !== null || this.#abandoned) return false;
+    this.#abandoned = true;
     this.#stoppedAt = performance.now();
     if (this.task.cancel) this.task.cancel = { ...this.task.cancel, detached: true };
     return true;
@@ -260,9 +285,9 @@ export class ActiveRun {
    * written for it. `evenIfEnded`: the store refused its final events.
    */
   detach(why: 'lost' | 'released', evenIfEnded: boolean): void {
-    if (this.detached !== null || (this.state === 'ended' && !evenIfEnded)) return;
+    if (this.#detached !== null || (this.#state === 'ended' && !evenIfEnded)) return;
     const id = this.task.id;
-    this.detached = why;
+    this.#detached = why;
     if (why === 'lost') {
       this.#deps.events.discard(id);
       this.#deps.log.warn(
@@ -272,8 +297,8 @@ export class ActiveRun {
     }
     if (this.#deadlineTimer) clearTimeout(this.#deadlineTimer);
     if (this.#graceTimer) clearTimeout(this.#graceTimer);
-    if (this.state !== 'ended') {
-      this.state = 'ended'; // no more output, progress or cancel events from this run
+    if (this.#state !== 'ended') {
+      this.#state = 'ended'; // no more output, progress or cancel events from this run
       this.controller.abort(new CancelledError('shutdown'));
     }
     this.#deps.events.poke(id);
@@ -284,7 +309,7 @@ export class ActiveRun {
    * task stops and ends `failed` `store_unavailable` instead of adding to it.
    */
   #failOverloaded(): void {
-    if (this.#failure !== null || this.state !== 'running') return;
+    if (this.#failure !== null || this.#state !== 'running') return;
     const { events, log } = this.#deps;
     this.#failure = backlogFull(events.pendingCount);
     log.error(
@@ -298,7 +323,7 @@ export class ActiveRun {
   // ── the end ─────────────────────────────────────────────────────────────
   /** The handler returned (or threw, or was killed). */
   async #finish(outcome: Outcome): Promise<void> {
-    if (this.abandoned) {
+    if (this.#abandoned) {
       // Detached past its grace: its task has ended without it. Nothing of it is kept.
       this.#deps.log.info(
         { task_id: this.task.id, type: this.task.type },
@@ -317,12 +342,12 @@ export class ActiveRun {
     this.flushText();
     const t = this.task;
     const { events, active } = this.#deps;
-    if (this.detached !== null) {
+    if (this.#detached !== null) {
       // Another node has it (or will): nothing of this run is recorded here.
       if (active.get(t.id) === this) active.delete(t.id);
       // Lost: discard() untracked it. Released: its events are still being written, within
       // the window; untracked after (unless it runs here again by then).
-      if (this.detached === 'released') {
+      if (this.#detached === 'released') {
         void events.flush().then(() => {
           if (!active.has(t.id)) events.untrack(t.id);
         });
@@ -332,8 +357,8 @@ export class ActiveRun {
       return;
     }
     const endedAt = nowIso();
-    const wasCancelling = this.state === 'cancelling';
-    this.state = 'ended';
+    const wasCancelling = this.#state === 'cancelling';
+    this.#state = 'ended';
     if (this.#deadlineTimer) clearTimeout(this.#deadlineTimer);
     if (wasCancelling) {
       const reason = t.cancel?.reason ?? 'user';
@@ -344,7 +369,7 @@ export class ActiveRun {
         ++this.#seq,
         {
           type: 'task.cancelled',
-          data: { reason, output_text: t.output_text, ...(this.abandoned && { detached: true as const }) },
+          data: { reason, output_text: t.output_text, ...(this.#abandoned && { detached: true as const }) },
         },
         { status: 'cancelled', ended_at: endedAt },
       );
@@ -377,55 +402,19 @@ export class ActiveRun {
     await events.flush();
     if (active.get(t.id) === this) active.delete(t.id);
     events.untrack(t.id);
-    if (this.detached !== null) return; // taken over while its end was being written
-    this.#report(wasCancelling);
+    if (this.#detached !== null) return; // taken over while its end was being written
+    reportRunEnd(this.#deps, t, {
+      wasCancelling,
+      cancelAskedAt: this.#cancelAskedAt,
+      stoppedAt: this.#stoppedAt ?? performance.now(),
+      isolation: this.isolation,
+      forced: this.#forced,
+      detached: this.#abandoned,
+      deltas: this.#deltas,
+      signal: this.controller.signal,
+    });
     this.#deps.slotFree();
   }
-
-  /** The end, told: one log line per cancel (seed 003) and the observer's metrics. */
-  #report(wasCancelling: boolean): void {
-    const t = this.task;
-    const stoppedAt = this.#stoppedAt ?? performance.now();
-    const latency = this.#cancelAskedAt === null ? null : stoppedAt - this.#cancelAskedAt;
-    const cleanup = this.#cancelAskedAt === null ? null : performance.now() - stoppedAt;
-    const reason = wasCancelling ? (t.cancel?.reason ?? 'user') : null;
-    if (wasCancelling) {
-      this.#deps.log.info(
-        {
-          task_id: t.id,
-          type: t.type,
-          reason,
-          stage: 'running',
-          stopped_ms: roundMs(latency),
-          cleanup_ms: roundMs(cleanup),
-          output_chars: t.output_text.length,
-          deltas: this.#deltas,
-          isolation: this.isolation,
-          forced: this.#forced,
-          detached: this.abandoned,
-          // Inline only: an isolated handler's model calls have their own signal in its thread or process.
-          ...(this.isolation === 'inline' && { upstream_closed: upstreamClosed(this.controller.signal) }),
-        },
-        'task cancelled',
-      );
-    }
-    this.#deps.observer.taskEnded?.(
-      { ...t },
-      {
-        cancelLatencyMs: latency,
-        cleanupMs: cleanup,
-        isolation: this.isolation,
-        forced: this.#forced,
-        detached: this.abandoned,
-        cancelReason: reason,
-        cancelStage: wasCancelling ? 'running' : null,
-      },
-    );
-  }
-}
-
-export function roundMs(ms: number | null): number | null {
-  return ms === null ? null : Math.round(ms * 10) / 10;
 }
 
 /** The store is not taking writes and the unwritten backlog is at its bound. */

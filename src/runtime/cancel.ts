@@ -54,7 +54,8 @@ import type { BatchCancelFilter, CancelReason, Task } from '../core/types.ts';
 import { nowIso } from '../core/types.ts';
 import { CancelledError, decodeCancel, encodeCancel } from '../core/cancel.ts';
 import { LeashError } from '../core/errors.ts';
-import { roundMs, type ActiveRun } from './active-run.ts';
+import type { ActiveRun } from './active-run.ts';
+import { reportQueuedCancel } from './end-report.ts';
 import { announceCrossNode, liveRun, type RuntimeNode } from './node.ts';
 
 export interface CancelOptions {
@@ -230,27 +231,7 @@ export class Cancels {
 
   /** A task ended `cancelled` before it ever started (step 2 for a queued task, the reaper, a create's cancel). */
   endedQueued(t: Task, reason: CancelReason, stoppedMs: number): void {
-    this.#node.log.info(
-      {
-        task_id: t.id,
-        type: t.type,
-        reason,
-        stage: 'queued',
-        stopped_ms: roundMs(stoppedMs),
-        output_chars: 0,
-        deltas: 0,
-        detached: false,
-      },
-      'task cancelled',
-    );
-    this.#node.observer.taskEnded?.(t, {
-      cancelLatencyMs: null,
-      cleanupMs: null,
-      isolation: this.#node.defs.get(t.type)?.isolation ?? 'inline',
-      forced: false,
-      detached: false,
-      cancelReason: reason,
-      cancelStage: 'queued',
-    });
+    const isolation = this.#node.defs.get(t.type)?.isolation ?? 'inline';
+    reportQueuedCancel(this.#node, t, reason, stoppedMs, isolation);
   }
 }

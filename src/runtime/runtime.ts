@@ -11,6 +11,7 @@
 //   active-run.ts  the run of one task: signal, state, context, text batching, deadline, end
 //   cancel.ts      the whole cancel path, every entry point's one call
 //   cluster.ts     leases, reaping, runs lost or handed back
+//   end-report.ts  the one log line per cancel and the observer's metrics
 //   event-log.ts   events appended, batched, written and heard; follow.ts reads them
 
 import type { Logger } from 'pino';
@@ -268,7 +269,7 @@ export class Runtime {
 
   async get(id: string, owner: string): Promise<TaskWithProgress | null> {
     const a = liveRun(this.#node, id);
-    if (a) return a.task.owner === owner ? { ...a.task, recent_progress: [...a.recent] } : null;
+    if (a) return a.task.owner === owner ? { ...a.task, recent_progress: a.recentProgress } : null;
     const t = await this.store.getTask(id, owner);
     if (!t) return null;
     const recent: TaskWithProgress['recent_progress'] = [];
