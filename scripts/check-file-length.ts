@@ -16,7 +16,6 @@ const ROOT = 'src';
 const REASON = /^\s*(?:\/\/|\/?\*+)\s*long because\s*:\s*\S.{10,}/i;
 
 const KNOWN_LONG: Record<string, string> = {
-  'src/runtime/runtime.ts': 'being split by what it knows (runtime helper, issue #17)',
   'src/server/ws.ts': 'being split (schemas, handshake, session) (wire helper, issue #17)',
   'src/server/workers/hub.ts': 'being split (workers helper, issue #17)',
   'src/client/client.ts': 'being split (client helper, issue #17)',
