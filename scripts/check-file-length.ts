@@ -15,9 +15,7 @@ const HEADER_LINES = 15;
 const ROOT = 'src';
 const REASON = /^\s*(?:\/\/|\/?\*+)\s*long because\s*:\s*\S.{10,}/i;
 
-const KNOWN_LONG: Record<string, string> = {
-  'src/runtime/runtime.ts': 'being split by what it knows (runtime helper, issue #17)',
-};
+const KNOWN_LONG: Record<string, string> = {};
 
 const files = (dir: string): string[] =>
   readdirSync(dir, { withFileTypes: true }).flatMap((d) => {

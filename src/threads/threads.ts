@@ -125,7 +125,7 @@ export class Threads {
     const stopped: Task[] = [];
     for (const id of await this.#store.findActiveTaskIds({ owner, thread_id: threadId })) {
       // null: ended between the look-up and the cancel, nothing left to stop there.
-      const r = await this.#runtime.cancelIfActive(id, owner, reason);
+      const r = await this.#runtime.cancel(id, owner, reason, { quietIfEnded: true });
       if (r !== null) stopped.push(r.task);
       if (reason === 'rollback') await this.#store.deleteMessagesOfTask(threadId, id);
     }
