@@ -106,9 +106,13 @@ describe('remote workers on several nodes over PostgreSQL', { skip }, () => {
       JSON.stringify(bad.body),
     );
     // A node started afterwards knows them, and their schema, from the store (no
-    // LEASH_WORKER_TYPES at all). (No task is created on it here: a claim it began before
-    // it read the table could take the task — the start-up window docs/workers.md names.)
+    // LEASH_WORKER_TYPES at all), and claims nothing before it does: a task made on it
+    // runs on node A's worker.
     const c = await startNode('wnode-c', { LEASH_WORKER_TYPES: '' });
+    const onC = await api(c.url, 'POST', '/api/tasks', { body: { type: 'dyn.echo', input: { parts: ['c'] } } });
+    assert.equal(onC.status, 202, JSON.stringify(onC.body));
+    const doneC = await api(c.url, 'GET', `/api/tasks/${onC.body.id}/wait?timeout_s=10`);
+    assert.equal(doneC.body.status, 'completed', `${JSON.stringify(doneC.body)}\n${dynWorker.output()}`);
     const badC = await api(c.url, 'POST', '/api/tasks', { body: { type: 'dyn.typed', input: { n: 'x' } } });
     assert.equal(badC.status, 400, JSON.stringify(badC.body));
     assert.ok(

@@ -151,7 +151,6 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
       throw err;
     }
     runtime = rt;
-    await rt.start();
     const server = buildServer({
       runtime: rt,
       store,
@@ -167,6 +166,10 @@ export async function startServer(opts: StartServerOptions = {}): Promise<Runnin
       workers: opts.workers ?? workersFromEnv(process.env),
     });
     app = server;
+    // Claims start only once every node's remote-worker types are known here: a claim
+    // before that could take a remote type's task to a node with no worker for it.
+    await server.leashWorkers.types.loaded;
+    await rt.start();
     await server.listen({ host, port: opts.port ?? DEFAULT_PORT });
     const addr = server.server.address();
     const port = typeof addr === 'object' && addr !== null ? addr.port : (opts.port ?? DEFAULT_PORT);
