@@ -12,22 +12,21 @@
 // resume; (7) a second tab sees the same answer.
 
 import assert from 'node:assert/strict';
-import { readFile, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { extname, join } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { BrowserContext, Page } from 'playwright-core';
 import { build, defaultClientConditions } from 'vite';
-import { createModelRegistry } from '../src/models/registry.ts';
-import { launchBrowser, type TestBrowser } from './helpers/browser.ts';
-import { startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.ts';
-import { api, eventually, startTestServer, type TestServer } from './helpers/server.ts';
+import { routeBuiltPage } from './helpers/browser.ts';
+import type { FakeUpstream } from './helpers/fake-upstream.ts';
+import { api, eventually, type TestServer } from './helpers/server.ts';
+import { FAKE_MODEL, startStack, type Stack } from './helpers/stack.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const PAGE_SRC = join(ROOT, 'test', 'fixtures', 'ai-sdk-page');
 const BASE = '/__aisdk/';
-const MODEL = 'openai:fake-model';
 const tokens = (n: number, tag: string): string[] => Array.from({ length: n }, (_, i) => ` ${tag}${i}`);
 
 async function buildPage(major: 5 | 6 | 7): Promise<string> {
@@ -52,41 +51,27 @@ async function buildPage(major: 5 | 6 | 7): Promise<string> {
 }
 
 const ALL = process.env.LEASH_AISDK_ALL === '1';
-const TYPES: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css' };
 
 for (const major of [5, 6, 7] as const) {
   describe(`useChat (ai ${major}) on leash in Chromium`, () => {
+    let stack: Stack;
     let upstream: FakeUpstream;
     let s: TestServer;
-    let browser: TestBrowser;
     let ctx: BrowserContext;
     let dir: string;
 
     before(async () => {
       dir = await buildPage(major);
-      upstream = await startFakeUpstream({ behaviour: 'stream', intervalMs: 20, tokens: tokens(10, 'a') });
-      const models = createModelRegistry({
-        defaultModel: MODEL,
-        allow: ['simulated*', MODEL],
-        env: { OPENAI_BASE_URL: upstream.baseURL, OPENAI_API_KEY: 'test-key' },
+      stack = await startStack({
+        upstream: { behaviour: 'stream', intervalMs: 20, tokens: tokens(10, 'a') },
+        allow: ['simulated*', FAKE_MODEL],
+        browser: true,
       });
-      s = await startTestServer({ models });
-      browser = await launchBrowser();
-      ctx = await browser.newContext();
-      await ctx.route(`${s.url}${BASE}**`, async (route) => {
-        const path = new URL(route.request().url()).pathname.slice(BASE.length) || 'index.html';
-        try {
-          const body = await readFile(join(dir, path));
-          await route.fulfill({ status: 200, body, contentType: TYPES[extname(path)] ?? 'application/octet-stream' });
-        } catch {
-          await route.fulfill({ status: 404, body: 'not found' });
-        }
-      });
+      ({ s, upstream, ctx } = stack);
+      await routeBuiltPage(ctx, s.url, BASE, dir);
     });
     after(async () => {
-      await browser?.close();
-      await s?.close();
-      await upstream?.close();
+      await stack?.close();
       if (dir) await rm(dir, { recursive: true, force: true });
     });
 

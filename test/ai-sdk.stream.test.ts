@@ -9,8 +9,8 @@ import { after, before, describe, test } from 'node:test';
 import * as ai6 from 'ai';
 import * as ai5 from 'ai-v5';
 import * as ai7 from 'ai-v7';
-import { createModelRegistry } from '../src/models/registry.ts';
-import { startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.ts';
+import type { FakeUpstream } from './helpers/fake-upstream.ts';
+import { startStack, type Stack } from './helpers/stack.ts';
 import { api, eventually, startTestServer, type TestServer } from './helpers/server.ts';
 
 const MODEL = 'openai:fake-model';
@@ -59,21 +59,19 @@ const textOf = (chunks: Record<string, unknown>[]): string =>
     .join('');
 
 describe('AI SDK UI message stream', () => {
+  let stack: Stack;
   let upstream: FakeUpstream;
   let s: TestServer;
   before(async () => {
-    upstream = await startFakeUpstream({ behaviour: 'stream', intervalMs: 20, tokens: TOKENS });
-    const models = createModelRegistry({
+    stack = await startStack({
+      upstream: { behaviour: 'stream', intervalMs: 20, tokens: TOKENS },
       defaultModel: MODEL,
       allow: ['simulated*', MODEL],
-      env: { OPENAI_BASE_URL: upstream.baseURL, OPENAI_API_KEY: 'test-key' },
+      sseKeepaliveMs: 50,
     });
-    s = await startTestServer({ models, sseKeepaliveMs: 50 });
+    ({ s, upstream } = stack);
   });
-  after(async () => {
-    await s.close();
-    await upstream.close();
-  });
+  after(() => stack?.close());
 
   async function startRun(): Promise<{ taskId: string; messageId: string; threadId: string }> {
     const thread = await api(s.url, 'POST', '/api/threads', { body: {} });

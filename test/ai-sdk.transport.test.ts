@@ -7,9 +7,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { readUIMessageStream, type UIMessage, type UIMessageChunk } from 'ai';
 import { LeashChatTransport } from 'leash/ai-sdk';
-import { createModelRegistry } from '../src/models/registry.ts';
-import { startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.ts';
-import { api, eventually, startTestServer, type TestServer } from './helpers/server.ts';
+import type { FakeUpstream } from './helpers/fake-upstream.ts';
+import { startStack, type Stack } from './helpers/stack.ts';
+import { api, eventually, type TestServer } from './helpers/server.ts';
 
 const MODEL = 'openai:fake-model';
 const SHORT = Array.from({ length: 10 }, (_, i) => ` s${i}`);
@@ -46,23 +46,20 @@ async function assemble(chunks: UIMessageChunk[]): Promise<UIMessage> {
 const textOf = (m: UIMessage): string => m.parts.map((p) => (p.type === 'text' ? p.text : '')).join('');
 
 describe('LeashChatTransport', () => {
+  let stack: Stack;
   let upstream: FakeUpstream;
   let s: TestServer;
   let transport: LeashChatTransport;
   before(async () => {
-    upstream = await startFakeUpstream({ behaviour: 'stream', intervalMs: 15, tokens: SHORT });
-    const models = createModelRegistry({
+    stack = await startStack({
+      upstream: { behaviour: 'stream', intervalMs: 15, tokens: SHORT },
       defaultModel: MODEL,
       allow: ['simulated*', MODEL],
-      env: { OPENAI_BASE_URL: upstream.baseURL, OPENAI_API_KEY: 'test-key' },
     });
-    s = await startTestServer({ models });
+    ({ s, upstream } = stack);
     transport = new LeashChatTransport({ baseUrl: s.url });
   });
-  after(async () => {
-    await s.close();
-    await upstream.close();
-  });
+  after(() => stack?.close());
   const task = async (id: string) => (await api(s.url, 'GET', `/api/tasks/${id}`)).body;
   const activeTaskId = async (threadId: string): Promise<string> =>
     eventually(async () => {

@@ -12,6 +12,7 @@ import { ChatSession, cutShortMark } from '../src/cli/chat-session.ts';
 import { explain } from '../src/cli/common.ts';
 import { wrapRows } from '../src/cli/rows.ts';
 import { ChatApp } from '../src/cli/ui/chat-app.ts';
+import { unusedPort } from './helpers/fake-upstream.ts';
 import { startTestServer } from './helpers/server.ts';
 import type { TestServer } from './helpers/server.ts';
 
@@ -227,12 +228,14 @@ describe('leash chat (Ink)', () => {
   });
 
   it('an unreachable server is one sentence on screen, and the line is given back', async () => {
-    const dead = new LeashClient({ baseUrl: 'http://127.0.0.1:18099', reconnect: { maxRetries: 0 } });
+    // A port nothing listens on (a fixed one may be taken by another server on the machine).
+    const port = await unusedPort();
+    const dead = new LeashClient({ baseUrl: `http://127.0.0.1:${port}`, reconnect: { maxRetries: 0 } });
     const { session, frame, send } = mount({ base: dead });
     await send('are you there');
     await send('\r');
     await until(() => frame().includes('Cannot reach the leash server'), 'the error');
-    assert.match(frame(), /! Cannot reach the leash server at http:\/\/127\.0\.0\.1:18099 \(ECONNREFUSED\)/);
+    assert.ok(frame().includes(`! Cannot reach the leash server at http://127.0.0.1:${port} (ECONNREFUSED)`), frame());
     assert.equal(session.getSnapshot().input, 'are you there');
     assert.equal(session.getSnapshot().pendingUser, null);
   });

@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
+import { encodeCancel } from '../src/core/cancel.ts';
 import { migrate } from '../src/store/postgres/migrations.ts';
 import { startThrowawayPostgres, type ThrowawayPostgres } from './helpers/postgres.ts';
 import { isAlive, startServeProcess, type ServeProcess } from './helpers/serve-process.ts';
@@ -225,7 +226,7 @@ describe('cluster: a PostgreSQL restart mid-run', { skip }, () => {
     // …and it hears: a stop request sent only as a notification (the row is not
     // touched, so the lease-renewal backstop cannot be what stops it) is obeyed.
     const target = slow[3]!;
-    await sql(`SELECT pg_notify('leash_cancel', $1)`, [`test|${target.id}:user`]);
+    await sql(`SELECT pg_notify('leash_cancel', $1)`, [`test|${encodeCancel({ task_id: target.id, reason: 'user' })}`]);
     await eventually(async () => (await row(target.id)).status === 'cancelled');
     assert.equal((await row(target.id)).cancel_reason, 'user');
 

@@ -4,27 +4,25 @@
 // server, and after a reload the stopped answer is shown once, marked stopped.
 
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { extname, join } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { BrowserContext } from 'playwright-core';
 import { build } from 'vite';
-import { createModelRegistry } from '../src/models/registry.ts';
-import { launchBrowser, type TestBrowser } from './helpers/browser.ts';
-import { startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.ts';
-import { api, eventually, startTestServer, type TestServer } from './helpers/server.ts';
+import { routeBuiltPage } from './helpers/browser.ts';
+import type { FakeUpstream } from './helpers/fake-upstream.ts';
+import { api, eventually, type TestServer } from './helpers/server.ts';
+import { FAKE_MODEL, startStack, type Stack } from './helpers/stack.ts';
 
 const EXAMPLE = fileURLToPath(new URL('../examples/ai-sdk-chat', import.meta.url));
 const BASE = '/__example/';
-const MODEL = 'openai:fake-model';
-const TYPES: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css' };
 
 describe('examples/ai-sdk-chat', () => {
+  let stack: Stack;
   let upstream: FakeUpstream;
   let s: TestServer;
-  let browser: TestBrowser;
   let ctx: BrowserContext;
   let dir: string;
 
@@ -36,29 +34,16 @@ describe('examples/ai-sdk-chat', () => {
       logLevel: 'error',
       build: { outDir: dir, emptyOutDir: true },
     });
-    upstream = await startFakeUpstream({ behaviour: 'stream', intervalMs: 20, tokens: [' hi'] });
-    const models = createModelRegistry({
-      defaultModel: MODEL,
-      allow: [MODEL],
-      env: { OPENAI_BASE_URL: upstream.baseURL, OPENAI_API_KEY: 'test-key' },
+    stack = await startStack({
+      upstream: { behaviour: 'stream', intervalMs: 20, tokens: [' hi'] },
+      allow: [FAKE_MODEL],
+      browser: true,
     });
-    s = await startTestServer({ models });
-    browser = await launchBrowser();
-    ctx = await browser.newContext();
-    await ctx.route(`${s.url}${BASE}**`, async (route) => {
-      const path = new URL(route.request().url()).pathname.slice(BASE.length) || 'index.html';
-      try {
-        const body = await readFile(join(dir, path));
-        await route.fulfill({ status: 200, body, contentType: TYPES[extname(path)] ?? 'application/octet-stream' });
-      } catch {
-        await route.fulfill({ status: 404, body: 'not found' });
-      }
-    });
+    ({ s, upstream, ctx } = stack);
+    await routeBuiltPage(ctx, s.url, BASE, dir);
   });
   after(async () => {
-    await browser?.close();
-    await s?.close();
-    await upstream?.close();
+    await stack?.close();
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 

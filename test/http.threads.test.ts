@@ -5,41 +5,32 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { createModelRegistry } from '../src/models/registry.ts';
 import { CUT_SHORT_NOTE, NO_ANSWER_NOTE } from '../src/threads/context.ts';
-import { startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.ts';
-import { api, eventually, readSse, startTestServer, type TestServer } from './helpers/server.ts';
+import type { FakeUpstream } from './helpers/fake-upstream.ts';
+import { startStack, type Stack } from './helpers/stack.ts';
+import { api, eventually, readSse, type TestServer } from './helpers/server.ts';
 
 const SLOW = 'simulated?tps=40&tokens=400';
 const ECHO = 'simulated:echo?tps=0';
 
 describe('threads', () => {
+  let stack: Stack;
   let s: TestServer;
   let upstream: FakeUpstream;
 
   before(async () => {
-    upstream = await startFakeUpstream({
-      behaviour: 'stream',
-      intervalMs: 30,
-      tokens: Array.from({ length: 200 }, (_, i) => ` t${i}`),
-    });
-    const models = createModelRegistry({
+    stack = await startStack({
+      upstream: { behaviour: 'stream', intervalMs: 30, tokens: Array.from({ length: 200 }, (_, i) => ` t${i}`) },
       allow: ['*'],
       defaultModel: 'simulated',
-      env: { OPENAI_BASE_URL: upstream.baseURL, OPENAI_API_KEY: 'test-key' },
-    });
-    s = await startTestServer({
-      models,
       apiKeys: new Map([
         ['k-alice', 'alice'],
         ['k-bob', 'bob'],
       ]),
     });
+    ({ s, upstream } = stack);
   });
-  after(async () => {
-    await s.close();
-    await upstream.close();
-  });
+  after(() => stack?.close());
 
   const call = (method: string, path: string, body?: unknown, key = 'k-alice') =>
     api(s.url, method, path, { key, ...(body !== undefined && { body }) });

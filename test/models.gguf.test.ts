@@ -7,26 +7,17 @@ import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { tinyByteToken, tinyGguf, writeTinyGguf } from './helpers/tiny-gguf.ts';
-import {
-  AnswerFilter,
-  GGUF_DEFAULT_LIMITS,
-  StreamDetokenizer,
-  acquireGgufModel,
-  buildPrompt,
-  createGgufModel,
-  ggufProvider,
-  ggufStats,
-  loadGgufModel,
-  parseGgufSpec,
-  transcriptPrompt,
-  type GgufLimits,
-  unloadGgufModels,
-} from '../src/models/gguf.ts';
+import { GGUF_DEFAULT_LIMITS, parseGgufSpec, type GgufLimits } from '../src/models/gguf/spec.ts';
+import { acquireGgufModel, ggufStats, loadGgufModel, unloadGgufModels } from '../src/models/gguf/loaded-models.ts';
+import { AnswerFilter, StreamDetokenizer, buildPrompt, transcriptPrompt } from '../src/models/gguf/prompt.ts';
+import { createGgufModel } from '../src/models/gguf/stream.ts';
+import { ggufProvider } from '../src/models/gguf/provider.ts';
 import { createModelRegistry } from '../src/models/registry.ts';
 import type { Token } from 'node-llama-cpp';
-import type { Model, ModelCallOptions, ModelStreamPart } from '../src/models/model.ts';
+import type { Model, ModelStreamPart } from '../src/models/model.ts';
 import { CancelledError } from '../src/core/cancel.ts';
 import { LeashError } from '../src/core/errors.ts';
+import { drain } from './helpers/model-stream.ts';
 
 const NO_ENV = {} as NodeJS.ProcessEnv;
 const user = (content: string) => ({ role: 'user' as const, content });
@@ -56,13 +47,6 @@ const gguf = (query = 'temp=0', path = tiny.path, more: Partial<GgufLimits> = {}
   const name = `${relative(tiny.dir, path)}?threads=1&${query}`;
   return ggufProvider({ env: NO_ENV, limits: limits(more) }).resolve(name, `gguf:${name}`);
 };
-
-async function drain(model: Model, opts: ModelCallOptions): Promise<{ deltas: string[]; parts: ModelStreamPart[] }> {
-  const parts: ModelStreamPart[] = [];
-  for await (const part of model.stream(opts)) parts.push(part);
-  const deltas = parts.flatMap((p) => (p.type === 'text-delta' ? [p.text] : []));
-  return { deltas, parts };
-}
 
 const finishOf = (parts: ModelStreamPart[]): Extract<ModelStreamPart, { type: 'finish' }> => {
   const last = parts.at(-1);

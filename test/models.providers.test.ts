@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { ollamaOrigin, remoteProviders } from '../src/models/providers.ts';
 import { createModelRegistry } from '../src/models/registry.ts';
-import type { Model, ModelCallOptions, ModelStreamPart } from '../src/models/model.ts';
+import type { Model, ModelCallOptions } from '../src/models/model.ts';
 import { CancelledError } from '../src/core/cancel.ts';
 import { LeashError } from '../src/core/errors.ts';
 import { generate } from '../src/tasks/generate.ts';
@@ -17,6 +17,7 @@ import {
   type AnthropicScript,
   type FakeAnthropic,
 } from './helpers/fake-anthropic.ts';
+import { drain } from './helpers/model-stream.ts';
 
 let up: FakeUpstream;
 before(async () => {
@@ -36,16 +37,6 @@ function openai(name = 'gpt-fake', maxRetries = 0): Model {
     env: env(),
     providers: remoteProviders({ env: env(), maxRetries }),
   }).resolve(`openai:${name}`);
-}
-
-async function drain(model: Model, opts: ModelCallOptions): Promise<{ deltas: string[]; finish?: ModelStreamPart }> {
-  const deltas: string[] = [];
-  let finish: ModelStreamPart | undefined;
-  for await (const p of model.stream(opts)) {
-    if (p.type === 'text-delta') deltas.push(p.text);
-    else finish = p;
-  }
-  return { deltas, finish };
 }
 
 /**

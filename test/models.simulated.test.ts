@@ -8,25 +8,13 @@ import {
   splitTokens,
 } from '../src/models/simulated.ts';
 import { createModelRegistry } from '../src/models/registry.ts';
-import type { ModelProvider } from '../src/models/registry.ts';
-import type { ChatMessage, Model, ModelCallOptions, ModelStreamPart } from '../src/models/model.ts';
+import type { ModelProvider } from '../src/models/model.ts';
+import type { ChatMessage, ModelStreamPart } from '../src/models/model.ts';
 import { CancelledError } from '../src/core/cancel.ts';
 import { LeashError } from '../src/core/errors.ts';
+import { drain } from './helpers/model-stream.ts';
 
 const NO_ENV = {} as NodeJS.ProcessEnv;
-
-async function drain(
-  model: Model,
-  opts: ModelCallOptions,
-): Promise<{ deltas: string[]; finish: ModelStreamPart | undefined }> {
-  const deltas: string[] = [];
-  let finish: ModelStreamPart | undefined;
-  for await (const part of model.stream(opts)) {
-    if (part.type === 'text-delta') deltas.push(part.text);
-    else finish = part;
-  }
-  return { deltas, finish };
-}
 
 const timeouts = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
 

@@ -189,7 +189,8 @@ describe('EventLog: seqs handed out stay within SEQ_AHEAD of the last commit', (
     });
     try {
       log.append('task_1', 3, { type: 'output.delta', data: { text: 'x' } }, { append_output: 'x' });
-      await sleep(50); // the first batch goes at once; the next waits for the 10 s window
+      // The first batch goes at once (however loaded the machine); the next waits for the 10 s window.
+      await eventually(async () => batches.length === 1, 5000);
       assert.deepEqual(batches, [1]);
       const last = 3 + SEQ_AHEAD; // within the window after that commit (3 + SEQ_AHEAD)…
       for (let seq = 4; seq <= last; seq++) {

@@ -13,7 +13,8 @@ import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { api, eventually, startTestServer, type TestServer } from './helpers/server.ts';
 import { rawRequest, WS_UPGRADE_HEADERS } from './helpers/raw-http.ts';
-import { launchBrowser, type TestBrowser } from './helpers/browser.ts';
+import type { TestBrowser } from './helpers/browser.ts';
+import { startStack, type Stack } from './helpers/stack.ts';
 import { parseApiKeys } from '../src/server/auth.ts';
 import { apiKeysFromEnv, securityFromEnv } from '../src/cli/security-env.ts';
 import { UsageError } from '../src/cli/usage-error.ts';
@@ -360,13 +361,14 @@ describe('keys from a file', () => {
 });
 
 describe('in a real Chromium: a foreign page cannot drive a keyless server, its own UI can', () => {
+  let stack: Stack;
   let s: TestServer;
   let browser: TestBrowser;
   let evil: Server;
   let evilUrl: string;
   before(async () => {
-    s = await startTestServer();
-    browser = await launchBrowser();
+    stack = await startStack({ browser: true });
+    ({ s, browser } = stack);
     evil = createServer((_req, res) =>
       res.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><title>evil</title>'),
     );
@@ -375,9 +377,8 @@ describe('in a real Chromium: a foreign page cannot drive a keyless server, its 
     evilUrl = `http://127.0.0.1:${typeof a === 'object' && a !== null ? a.port : 0}/`;
   });
   after(async () => {
-    await browser?.close();
     evil?.close();
-    await s?.close();
+    await stack?.close();
   });
 
   it('cross-site cancel-all and WebSocket are refused; same-origin fetch and WebSocket work', async () => {

@@ -14,13 +14,14 @@ import { basename, join } from 'node:path';
 import OpenAI, { BadRequestError } from 'openai';
 import WebSocket from 'ws';
 import { createModelAllowlist, parseModelPatterns } from '../src/models/allowlist.ts';
-import { unloadGgufModels } from '../src/models/gguf.ts';
+import { unloadGgufModels } from '../src/models/gguf/loaded-models.ts';
 import { createModelRegistry } from '../src/models/registry.ts';
 import { SERVE_USAGE, UsageError, runServe } from '../src/cli/serve.ts';
 import { LeashError } from '../src/core/errors.ts';
 import { defineTask } from '../src/runtime/define-task.ts';
 import { z } from 'zod';
-import { startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.ts';
+import type { FakeUpstream } from './helpers/fake-upstream.ts';
+import { startStack, type Stack } from './helpers/stack.ts';
 import { api, eventually, startTestServer, type TestServer } from './helpers/server.ts';
 import { tinyGguf } from './helpers/tiny-gguf.ts';
 
@@ -167,6 +168,7 @@ describe('model allowlist: task types name their models', () => {
 });
 
 describe('model allowlist: every route refuses a name outside it, before any I/O', () => {
+  let stack: Stack;
   let upstream: FakeUpstream;
   let s: TestServer;
   let client: OpenAI;
@@ -185,20 +187,17 @@ describe('model allowlist: every route refuses a name outside it, before any I/O
   ];
 
   before(async () => {
-    upstream = await startFakeUpstream({ behaviour: 'stream', intervalMs: 1 });
-    const models = createModelRegistry({
+    stack = await startStack({
+      upstream: { behaviour: 'stream', intervalMs: 1 },
       defaultModel: 'simulated',
-      env: { OPENAI_BASE_URL: upstream.baseURL, OPENAI_API_KEY: 'sk-operator', ANTHROPIC_API_KEY: 'sk-ant' },
+      env: { OPENAI_API_KEY: 'sk-operator', ANTHROPIC_API_KEY: 'sk-ant' },
       allow: ['simulated*', ALLOWED],
     });
-    s = await startTestServer({ models });
+    ({ s, upstream } = stack);
     client = new OpenAI({ apiKey: 'none', baseURL: `${s.url}/v1`, maxRetries: 0 });
   });
 
-  after(async () => {
-    await s.close();
-    await upstream.close();
-  });
+  after(() => stack?.close());
 
   const refused = (r: { status: number; body: { error?: { code?: string } } }, what: string): void => {
     assert.equal(r.status, 400, `${what}: ${JSON.stringify(r.body)}`);

@@ -13,33 +13,12 @@ import { pino } from 'pino';
 import { startOnTempDb, startTestServer, type TestServer } from './helpers/server.ts';
 import { rawRequest, WS_UPGRADE_HEADERS } from './helpers/raw-http.ts';
 import { parseApiKeys } from '../src/server/auth.ts';
+import { routesOf, type Route } from './helpers/routes.ts';
 
 const KEY = 'alice-key-0123456789';
-const PUBLIC = new Set(['/', '/healthz', '/readyz', '/index.html', '/favicon.svg']);
+// The API reference (/docs, /openapi.json) describes the API and holds no data.
+const PUBLIC = new Set(['/', '/healthz', '/readyz', '/index.html', '/favicon.svg', '/docs', '/openapi.json']);
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
-
-interface Route {
-  path: string;
-  methods: string[];
-}
-
-/** Routes from `printRoutes({commonPrefix: false})`: one line per node, 4 columns per level. */
-export function routesOf(tree: string): Route[] {
-  const stack: string[] = [];
-  const out: Route[] = [];
-  for (const line of tree.split('\n')) {
-    const m = /^([│├└─\s]*?)(?:[├└]── )(\S+)(?: \(([^)]*)\))?$/.exec(line);
-    if (m === null) continue;
-    const depth = Math.floor((m[1] ?? '').length / 4);
-    stack.length = depth;
-    const parent = stack[depth - 1] ?? '';
-    const seg = m[2] ?? '';
-    const path = parent === '' ? seg : parent.endsWith('/') || seg.startsWith('/') ? parent + seg : `${parent}/${seg}`;
-    stack[depth] = path;
-    if (m[3] !== undefined) out.push({ path, methods: m[3].split(',').map((s) => s.trim()) });
-  }
-  return out;
-}
 
 const enc = (c: string): string => '%' + c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0');
 
@@ -73,7 +52,7 @@ export function spellings(path: string): string[] {
   out.add(`${path}%00`);
   out.add(`${path}?/healthz`);
   out.add(`${path}?api_key=`);
-  for (const pub of ['/healthz', '/readyz', '/assets', '/index.html']) {
+  for (const pub of ['/healthz', '/readyz', '/assets', '/index.html', '/docs', '/openapi.json']) {
     out.add(`${pub}/..${path}`);
     out.add(`${pub}/%2e%2e${path}`);
     out.add(`${pub}%2F..%2F${path.slice(1)}`);

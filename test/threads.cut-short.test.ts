@@ -5,36 +5,33 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { createModelRegistry } from '../src/models/registry.ts';
 import { buildModelContext } from '../src/threads/context.ts';
 import { cutShortNote, noAnswerNote } from '../src/threads/cut-short.ts';
 import type { Message } from '../src/store/store.ts';
-import { startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.ts';
-import { api, eventually, startTestServer, type TestServer } from './helpers/server.ts';
+import type { FakeUpstream } from './helpers/fake-upstream.ts';
+import { startStack, type Stack } from './helpers/stack.ts';
+import { api, eventually, type TestServer } from './helpers/server.ts';
 
 const MODEL = 'openai:fake-model';
 
 describe('the cut-short note names the cause', () => {
+  let stack: Stack;
   let s: TestServer;
   let upstream: FakeUpstream;
 
   before(async () => {
-    upstream = await startFakeUpstream({
-      behaviour: 'stream',
-      intervalMs: 30,
-      tokens: Array.from({ length: 300 }, (_, i) => ` t${i}`), // 9 s: only a stop ends it in time
-    });
-    const models = createModelRegistry({
+    stack = await startStack({
+      upstream: {
+        behaviour: 'stream',
+        intervalMs: 30,
+        tokens: Array.from({ length: 300 }, (_, i) => ` t${i}`), // 9 s: only a stop ends it in time
+      },
       defaultModel: 'simulated',
       allow: ['simulated*', MODEL],
-      env: { OPENAI_BASE_URL: upstream.baseURL, OPENAI_API_KEY: 'test-key' },
     });
-    s = await startTestServer({ models });
+    ({ s, upstream } = stack);
   });
-  after(async () => {
-    await s.close();
-    await upstream.close();
-  });
+  after(() => stack?.close());
 
   const call = (method: string, path: string, body?: unknown) =>
     api(s.url, method, path, { ...(body !== undefined && { body }) });

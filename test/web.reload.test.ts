@@ -7,10 +7,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { BrowserContext } from 'playwright-core';
-import { createModelRegistry } from '../src/models/registry.ts';
-import { launchBrowser, type TestBrowser } from './helpers/browser.ts';
-import { startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.ts';
-import { api, eventually, startTestServer, type TestServer } from './helpers/server.ts';
+import { api, eventually, type TestServer } from './helpers/server.ts';
+import { startStack, type Stack } from './helpers/stack.ts';
 import { ensureWebBuilt } from './helpers/web-build.ts';
 
 // 1000 tokens, 20 ms apart: 20 s of answer, much longer than 20 reloads take.
@@ -38,27 +36,16 @@ function recordBubbles(): void {
 }
 
 describe('web UI: reload mid-answer', () => {
-  let upstream: FakeUpstream;
+  let stack: Stack;
   let s: TestServer;
-  let browser: TestBrowser;
   let ctx: BrowserContext;
 
   before(async () => {
     ensureWebBuilt();
-    upstream = await startFakeUpstream({ behaviour: 'stream', intervalMs: 20, tokens: TOKENS });
-    const models = createModelRegistry({
-      defaultModel: 'openai:fake-model',
-      env: { OPENAI_BASE_URL: upstream.baseURL, OPENAI_API_KEY: 'test-key' },
-    });
-    s = await startTestServer({ models });
-    browser = await launchBrowser();
-    ctx = await browser.newContext();
+    stack = await startStack({ upstream: { behaviour: 'stream', intervalMs: 20, tokens: TOKENS }, browser: true });
+    ({ s, ctx } = stack);
   });
-  after(async () => {
-    await browser?.close();
-    await s?.close();
-    await upstream?.close();
-  });
+  after(() => stack?.close());
 
   it(`${RELOADS} reloads while one answer streams: the bubble is never empty, its text never repeated`, async () => {
     const page = await ctx.newPage();

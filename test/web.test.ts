@@ -10,12 +10,12 @@ import { join } from 'node:path';
 import Fastify from 'fastify';
 import { after, before, describe, it } from 'node:test';
 import type { BrowserContext, Page } from 'playwright-core';
-import { createModelRegistry } from '../src/models/registry.ts';
 import { registerWebUi } from '../src/server/static.ts';
 import { CUT_SHORT_NOTE } from '../src/threads/context.ts';
-import { launchBrowser, type TestBrowser } from './helpers/browser.ts';
-import { startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.ts';
-import { api, eventually, startTestServer, type TestServer } from './helpers/server.ts';
+import type { TestBrowser } from './helpers/browser.ts';
+import type { FakeUpstream } from './helpers/fake-upstream.ts';
+import { api, eventually, type TestServer } from './helpers/server.ts';
+import { startStack, type Stack } from './helpers/stack.ts';
 import { ensureWebBuilt } from './helpers/web-build.ts';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -48,24 +48,15 @@ describe('web UI', () => {
   let s: TestServer;
   let browser: TestBrowser;
   let ctx: BrowserContext;
+  let stack: Stack;
 
   before(async () => {
     ensureWebBuilt();
     mkdirSync(ARTIFACTS, { recursive: true });
-    upstream = await startFakeUpstream({ behaviour: 'stream', intervalMs: 25, tokens: TOKENS });
-    const models = createModelRegistry({
-      defaultModel: 'openai:fake-model',
-      env: { OPENAI_BASE_URL: upstream.baseURL, OPENAI_API_KEY: 'test-key' },
-    });
-    s = await startTestServer({ models });
-    browser = await launchBrowser();
-    ctx = await browser.newContext();
+    stack = await startStack({ upstream: { behaviour: 'stream', intervalMs: 25, tokens: TOKENS }, browser: true });
+    ({ s, upstream, browser, ctx } = stack);
   });
-  after(async () => {
-    await browser?.close();
-    await s?.close();
-    await upstream?.close();
-  });
+  after(() => stack?.close());
 
   it('serves the UI at / with an SPA fallback, and leaves API 404/405 as JSON', async () => {
     const index = await fetch(`${s.url}/`);
@@ -326,16 +317,18 @@ describe('web UI not built', () => {
 describe('web UI with API keys', () => {
   let s: TestServer;
   let browser: TestBrowser;
+  let stack: Stack;
 
   before(async () => {
     ensureWebBuilt();
-    s = await startTestServer({ model: 'simulated:echo?tps=0', apiKeys: new Map([['k-web', 'webuser']]) });
-    browser = await launchBrowser();
+    stack = await startStack({
+      model: 'simulated:echo?tps=0',
+      apiKeys: new Map([['k-web', 'webuser']]),
+      browser: true,
+    });
+    ({ s, browser } = stack);
   });
-  after(async () => {
-    await browser?.close();
-    await s?.close();
-  });
+  after(() => stack?.close());
 
   it('asks for the key when the API answers 401, keeps it, and uses it', async () => {
     const ctx = await browser.newContext();

@@ -11,6 +11,7 @@ import { api } from './helpers/server.ts';
 import { startServeProcess, type ServeProcess } from './helpers/serve-process.ts';
 import { ensureWebBuilt } from './helpers/web-build.ts';
 import { Worker } from '../src/worker/index.ts';
+import { startPyWorker, waitForMarker } from './helpers/python-worker.ts';
 
 describe('web UI: where a task runs', () => {
   let dir: string;
@@ -57,6 +58,37 @@ describe('web UI: where a task runs', () => {
     } finally {
       worker.drain();
       await running;
+    }
+  });
+
+  it("README's path: a Python function runs as a task, shows in the tasks view, and its Cancel button raises CancelledError in it", async () => {
+    const py = await startPyWorker(s.url);
+    try {
+      assert.ok(py.id, py.output());
+      const started = join(dir, 'py-started');
+      const marker = join(dir, 'py-cancelled');
+      const t = await api(s.url, 'POST', '/api/tasks', { body: { type: 'py.sleepy', input: { started, marker } } });
+      assert.equal(t.status, 202, JSON.stringify(t.body));
+      await waitForMarker(started);
+      const ctx = await browser.newContext();
+      try {
+        const page = await ctx.newPage();
+        await page.goto(`${s.url}/tasks/${t.body.id}`);
+        const line = page.locator('.runs-on');
+        await line.waitFor({ timeout: 15_000 });
+        assert.equal(await line.getAttribute('data-worker-id'), py.id);
+        await page.getByRole('button', { name: 'Cancel', exact: true }).click(); // the detail panel's
+        const m = await waitForMarker(marker);
+        assert.equal(m.kind, 'CancelledError');
+        assert.equal(m.reason, 'user');
+        await line.waitFor({ state: 'detached', timeout: 15_000 });
+      } finally {
+        await ctx.close();
+      }
+      const end = await api(s.url, 'GET', `/api/tasks/${t.body.id}/wait?timeout_s=10`);
+      assert.equal(end.body.status, 'cancelled');
+    } finally {
+      await py.stop();
     }
   });
 });

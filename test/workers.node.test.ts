@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, before, it } from 'node:test';
 import { Worker, WorkerError } from 'leash/worker';
 import { startServeProcess, type ServeProcess } from './helpers/serve-process.ts';
-import { api } from './helpers/server.ts';
+import { api, readSse } from './helpers/server.ts';
 
 let dir: string;
 let server: ServeProcess;
@@ -31,10 +31,8 @@ it('a TypeScript worker runs tasks and its ctx.signal aborts on cancel', async (
   let aborted: { at: number; reason: string } | null = null;
   const worker = new Worker({ url: server.url, apiKey: 'k1', slots: 2 })
     .task('ts.echo', async (input, ctx) => {
-      await ctx.progress(50, 'half');
-      await ctx.emit('hello ');
-      await ctx.emit('there');
-      return { got: input };
+      const seqs = [await ctx.progress(50, 'half'), await ctx.emit('hello '), await ctx.emit('there')];
+      return { got: input, seqs };
     })
     .task('ts.wait', async (_input, ctx) => {
       await new Promise<void>((resolve) =>
@@ -56,8 +54,15 @@ it('a TypeScript worker runs tasks and its ctx.signal aborts on cancel', async (
   const t = await api(server.url, 'POST', '/api/tasks', { key: 'k1', body: { type: 'ts.echo', input: { a: 1 } } });
   const done = await api(server.url, 'GET', `/api/tasks/${t.body.id}/wait?timeout_s=10`, { key: 'k1' });
   assert.equal(done.body.status, 'completed');
-  assert.deepEqual(done.body.result, { got: { a: 1 } });
+  const { seqs, ...result } = done.body.result;
+  assert.deepEqual(result, { got: { a: 1 } });
   assert.equal(done.body.output_text, 'hello there');
+  // Each ctx call resolved with the seq its event has for an SSE reader.
+  const res = await fetch(`${server.url}/api/tasks/${t.body.id}/events`, { headers: { authorization: 'Bearer k1' } });
+  const frames = await readSse(res);
+  const seqOf = (event: string, text?: string): number | null | undefined =>
+    frames.find((f) => f.event === event && (text === undefined || String(f.data.text).includes(text)))?.id;
+  assert.deepEqual(seqs, [seqOf('task.progress'), seqOf('output.delta', 'hello'), seqOf('output.delta', 'there')]);
 
   const w = await api(server.url, 'POST', '/api/tasks', { key: 'k1', body: { type: 'ts.wait', input: {} } });
   for (let i = 0; i < 200; i++) {
@@ -82,4 +87,41 @@ it('a refused key and a wrong URL are WorkerErrors naming the cause', async () =
   await assert.rejects(bad.run(), (e: unknown) => e instanceof WorkerError && e.code === 'unauthorized');
   const nowhere = new Worker({ url: 'http://127.0.0.1:1' }).task('ts.echo', async () => 1);
   await assert.rejects(nowhere.run(), (e: unknown) => e instanceof WorkerError && e.code === 'unreachable');
+});
+
+it('a declared input schema is checked at create (400 naming the field); a bad schema refuses the hello', async () => {
+  const worker = new Worker({ url: server.url, apiKey: 'k1', slots: 1 }).task(
+    'ts.typed',
+    async (input) => ({ got: input }),
+    { schema: { type: 'object', properties: { url: { type: 'string', minLength: 1 } }, required: ['url'] } },
+  );
+  const running = worker.run();
+  for (let i = 0; i < 200 && worker.workerId === null; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(worker.workerId);
+  const bad = await api(server.url, 'POST', '/api/tasks', { key: 'k1', body: { type: 'ts.typed', input: { url: 7 } } });
+  assert.equal(bad.status, 400, JSON.stringify(bad.body));
+  assert.equal(bad.body.error.code, 'invalid_request');
+  assert.deepEqual(
+    bad.body.error.details.map((d: { path: string }) => d.path),
+    ['input.url'],
+  );
+  const ok = await api(server.url, 'POST', '/api/tasks', {
+    key: 'k1',
+    body: { type: 'ts.typed', input: { url: 'x' } },
+  });
+  const done = await api(server.url, 'GET', `/api/tasks/${ok.body.id}/wait?timeout_s=10`, { key: 'k1' });
+  assert.deepEqual(done.body.result, { got: { url: 'x' } });
+  worker.drain();
+  await running;
+
+  const broken = new Worker({ url: server.url, apiKey: 'k1', reconnect: false }).task('ts.broken', async () => 1, {
+    schema: { type: 'no-such-type' },
+  });
+  await assert.rejects(
+    broken.run(),
+    (e: unknown) => e instanceof WorkerError && e.code === 'invalid_request' && /ts\.broken/.test(e.message),
+  );
+  // A refused hello declared nothing: the type is still unknown.
+  const unknown = await api(server.url, 'POST', '/api/tasks', { key: 'k1', body: { type: 'ts.broken', input: {} } });
+  assert.equal(unknown.body.error?.code, 'unknown_task_type');
 });

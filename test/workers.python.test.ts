@@ -41,6 +41,21 @@ async function create(type: string, input: unknown, key = 'key-alice'): Promise<
   return r.body.id as string;
 }
 
+/**
+ * Until the server has the worker's accept of the task's attempt. The handler may run (and
+ * write its marker) before the accept it sent has arrived: a worker killed in between never
+ * accepted, and its task is given to another worker instead of being lost with it.
+ */
+async function waitAccepted(taskId: string, key = 'key-alice'): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    const listed = await api('/api/workers', { key });
+    const runs = listed.body.data.flatMap((w: any) => w.running);
+    if (runs.some((r: any) => r.task_id === taskId && r.accepted)) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`task ${taskId} was never accepted`);
+}
+
 async function waitEnd(id: string, key = 'key-alice', timeoutS = 10): Promise<any> {
   const r = await api(`/api/tasks/${id}/wait?timeout_s=${timeoutS}`, { key });
   return r.body;
@@ -112,7 +127,7 @@ after(async () => {
 describe('a Python worker runs leash tasks', () => {
   it('progress, output and the result reach an SSE reader', async () => {
     const w = await py();
-    const id = await create('py.echo', { parts: ['alpha ', 'beta'] });
+    const id = await create('py.echo', { parts: ['alpha ', 'beta'], seqs: true });
     const events = await sse(id);
     const types = events.map((e) => e.event);
     assert.deepEqual(types.at(-1), 'task.completed');
@@ -124,7 +139,17 @@ describe('a Python worker runs leash tasks', () => {
       .map((e) => e.data.text)
       .join('');
     assert.equal(text, 'alpha beta');
-    assert.deepEqual(events.at(-1)!.data.result, { echo: ['alpha ', 'beta'], resume_state: null });
+    const { seqs, ...result } = events.at(-1)!.data.result;
+    assert.deepEqual(result, { echo: ['alpha ', 'beta'], resume_state: null });
+    // Each `await ctx.progress / ctx.emit` returned the seq its event has for an SSE reader.
+    const seqOf = (pred: (e: any) => boolean): number => events.find(pred)!.data.seq;
+    const deltaWith = (text: string): number => seqOf((e) => e.event === 'output.delta' && e.data.text.includes(text));
+    assert.deepEqual(seqs, [
+      seqOf((e) => e.event === 'task.progress' && e.data.progress === 20),
+      deltaWith('alpha'),
+      deltaWith('beta'),
+      seqOf((e) => e.event === 'task.progress' && e.data.progress === 90),
+    ]);
     // Seqs have no gaps: every event the worker sent was applied once.
     assert.deepEqual(
       events.map((e) => e.data.seq),
@@ -192,6 +217,7 @@ describe('a Python worker runs leash tasks', () => {
     const started = join(dir, 'kill-started');
     const id = await create('py.sleepy', { started });
     await waitForMarker(started);
+    await waitAccepted(id);
     const killed = Date.now();
     w.proc.kill('SIGKILL');
     const t = await waitEnd(id, 'key-alice', 10);
@@ -304,16 +330,40 @@ describe('the worker protocol refuses what it must', () => {
     b.send({ type: 'finish', id: 'y1', attempt, fence, result: { forged: true } });
     const err2 = await b.next((f) => f.type === 'error' && f.id === 'y1');
     assert.equal((err2.error as any).code, 'fenced');
-    // The real worker's writes still count; a retried event is applied once.
+    // The real worker's writes still count; a retried event is applied once, and its
+    // ack repeats the seq the first one got (the one an SSE reader sees).
     a.send({ type: 'event', id: 'ok1', attempt, fence, kind: 'output', text: 'real' });
     a.send({ type: 'event', id: 'ok1', attempt, fence, kind: 'output', text: 'real' });
-    await a.next((f) => f.type === 'ack' && f.id === 'ok1' && f.duplicate === true);
+    const first = await a.next((f) => f.type === 'ack' && f.id === 'ok1' && f.duplicate === undefined);
+    const again = await a.next((f) => f.type === 'ack' && f.id === 'ok1' && f.duplicate === true);
+    assert.equal(typeof first.seq, 'number', JSON.stringify(first));
+    assert.equal(again.seq, first.seq);
+    a.send({ type: 'event', id: 'p1', attempt, fence, kind: 'progress', progress: 50, message: 'half' });
+    const p1 = await a.next((f) => f.type === 'ack' && f.id === 'p1');
+    assert.equal(p1.seq, (first.seq as number) + 1);
+    a.send({ type: 'event', id: 'p1', attempt, fence, kind: 'progress', progress: 50, message: 'half' });
+    const p1again = await a.next((f) => f.type === 'ack' && f.id === 'p1' && f.duplicate === true);
+    assert.equal(p1again.seq, p1.seq);
+    a.send({ type: 'event', id: 'c1', attempt, fence, kind: 'checkpoint', state: { at: 1 } });
+    const c1 = await a.next((f) => f.type === 'ack' && f.id === 'c1');
+    assert.equal(c1.seq, p1.seq, 'a checkpoint covers the events up to the last one');
+    // Output sent right before the finish: its delta is appended as the task ends, and its
+    // ack (with that seq) still comes before the finish's.
+    a.send({ type: 'event', id: 'o2', attempt, fence, kind: 'output', text: '!' });
     a.send({ type: 'finish', id: 'fin', attempt, fence, result: { ok: 1 } });
-    await a.next((f) => f.type === 'ack' && f.id === 'fin');
+    const fin = await a.next((f) => f.type === 'ack' && f.id === 'fin');
+    const o2 = await a.next((f) => f.type === 'ack' && f.id === 'o2');
+    assert.ok(a.frames.indexOf(o2) < a.frames.indexOf(fin), 'event acks before the finish ack');
+    assert.equal(typeof o2.seq, 'number');
     const t = await waitEnd(id);
     assert.equal(t.status, 'completed');
     assert.deepEqual(t.result, { ok: 1 });
-    assert.equal(t.output_text, 'real');
+    assert.equal(t.output_text, 'real!');
+    const events = await sse(id);
+    assert.equal(events.find((e) => e.event === 'output.delta')!.data.seq, first.seq);
+    assert.equal(events.filter((e) => e.event === 'output.delta').length, 2, 'the retry was not applied again');
+    assert.equal(events.find((e) => e.event === 'output.delta' && e.data.text === '!')!.data.seq, o2.seq);
+    assert.equal(events.find((e) => e.event === 'task.progress')!.data.seq, p1.seq);
     a.close();
     b.close();
   });

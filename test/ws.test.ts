@@ -18,7 +18,7 @@ import { createModelRegistry } from '../src/models/registry.ts';
 import { defineTask } from '../src/runtime/define-task.ts';
 import { Runtime } from '../src/runtime/runtime.ts';
 import { installAuth } from '../src/server/auth.ts';
-import { installErrorHandling } from '../src/server/errors.ts';
+import { installErrorHandling } from '../src/server/error-handler.ts';
 import { registerWebSocket, WS_SUBPROTOCOL } from '../src/server/ws.ts';
 import type { WebSocketOptions } from '../src/server/ws.ts';
 import { SqliteStore } from '../src/store/sqlite/sqlite-store.ts';

@@ -14,7 +14,7 @@ export const COMMANDS: Record<string, Command> = {
   serve: {
     summary: 'run the HTTP server',
     run: async (argv) => (await import('./serve.ts')).runServe(argv),
-    help: async () => (await import('./serve.ts')).SERVE_USAGE,
+    help: async () => (await import('./serve-usage.ts')).SERVE_USAGE,
   },
   chat: {
     summary: 'chat in the terminal (Esc stops an answer)',

@@ -7,6 +7,8 @@
 
 import { LeashConnectionError, ServerError, errorFromResponse } from './errors.ts';
 import { parseSse } from './sse.ts';
+import { PagePromise } from './page.ts';
+import { describe, sleep, toStreamEvent } from './util.ts';
 import { LeashSocket, type LeashSocketOptions } from './ws.ts';
 import type {
   CancelManyFilter,
@@ -22,6 +24,7 @@ import type {
   Message,
   ModelInfo,
   Page,
+  ReconnectOptions,
   RequestOptions,
   RunParams,
   RunResponse,
@@ -34,15 +37,9 @@ import type {
 } from './types.ts';
 import { TERMINAL_EVENTS, isTerminalStatus } from './types.ts';
 
-export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
+export { PagePromise };
 
-export interface ReconnectOptions {
-  /** Failed attempts in a row (no event received in between) before giving up. Default 10. */
-  maxRetries?: number;
-  /** First delay before reconnecting; doubles per failure. Default 200 ms. */
-  initialDelayMs?: number;
-  maxDelayMs?: number;
-}
+export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
 
 export interface LeashClientOptions {
   /** e.g. `http://127.0.0.1:8080`; `''` or `/` for the page's own origin in a browser. */
@@ -59,47 +56,6 @@ interface CallOptions extends RequestOptions {
   body?: unknown;
 }
 
-/** A list call: `await` it for the first page, `for await` it for every item, `.pages()` for every page. */
-export class PagePromise<T> implements PromiseLike<Page<T>>, AsyncIterable<T> {
-  readonly #fetchPage: (cursor: string | undefined) => Promise<Page<T>>;
-  readonly #cursor: string | undefined;
-  #first: Promise<Page<T>> | null = null;
-
-  constructor(fetchPage: (cursor: string | undefined) => Promise<Page<T>>, cursor?: string) {
-    this.#fetchPage = fetchPage;
-    this.#cursor = cursor;
-  }
-
-  #firstPage(): Promise<Page<T>> {
-    this.#first ??= this.#fetchPage(this.#cursor);
-    return this.#first;
-  }
-
-  then<A = Page<T>, B = never>(
-    onfulfilled?: ((value: Page<T>) => A | PromiseLike<A>) | null,
-    onrejected?: ((reason: unknown) => B | PromiseLike<B>) | null,
-  ): Promise<A | B> {
-    return this.#firstPage().then(onfulfilled, onrejected);
-  }
-
-  catch<B = never>(onrejected?: ((reason: unknown) => B | PromiseLike<B>) | null): Promise<Page<T> | B> {
-    return this.#firstPage().catch(onrejected);
-  }
-
-  async *pages(): AsyncGenerator<Page<T>> {
-    let page = await this.#firstPage();
-    yield page;
-    while (page.next_cursor !== null && page.next_cursor !== undefined) {
-      page = await this.#fetchPage(page.next_cursor);
-      yield page;
-    }
-  }
-
-  async *[Symbol.asyncIterator](): AsyncGenerator<T> {
-    for await (const page of this.pages()) yield* page.data;
-  }
-}
-
 /** A started run (or task) and its event stream: iterate it for the events. */
 export interface TaskStream<T extends Task = Task> extends AsyncIterable<TaskStreamEvent> {
   /** The task as created (for a thread run: with the ids of the turn's messages). */
@@ -110,34 +66,6 @@ export interface TaskStream<T extends Task = Task> extends AsyncIterable<TaskStr
 }
 
 const enc = encodeURIComponent;
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const onAbort = (): void => {
-      clearTimeout(t);
-      reject(signal?.reason);
-    };
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
-/** Rebuilds the event from an SSE frame: `event:` is the type, `data` the payload plus task_id and seq. */
-function toStreamEvent(event: string, json: string, fallbackTaskId: string): TaskStreamEvent {
-  const raw = JSON.parse(json) as Record<string, unknown>;
-  const { task_id, seq, created_at, ...data } = raw;
-  return {
-    type: event,
-    data,
-    task_id: typeof task_id === 'string' ? task_id : fallbackTaskId,
-    seq: Number(seq),
-    ...(typeof created_at === 'string' && { created_at }),
-  } as TaskStreamEvent;
-}
 
 export class LeashClient {
   readonly baseUrl: string;
@@ -327,15 +255,6 @@ export class LeashClient {
       failures++;
     }
   }
-}
-
-function describe(err: unknown): string {
-  if (err === null || err === undefined) return 'unknown error';
-  if (err instanceof Error) {
-    const cause = err.cause instanceof Error ? `: ${err.cause.message}` : '';
-    return `${err.message}${cause}`;
-  }
-  return String(err);
 }
 
 /** Helper for signal-only options spread into a call. */

@@ -1,7 +1,7 @@
 // The leash client SDK: `new LeashClient({ baseUrl, apiKey })`. Works in browsers and Node 24.
 
 export { LeashClient, PagePromise, TasksApi, ThreadsApi } from './client.ts';
-export type { FetchLike, LeashClientOptions, ReconnectOptions, TaskStream } from './client.ts';
+export type { FetchLike, LeashClientOptions, TaskStream } from './client.ts';
 export {
   AuthError,
   ConflictError,

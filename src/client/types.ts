@@ -1,23 +1,32 @@
-// The client's view of the wire. Task, event and message shapes come from the
-// server's own type modules (type-only imports: nothing of the server is bundled),
-// so the SDK and the server cannot drift apart silently.
+// The client's view of the wire, all from src/core: the shapes the server sends
+// (Task, events, Thread, Message) and, for what the client sends, the `z.input` of the
+// very schemas the server parses with (type-only imports: zod is not bundled), so the
+// SDK and the server cannot drift apart silently.
 
+import type { z } from 'zod';
 import type {
-  BatchCancelFilter,
   CancelReason,
+  Message,
+  MessageStatus,
+  MultitaskStrategy,
   Page,
   Task,
   TaskEventData,
   TaskEventType,
   TaskStatus,
+  Thread,
+  WorkerInfo,
 } from '../core/types.ts';
-import type { Message, MessageStatus, Thread } from '../store/store.ts';
-import type { WorkerInfo } from '../server/workers/protocol.ts';
+import type { batchCancelBody, listTasksQuery, taskSpec } from '../core/wire/tasks.ts';
+import type { createThreadBody, listThreadsQuery, threadRunSpec } from '../core/wire/threads.ts';
+import type { wsTaskSpec } from '../core/wire/ws-frames.ts';
+import type { batchCancelResultSchema, runResponseSchema, taskDetailSchema } from '../core/wire/shapes.ts';
 
 export type {
   CancelReason,
   Message,
   MessageStatus,
+  MultitaskStrategy,
   Page,
   Task,
   TaskEventData,
@@ -28,9 +37,7 @@ export type {
 };
 
 /** `GET /api/tasks/:id` also carries the task's latest progress messages. */
-export interface TaskDetail extends Task {
-  recent_progress?: Array<{ progress: number | null; message: string | null; at: string }>;
-}
+export type TaskDetail = z.output<typeof taskDetailSchema>;
 
 /**
  * One event as it arrives on a stream: the SPEC §1 event (type + data) with its
@@ -38,9 +45,11 @@ export interface TaskDetail extends Task {
  */
 export type TaskStreamEvent = TaskEventData & { task_id: string; seq: number; created_at?: string };
 
-export const TERMINAL_STATUSES: ReadonlySet<TaskStatus> = new Set(['completed', 'failed', 'cancelled']);
-export const TERMINAL_EVENTS: ReadonlySet<TaskEventType> = new Set(['task.completed', 'task.failed', 'task.cancelled']);
-export const isTerminalStatus = (s: TaskStatus): boolean => TERMINAL_STATUSES.has(s);
+export {
+  TERMINAL_STATUSES,
+  TERMINAL_EVENT_TYPES as TERMINAL_EVENTS,
+  isTerminal as isTerminalStatus,
+} from '../core/types.ts';
 
 /** Options every call takes. */
 export interface RequestOptions {
@@ -50,12 +59,18 @@ export interface RequestOptions {
   headers?: Record<string, string>;
 }
 
-export interface CreateTaskParams {
-  type: string;
-  input?: unknown;
-  priority?: number;
-  deadline_ms?: number;
-  thread_id?: string | null;
+/** `POST /api/tasks`'s body (`stream` and `on_disconnect` are the client's to set: see createAndStream). */
+export type CreateTaskParams = z.input<typeof taskSpec>;
+
+/** A task as a WebSocket `run` frame carries it: CreateTaskParams plus the idempotency key and on_disconnect. */
+export type SocketTaskParams = z.input<typeof wsTaskSpec>;
+
+export interface ReconnectOptions {
+  /** Failed attempts in a row (no event received in between) before giving up. Default 10. */
+  maxRetries?: number;
+  /** First delay before reconnecting; doubles per failure. Default 200 ms. */
+  initialDelayMs?: number;
+  maxDelayMs?: number;
 }
 
 export interface CreateTaskOptions extends RequestOptions {
@@ -63,21 +78,13 @@ export interface CreateTaskOptions extends RequestOptions {
   idempotencyKey?: string;
 }
 
-export interface ListTasksParams {
-  status?: TaskStatus | TaskStatus[];
-  type?: string;
-  thread_id?: string;
-  /** Page size (server maximum 200). */
-  limit?: number;
-  cursor?: string;
-}
+/** `GET /api/tasks`'s query (page size at most 200). */
+export type ListTasksParams = z.input<typeof listTasksQuery>;
 
-export type CancelManyFilter = Omit<BatchCancelFilter, 'owner'> & { reason?: CancelReason };
+/** `POST /api/tasks/cancel`'s body: the caller's active tasks matching every given filter. */
+export type CancelManyFilter = z.input<typeof batchCancelBody>;
 
-export interface CancelManyResult {
-  cancelled: number;
-  ids: string[];
-}
+export type CancelManyResult = z.output<typeof batchCancelResultSchema>;
 
 export interface WaitOptions extends RequestOptions {
   /**
@@ -98,32 +105,15 @@ export interface EventsOptions extends RequestOptions {
   onDisconnect?: 'cancel' | 'continue';
 }
 
-export interface CreateThreadParams {
-  metadata?: Record<string, unknown>;
-}
+export type CreateThreadParams = z.input<typeof createThreadBody>;
 
-export interface ListThreadsParams {
-  limit?: number;
-  cursor?: string;
-}
+export type ListThreadsParams = z.input<typeof listThreadsQuery>;
 
-export type MultitaskStrategy = 'interrupt' | 'enqueue' | 'reject' | 'rollback';
-
-export interface RunParams {
-  content: string;
-  model?: string;
-  /** What to do with a run already active in the thread (default `interrupt`). */
-  multitask?: MultitaskStrategy;
-  system?: string;
-  deadline_ms?: number;
-}
+/** `POST /api/threads/:id/runs`'s body; `multitask` says what to do with a run already active (default `interrupt`). */
+export type RunParams = z.input<typeof threadRunSpec>;
 
 /** `POST /api/threads/:id/runs`: the chat task plus the messages of the turn. */
-export interface RunResponse extends Task {
-  user_message_id: string;
-  assistant_message_id: string;
-  cancelled_task_ids: string[];
-}
+export type RunResponse = z.output<typeof runResponseSchema>;
 
 export interface ModelInfo {
   id: string;

@@ -8,32 +8,19 @@
 // drops reject with LeashConnectionError (a run may or may not have started:
 // look at the thread or task list before repeating it).
 
+import { ERROR_STATUS, isErrorCode } from '../core/error-codes.ts';
+import { Channel } from './channel.ts';
 import { LeashConnectionError, apiErrorFrom, type LeashApiError } from './errors.ts';
-import type { ReconnectOptions } from './client.ts';
-import type { CancelReason, CreateTaskParams, RunParams, TaskStatus, TaskStreamEvent } from './types.ts';
-import { TERMINAL_EVENTS } from './types.ts';
+import type {
+  CancelReason,
+  ReconnectOptions,
+  RunParams,
+  SocketTaskParams,
+  TaskStatus,
+  TaskStreamEvent,
+} from './types.ts';
 
 export const WS_SUBPROTOCOL = 'leash.v1';
-
-/** HTTP status of the codes an `error` frame can carry, so WebSocket errors get the same classes as HTTP ones. */
-const CODE_STATUS: Record<string, number> = {
-  invalid_request: 400,
-  invalid_frame: 400,
-  invalid_json: 400,
-  unknown_task_type: 400,
-  unknown_model: 400,
-  too_many_subscriptions: 429,
-  unauthorized: 401,
-  not_found: 404,
-  task_ended: 409,
-  task_active: 409,
-  thread_busy: 409,
-  idempotency_conflict: 409,
-  queue_full: 429,
-  rate_limited: 429,
-  shutting_down: 503,
-  internal_error: 500,
-};
 
 type WebSocketCtor = new (url: string, protocols?: string | string[]) => WebSocket;
 
@@ -76,65 +63,6 @@ interface Pending {
   reject(err: unknown): void;
   /** Runs register their event channel before the ack resolves, so no event can slip past. */
   onAck?: (frame: Frame) => void;
-}
-
-/** One consumer's view of one task's events. */
-class Channel {
-  readonly taskId: string;
-  last: number;
-  done = false;
-  #queue: TaskStreamEvent[] = [];
-  #error: unknown = null;
-  #wake: (() => void) | null = null;
-
-  constructor(taskId: string, after: number) {
-    this.taskId = taskId;
-    this.last = after;
-  }
-
-  push(e: TaskStreamEvent): void {
-    if (this.done || e.seq <= this.last) return; // replay after a re-subscribe
-    this.last = e.seq;
-    this.#queue.push(e);
-    if (TERMINAL_EVENTS.has(e.type)) this.done = true;
-    this.#notify();
-  }
-
-  fail(err: unknown): void {
-    if (this.done) return;
-    this.done = true;
-    this.#error = err;
-    this.#notify();
-  }
-
-  #notify(): void {
-    const w = this.#wake;
-    this.#wake = null;
-    w?.();
-  }
-
-  async *iterate(signal?: AbortSignal): AsyncGenerator<TaskStreamEvent> {
-    const onAbort = (): void => this.#notify();
-    signal?.addEventListener('abort', onAbort);
-    try {
-      for (;;) {
-        signal?.throwIfAborted();
-        const e = this.#queue.shift();
-        if (e !== undefined) {
-          yield e;
-          continue;
-        }
-        if (this.done) {
-          if (this.#error !== null) throw this.#error;
-          return;
-        }
-        await new Promise<void>((r) => (this.#wake = r));
-      }
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
-      this.done = true;
-    }
-  }
 }
 
 function wsUrlFrom(opts: LeashSocketOptions): string {
@@ -308,7 +236,8 @@ export class LeashSocket {
     const e = (raw ?? {}) as { code?: unknown; message?: unknown; details?: unknown };
     const code = typeof e.code === 'string' ? e.code : 'unknown_error';
     return apiErrorFrom({
-      status: CODE_STATUS[code] ?? 0,
+      // The status HTTP answers the code with, so WebSocket errors get the same classes.
+      status: isErrorCode(code) ? ERROR_STATUS[code] : 0,
       code,
       message: typeof e.message === 'string' ? e.message : code,
       details: e.details,
@@ -415,7 +344,7 @@ export class LeashSocket {
 
   /** Starts a task; the server follows its events for this socket from seq 1. */
   async runTask(
-    task: CreateTaskParams,
+    task: SocketTaskParams,
     opts: RequestSignal & { onDisconnect?: 'cancel' | 'continue' } = {},
   ): Promise<SocketRun> {
     let c: Channel | null = null;

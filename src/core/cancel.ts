@@ -54,11 +54,6 @@ export function cancelReasonOf(signal: AbortSignal, fallback: CancelReason = 'us
   return signal.reason instanceof CancelledError ? signal.reason.reason : fallback;
 }
 
-/** A cancel that found nothing left to stop: the task ended meanwhile, or is gone. */
-export function isNothingToCancel(e: unknown): boolean {
-  return LeashError.is(e, 'task_ended') || LeashError.is(e, 'not_found');
-}
-
 const closedUpstream = new WeakSet<AbortSignal>();
 
 /**

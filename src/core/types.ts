@@ -122,6 +122,51 @@ export interface BatchCancelFilter {
   created_before?: string;
 }
 
+/** A conversation (SPEC §2). */
+export interface Thread {
+  id: string;
+  owner: string;
+  /** Derived: `busy` while any task bound to the thread is queued, running or cancelling. */
+  status: 'idle' | 'busy';
+  created_at: string;
+  metadata: Record<string, unknown>;
+}
+
+export const MESSAGE_ROLES = ['system', 'user', 'assistant'] as const;
+export type MessageRole = (typeof MESSAGE_ROLES)[number];
+export const MESSAGE_STATUSES = ['complete', 'streaming', 'cancelled', 'failed'] as const;
+export type MessageStatus = (typeof MESSAGE_STATUSES)[number];
+
+export interface Message {
+  id: string;
+  thread_id: string;
+  /** 1, 2, 3 … per thread, assigned by the store; order of the conversation. */
+  seq: number;
+  role: MessageRole;
+  content: string;
+  status: MessageStatus;
+  task_id: string | null;
+  created_at: string;
+  usage: { input_tokens: number; output_tokens: number } | null;
+}
+
+/** What a thread run does with a run already active in its thread (SPEC §2). */
+export const MULTITASK_STRATEGIES = ['interrupt', 'enqueue', 'reject', 'rollback'] as const;
+export type MultitaskStrategy = (typeof MULTITASK_STRATEGIES)[number];
+
+/** A remote worker as `GET /api/workers` lists it. */
+export interface WorkerInfo {
+  id: string;
+  owner: string;
+  connected: boolean;
+  connected_at: string;
+  last_seen_at: string;
+  sdk: string | null;
+  types: string[];
+  slots: number;
+  running: Array<{ attempt: string; task_id: string; accepted: boolean; cancelling: boolean }>;
+}
+
 let isoMs = NaN;
 let isoText = '';
 /** The time now as ISO 8601. Cached per millisecond: a stream stamps thousands of events a second. */

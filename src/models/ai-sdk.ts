@@ -16,6 +16,7 @@ import type { LanguageModel } from 'ai';
 import { noteUpstreamClosed } from '../core/cancel.ts';
 import { LeashError } from '../core/errors.ts';
 import type { Model, ModelCallOptions, ModelStreamPart } from './model.ts';
+import { clip } from './error-text.ts';
 
 export interface AiSdkModelConfig {
   /** The spec, e.g. `openai:gpt-4o-mini`. */
@@ -147,8 +148,6 @@ function findDeepest(e: Error): Error {
   return cur;
 }
 
-const clip = (s: string, n = 500): string => (s.length > n ? `${s.slice(0, n)}…` : s);
-
 /** Maps whatever the AI SDK threw to a LeashError with an upstream_* code and a clear message. */
 export function toUpstreamError(
   ai: AiModule,
@@ -172,6 +171,13 @@ export function toUpstreamError(
       // No status: the connection never got an answer. A status: it broke mid-answer.
       const what = e.statusCode === undefined ? `Cannot reach ${where}` : `Lost the connection to ${where}`;
       return new LeashError('upstream_unreachable', clip(`${what}: ${net.message}`), { details: details(), cause: e });
+    }
+    if (unreadableFirstEvent(e)) {
+      return new LeashError(
+        'upstream_bad_response',
+        clip(`${where} sent a response that is not a valid stream: ${e.message}`),
+        { details: details(), cause: e },
+      );
     }
     if (e.statusCode !== undefined && (e.statusCode < 200 || e.statusCode > 299)) {
       return new LeashError('upstream_error', clip(`${where} answered HTTP ${e.statusCode}: ${e.message}`), {
@@ -220,6 +226,22 @@ export function toUpstreamError(
   }
   const message = e instanceof Error ? e.message || e.name : (errorBodyMessage(e) ?? String(e));
   return new LeashError('upstream_error', clip(`${where} failed: ${message}`), { details: details(), cause: e });
+}
+
+/**
+ * Anthropic's provider reads the first event before it hands the stream on, and reports
+ * one it cannot parse as an APICallError with a made-up status 500 and the parse error
+ * as its body, although the upstream answered 200 with an event stream: that is a bad
+ * response, not an HTTP error.
+ */
+function unreadableFirstEvent(e: { responseHeaders?: Record<string, string>; responseBody?: string }): boolean {
+  if (!/^text\/event-stream\b/i.test(e.responseHeaders?.['content-type'] ?? '')) return false;
+  try {
+    const name = (JSON.parse(e.responseBody ?? '') as { name?: unknown } | null)?.name;
+    return name === 'AI_JSONParseError' || name === 'AI_TypeValidationError';
+  } catch {
+    return false;
+  }
 }
 
 /**

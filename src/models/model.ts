@@ -36,6 +36,19 @@ export interface ModelInfo {
   description: string;
 }
 
+/**
+ * A family of models under one spec prefix (`openai:`, `ollama:`, `anthropic:`, `gguf:`),
+ * registered with the model registry (registry.ts) under that prefix.
+ */
+export interface ModelProvider {
+  /** One line for `list()` and error messages, e.g. `OpenAI-compatible API at https://…`. */
+  readonly description?: string;
+  /** `name` is the spec without `<prefix>:`; `spec` the whole spec (the Model's id). */
+  resolve(name: string, spec: string): Model;
+  /** Models this provider knows it can serve (optional; providers may accept any name). */
+  list?(): ModelInfo[];
+}
+
 /** Resolves a model spec; the default model is used when `spec` is absent. */
 export interface ModelRegistry {
   readonly defaultModel: string;

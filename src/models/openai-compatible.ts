@@ -23,6 +23,7 @@ import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { noteUpstreamClosed, sleep } from '../core/cancel.ts';
 import { LeashError } from '../core/errors.ts';
 import type { Model, ModelCallOptions, ModelStreamPart } from './model.ts';
+import { clip } from './error-text.ts';
 
 export interface OpenAiCompatibleConfig {
   /** The spec, e.g. `openai:gpt-4o-mini`. */
@@ -327,5 +328,3 @@ function messageOf(e: unknown): string {
   // node:http says "aborted" / "socket hang up"; the code says more.
   return typeof code === 'string' && !e.message.includes(code) ? `${e.message} (${code})` : e.message || e.name;
 }
-
-const clip = (s: string, n = 500): string => (s.length > n ? `${s.slice(0, n)}…` : s);

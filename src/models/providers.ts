@@ -10,7 +10,7 @@ import type { LanguageModel } from 'ai';
 import { LeashError } from '../core/errors.ts';
 import { createAiSdkModel } from './ai-sdk.ts';
 import { createOpenAiCompatibleModel } from './openai-compatible.ts';
-import type { ModelProvider } from './registry.ts';
+import type { ModelProvider } from './model.ts';
 
 export interface RemoteProvidersOptions {
   env?: NodeJS.ProcessEnv;

@@ -5,21 +5,12 @@
 // outside it is refused before any provider looks at it.
 
 import { LeashError } from '../core/errors.ts';
-import type { Model, ModelInfo, ModelRegistry } from './model.ts';
-import { SIMULATED_MODELS, createSimulatedModel, isSimulatedSpec } from './simulated.ts';
+import type { Model, ModelInfo, ModelProvider, ModelRegistry } from './model.ts';
+import { SIMULATED_MODELS, createSimulatedModel, isSimulatedSpec, simulatedVariantOf } from './simulated.ts';
 import { remoteProviders } from './providers.ts';
-import { ggufProvider } from './gguf.ts';
-import type { GgufLimits } from './gguf.ts';
+import { ggufProvider } from './gguf/provider.ts';
+import type { GgufLimits } from './gguf/spec.ts';
 import { DEFAULT_MODEL_PATTERNS, createModelAllowlist, parseModelPatterns } from './allowlist.ts';
-
-export interface ModelProvider {
-  /** One line for `list()` and error messages, e.g. `OpenAI-compatible API at https://…`. */
-  readonly description?: string;
-  /** `name` is the spec without `<prefix>:`; `spec` the whole spec (the Model's id). */
-  resolve(name: string, spec: string): Model;
-  /** Models this provider knows it can serve (optional; providers may accept any name). */
-  list?(): ModelInfo[];
-}
 
 export interface ModelRegistryOptions {
   /** Used when a caller names no model, e.g. `simulated` or `openai:gpt-4o-mini`. */
@@ -69,28 +60,22 @@ export function createModelRegistry(options: ModelRegistryOptions): ModelRegistr
 
   const known = (): string =>
     ['simulated', 'simulated:echo', ...[...providers.keys()].map((p) => `${p}:<model>`)].join(', ');
+  const unknown = (spec: string): LeashError =>
+    new LeashError('unknown_model', `Unknown model "${spec}". Known: ${known()}`);
 
   const resolve = (spec?: string): Model => {
     const s = spec ?? options.defaultModel;
     // First, before any provider code: a refused name costs no file look-up and no request.
     allowlist.check(s);
     if (isSimulatedSpec(s)) {
-      try {
-        return createSimulatedModel(s, env);
-      } catch (e) {
-        // Keep parse errors about options; replace "unknown simulated variant" with the full list.
-        if (LeashError.is(e) && e.message.startsWith('Unknown model')) {
-          throw new LeashError('unknown_model', `Unknown model "${s}". Known: ${known()}`);
-        }
-        throw e;
-      }
+      // An unknown variant is answered with every known model; a bad option by the simulated model's own words.
+      if (simulatedVariantOf(s) === undefined) throw unknown(s);
+      return createSimulatedModel(s, env);
     }
     const colon = s.indexOf(':');
     const provider = colon > 0 ? providers.get(s.slice(0, colon)) : undefined;
     const name = colon > 0 ? s.slice(colon + 1) : '';
-    if (!provider || name === '') {
-      throw new LeashError('unknown_model', `Unknown model "${s}". Known: ${known()}`);
-    }
+    if (!provider || name === '') throw unknown(s);
     return provider.resolve(name, s);
   };
 

@@ -59,16 +59,23 @@ export function defaultSimTps(env: NodeJS.ProcessEnv = process.env): number {
   return Number.isFinite(n) && n >= 0 && n <= MAX_SIM_TPS ? n : DEFAULT_SIM_TPS;
 }
 
+/** The variant a spec names (`simulated`, `simulated:lorem`, `simulated:echo`, options aside); undefined for any other name. */
+export function simulatedVariantOf(spec: string): SimulatedVariant | undefined {
+  const q = spec.indexOf('?');
+  const name = q === -1 ? spec : spec.slice(0, q);
+  if (name === 'simulated' || name === 'simulated:lorem') return 'lorem';
+  if (name === 'simulated:echo') return 'echo';
+  return undefined;
+}
+
 /** Parses `simulated[:variant][?tps=&tokens=]`; throws `unknown_model` for anything else. */
 export function parseSimulatedSpec(spec: string, env: NodeJS.ProcessEnv = process.env): SimulatedOptions {
   const q = spec.indexOf('?');
-  const name = q === -1 ? spec : spec.slice(0, q);
   const query = q === -1 ? '' : spec.slice(q + 1);
-  let variant: SimulatedVariant;
-  if (name === 'simulated' || name === 'simulated:lorem') variant = 'lorem';
-  else if (name === 'simulated:echo') variant = 'echo';
-  else
+  const variant = simulatedVariantOf(spec);
+  if (variant === undefined) {
     throw new LeashError('unknown_model', `Unknown model "${spec}". Known simulated models: simulated, simulated:echo`);
+  }
 
   const opts: SimulatedOptions = { variant, tps: defaultSimTps(env), tokens: DEFAULT_SIM_TOKENS };
   for (const [key, value] of new URLSearchParams(query)) {

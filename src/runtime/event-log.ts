@@ -90,6 +90,11 @@ export class EventLog {
     this.#durable.set(taskId, committedSeq);
   }
 
+  /** The last seq of a task running here that the store has committed (after `flush()`: its last seq). */
+  committedSeq(taskId: string): number | undefined {
+    return this.#durable.get(taskId);
+  }
+
   /** The task no longer runs here (its events are all written, or discarded). */
   untrack(taskId: string): void {
     this.#durable.delete(taskId);

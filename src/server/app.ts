@@ -10,7 +10,7 @@ import { newId } from '../core/ids.ts';
 import type { Runtime } from '../runtime/runtime.ts';
 import type { Store } from '../store/store.ts';
 import { installAuth } from './auth.ts';
-import { installErrorHandling, sendError } from './errors.ts';
+import { installErrorHandling, sendError } from './error-handler.ts';
 import { registerHealthRoutes } from './health.ts';
 import type { Metrics } from './metrics.ts';
 import { createMetrics } from './metrics.ts';
@@ -25,6 +25,7 @@ import { Threads } from '../threads/threads.ts';
 import type { TaskRouteDeps } from './routes/tasks.ts';
 import { DEFAULT_KEEPALIVE_MS } from './sse.ts';
 import { registerWebUi } from './static.ts';
+import { registerApiDocs } from './openapi/routes.ts';
 import { installRateLimit, type RateLimitOptions } from './rate-limit.ts';
 import { installBrowserGuard, normalizeOrigin } from './browser-guard.ts';
 import { installSecurityHeaders } from './security-headers.ts';
@@ -179,12 +180,13 @@ export function buildServer(opts: BuildServerOptions): FastifyInstance {
   registerWebSocket(app, { runtime: opts.runtime, threads, closing: closing.signal, streams, rateCounter });
   const hub = new WorkerHub(opts.runtime, opts.logger, opts.workers);
   for (const t of opts.workers?.types ?? []) {
-    if (!hub.declareType(t)) throw new TypeError(`LEASH_WORKER_TYPES: "${t}" is a type the server serves itself`);
+    if (!hub.types.declare(t)) throw new TypeError(`LEASH_WORKER_TYPES: "${t}" is a type the server serves itself`);
   }
   app.decorate('leashWorkers', hub);
   registerWorkerMetrics(metrics.registry, hub);
   app.addHook('onClose', async () => hub.close());
-  registerWorkerRoutes(app, hub);
+  registerWorkerRoutes(app, hub, rateCounter);
+  registerApiDocs(app);
   registerWebUi(app);
   return app;
 }

@@ -1,6 +1,7 @@
 // A client that asked for `on_disconnect: "cancel"` went away: its task is cancelled
 // with reason `disconnect`. The one helper every stream uses (task events, thread runs,
-// the OpenAI surface, WebSocket sockets). The task may well have ended meanwhile.
+// the OpenAI surface, WebSocket sockets). The task may well have ended meanwhile: quiet
+// then (the cancel path and its callers: src/runtime/cancel.ts).
 
 import type { FastifyBaseLogger } from 'fastify';
 import type { Runtime } from '../runtime/runtime.ts';
@@ -12,7 +13,7 @@ export async function cancelForDisconnect(
   log: FastifyBaseLogger,
 ): Promise<void> {
   try {
-    await runtime.cancelIfActive(id, owner, 'disconnect');
+    await runtime.cancel(id, owner, 'disconnect', { quietIfEnded: true });
   } catch (err) {
     log.warn({ err, task_id: id }, 'cancel on disconnect failed');
   }

@@ -1,9 +1,11 @@
 // Every error leaves the server as `{error: {code, message, details?}}` with the
 // status of its code. Fastify's own errors (body parsing, limits) are mapped to
 // leash codes; anything unexpected is a 500 `internal_error` whose cause is only
-// logged, never sent (no stack traces, no internals in responses).
+// logged, never sent (no stack traces, no internals in responses). This is the
+// mapping every surface starts from (/v1 reshapes it, see openai/errors.ts); the one
+// handler that sends it is error-handler.ts.
 
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyError } from 'fastify';
 import type { z } from 'zod';
 import { httpStatusOf } from '../core/error-codes.ts';
 import { LeashError } from '../core/errors.ts';
@@ -105,45 +107,4 @@ export function toErrorResponse(err: unknown): { status: number; body: ErrorBody
     return { status: sc, body: { error: { code, message: MESSAGES[code] ?? 'Bad request' } }, internal: false };
   }
   return { status: 500, body: { error: { code: 'internal_error', message: 'Internal server error' } }, internal: true };
-}
-
-export function sendError(request: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
-  const { status, body, internal } = toErrorResponse(err);
-  if (internal)
-    request.log.error({ err }, 'unexpected error'); // the request logger carries reqId
-  else if (status >= 500) request.log.warn({ code: body.error.code }, body.error.message);
-  // A stream that already started can't carry a JSON error; just end it.
-  if (reply.sent || reply.raw.headersSent) {
-    if (!reply.raw.writableEnded) reply.raw.end();
-    return reply;
-  }
-  if (status === 401) reply.header('www-authenticate', 'Bearer');
-  const retry = (body.error.details as { retry_after_s?: unknown } | undefined)?.retry_after_s;
-  if (status === 429 && typeof retry === 'number') reply.header('retry-after', String(retry));
-  return reply.code(status).type('application/json; charset=utf-8').send(body);
-}
-
-const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
-
-/** Installs the error handler and the 404 / 405 handler on the root instance. */
-export function installErrorHandling(app: FastifyInstance): void {
-  app.setErrorHandler((err, request, reply) => sendError(request, reply, err));
-
-  // Fastify answers 404 for a known path with another method; say 405 and list the methods.
-  app.setNotFoundHandler((request, reply) => {
-    const path = request.url.split('?', 1)[0] ?? '/';
-    const allow = METHODS.filter((m) => m !== request.method && app.findRoute({ method: m, url: path }) !== null);
-    if (allow.length > 0) {
-      reply.header('allow', allow.join(', '));
-      return sendError(
-        request,
-        reply,
-        new LeashError(
-          'method_not_allowed',
-          `Method ${request.method} is not allowed on ${path}; use ${allow.join(', ')}`,
-        ),
-      );
-    }
-    return sendError(request, reply, new LeashError('not_found', `No route for ${request.method} ${path}`));
-  });
 }

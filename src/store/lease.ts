@@ -1,9 +1,10 @@
-// What a lease renewal tells the node that renewed: shared by every Store, so the
-// runtime's backstop for missed cancel notifications behaves the same on each.
+// Leases, shared by every Store so each behaves the same: what a renewal tells the
+// node that renewed (the runtime's backstop for missed cancel notifications), and how
+// a task whose node was lost ends.
 
 import { LeashError } from '../core/errors.ts';
 import type { CancelReason, TaskStatus } from '../core/types.ts';
-import type { LeaseRenewal } from './store.ts';
+import type { LeaseRenewal, RecoverLostOptions } from './store.ts';
 
 /**
  * Splits the rows a node just renewed (its running and cancelling tasks) into the
@@ -37,4 +38,20 @@ export function nodeLostMessage(durable: number | string): string {
 /** The error of a task whose node was lost (see nodeLostMessage). */
 export function nodeLost(durable: number): { code: 'node_lost'; message: string } {
   return { code: 'node_lost', message: nodeLostMessage(durable) };
+}
+
+/** recoverLost must be told whose tasks: one node's, or those whose lease ended. */
+export function checkRecoverOptions(opts: RecoverLostOptions): void {
+  if (opts.nodeId === undefined && opts.expiredBefore === undefined) {
+    throw new LeashError('invalid_request', 'recoverLost needs nodeId or expiredBefore');
+  }
+}
+
+/** How a lost task ends: a stop was asked → cancelled; resumable type → queued again; else failed (node_lost). */
+export function lostOutcome(
+  t: { status: TaskStatus; type: string },
+  resumable: ReadonlySet<string>,
+): 'cancelled' | 'requeued' | 'failed' {
+  if (t.status === 'cancelling') return 'cancelled';
+  return resumable.has(t.type) ? 'requeued' : 'failed';
 }

@@ -46,3 +46,6 @@ export function pageOf<R extends { num: number | string }, T>(
   if (more) rows.length = limit;
   return { data: rows.map((r) => map(r)), next_cursor: more ? encodeCursor(kind, Number(rows.at(-1)!.num)) : null };
 }
+
+/** A caller's row limit as SQL takes it (a whole number, at least 0; unlike a page limit, not capped). */
+export const rowLimit = (limit: number): number => Math.max(0, Math.floor(limit));

@@ -3,7 +3,7 @@
 // each store describes its types and how to decode them, and the mapping lives here once.
 
 import type { CancelReason, Task, TaskError, TaskEvent, TaskStatus } from '../core/types.ts';
-import type { Message, MessageRole, MessageStatus, Thread } from './store.ts';
+import type { ClaimedTask, Message, MessageRole, MessageStatus, TaskRunOptions, Thread } from './store.ts';
 
 /** The types a driver returns for each kind of column. */
 export interface ColumnTypes {
@@ -92,36 +92,45 @@ export interface RowMappers<C extends ColumnTypes> {
   toEvent(r: EventRowOf<C>): TaskEvent;
   toThread(r: ThreadRowOf<C>): Thread;
   toMessage(r: MessageRowOf<C>): Message;
+  /** A task row a claim (or an eager create) just moved to running on this node. */
+  toClaimed(r: TaskRowOf<C>): ClaimedTask;
 }
 
 export function rowMappers<C extends ColumnTypes>(c: RowCodec<C>): RowMappers<C> {
   const isoOrNull = (v: C['ts'] | null): string | null => (v === null ? null : c.iso(v));
+  const toTask = (r: TaskRowOf<C>): Task => ({
+    id: r.id,
+    type: r.type,
+    status: r.status,
+    progress: r.progress,
+    progress_message: r.progress_message,
+    input: c.json(r.input),
+    result: c.json(r.result),
+    output_text: r.output_text,
+    error: c.json(r.error) as TaskError | null,
+    cancel:
+      r.cancel_reason !== null && r.cancel_requested_at !== null
+        ? {
+            reason: r.cancel_reason,
+            requested_at: c.iso(r.cancel_requested_at),
+            ...(r.cancel_detached ? { detached: true as const } : {}),
+          }
+        : null,
+    priority: r.priority,
+    thread_id: r.thread_id,
+    owner: r.owner,
+    created_at: c.iso(r.created_at),
+    started_at: isoOrNull(r.started_at),
+    ended_at: isoOrNull(r.ended_at),
+    deadline_at: isoOrNull(r.deadline_at),
+  });
   return {
-    toTask: (r) => ({
-      id: r.id,
-      type: r.type,
-      status: r.status,
-      progress: r.progress,
-      progress_message: r.progress_message,
-      input: c.json(r.input),
-      result: c.json(r.result),
-      output_text: r.output_text,
-      error: c.json(r.error) as TaskError | null,
-      cancel:
-        r.cancel_reason !== null && r.cancel_requested_at !== null
-          ? {
-              reason: r.cancel_reason,
-              requested_at: c.iso(r.cancel_requested_at),
-              ...(r.cancel_detached ? { detached: true as const } : {}),
-            }
-          : null,
-      priority: r.priority,
-      thread_id: r.thread_id,
-      owner: r.owner,
-      created_at: c.iso(r.created_at),
-      started_at: isoOrNull(r.started_at),
-      ended_at: isoOrNull(r.ended_at),
-      deadline_at: isoOrNull(r.deadline_at),
+    toTask,
+    toClaimed: (r) => ({
+      task: toTask(r),
+      lastSeq: r.last_seq,
+      checkpoint: c.json(r.checkpoint),
+      options: (c.json(r.options) as TaskRunOptions | null) ?? null,
     }),
     toEvent: (r) =>
       ({

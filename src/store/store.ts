@@ -1,5 +1,10 @@
 // The persistence seam. SQLite (embedded default) and PostgreSQL (several nodes)
 // implement this interface side by side, and both run test/store.conformance.ts.
+// Each is laid out by operation (as graphile-worker's src/sql/): sqlite/claim.ts and
+// postgres/claim.ts hold the claim's SQL and the function that runs it, and so on for
+// every operation under the same file names; sqlite-store.ts and postgres-store.ts are
+// short fronts wiring them to this interface. What is not SQL is shared, written once:
+// rows.ts (row mapping), paging.ts, task-filters.ts, patches.ts, lease.ts.
 //
 // Ownership rule for the event log: while a task is running, the node running it
 // is the only writer of its events and assigns `seq` itself (write-behind batches
@@ -118,29 +123,38 @@ export interface EventWrite {
   patch?: TaskPatch;
 }
 
-export interface Thread {
+/** A task type remote workers declared, with its input JSON Schema's text (or null). */
+export interface RemoteTypeRow {
+  type: string;
+  schema: string | null;
+}
+
+// The wire shapes of threads live in core (the client reads them too).
+export type { Message, MessageRole, MessageStatus, Thread } from '../core/types.ts';
+import type { Message, MessageRole, MessageStatus, Thread } from '../core/types.ts';
+
+/** The fields of a thread its creator chooses (`createThread`). */
+export interface NewThread {
   id: string;
   owner: string;
-  /** Derived: `busy` while any task bound to the thread is queued, running or cancelling. */
-  status: 'idle' | 'busy';
   created_at: string;
   metadata: Record<string, unknown>;
 }
 
-export type MessageRole = 'system' | 'user' | 'assistant';
-export type MessageStatus = 'complete' | 'streaming' | 'cancelled' | 'failed';
+/** What `updateMessage` changes: `content` replaces, `append` adds after it. */
+export interface MessagePatch {
+  content?: string;
+  append?: string;
+  status?: MessageStatus;
+  usage?: Message['usage'];
+}
 
-export interface Message {
-  id: string;
-  thread_id: string;
-  /** 1, 2, 3 … per thread, assigned by the store; order of the conversation. */
-  seq: number;
-  role: MessageRole;
-  content: string;
-  status: MessageStatus;
-  task_id: string | null;
-  created_at: string;
-  usage: { input_tokens: number; output_tokens: number } | null;
+/** Which lost tasks `recoverLost` ends: one node's, or those of any node whose lease ended. */
+export interface RecoverLostOptions {
+  nodeId?: string;
+  expiredBefore?: string;
+  resumableTypes: string[];
+  now: string;
 }
 
 export interface NewMessage {
@@ -157,7 +171,7 @@ export interface NewMessage {
  * Cross-node signalling. SQLite: an in-process emitter. PostgreSQL: LISTEN/NOTIFY.
  * Payloads are small strings (task ids, `id:seq`); the data itself is read from the store.
  */
-export type Channel = 'wakeup' | 'cancel' | 'events';
+export type Channel = 'wakeup' | 'cancel' | 'events' | 'types';
 
 export interface Notifier {
   publish(channel: Channel, payload: string): Promise<void>;
@@ -249,32 +263,28 @@ export interface Store {
    * delivered seqs up to `last_seq + SEQ_AHEAD` that never reached the store) and its
    * data carries `last_durable_seq`: the last seq stored before the loss.
    */
-  recoverLost(opts: {
-    nodeId?: string;
-    expiredBefore?: string;
-    resumableTypes: string[];
-    now: string;
-  }): Promise<Task[]>;
+  recoverLost(opts: RecoverLostOptions): Promise<Task[]>;
 
   /** Deletes tasks (and their events) that ended before `endedBefore`. Returns how many. */
   purgeEnded(endedBefore: string): Promise<number>;
 
+  // ── remote-worker types (docs/workers.md) ─────────────────────────────────
+  /**
+   * Records a task type a remote worker declared (on any node: every node reads them, so
+   * a create of it works on each). `schema`: its input JSON Schema as JSON text; null
+   * keeps the one stored.
+   */
+  saveRemoteType(type: string, schema: string | null, now: string): Promise<void>;
+  listRemoteTypes(): Promise<RemoteTypeRow[]>;
+
   // ── threads and messages ─────────────────────────────────────────────────
-  createThread(t: {
-    id: string;
-    owner: string;
-    created_at: string;
-    metadata: Record<string, unknown>;
-  }): Promise<Thread>;
+  createThread(t: NewThread): Promise<Thread>;
   getThread(id: string, owner?: string): Promise<Thread | null>;
   listThreads(owner: string, limit: number, cursor?: string): Promise<Page<Thread>>;
   deleteThread(id: string, owner: string): Promise<boolean>;
   /** Assigns the next per-thread seq atomically. */
   appendMessage(m: NewMessage): Promise<Message>;
-  updateMessage(
-    id: string,
-    patch: { content?: string; append?: string; status?: MessageStatus; usage?: Message['usage'] },
-  ): Promise<void>;
+  updateMessage(id: string, patch: MessagePatch): Promise<void>;
   listMessages(threadId: string): Promise<Message[]>;
   /**
    * The last `limit` messages with `seq < beforeSeq` (all when omitted), in

@@ -12,27 +12,20 @@ import { nowIso } from '../core/types.ts';
 import { encodeCursor, pageStart } from '../store/paging.ts';
 import type { Message, Store, Thread } from '../store/store.ts';
 import { settleAnswers } from './settle.ts';
+import type { z } from 'zod';
+import { DEFAULT_MESSAGE_PAGE, MAX_MESSAGE_PAGE, type threadRunSpec } from '../core/wire/threads.ts';
 
-export const MULTITASK_STRATEGIES = ['interrupt', 'enqueue', 'reject', 'rollback'] as const;
-export type MultitaskStrategy = (typeof MULTITASK_STRATEGIES)[number];
+export { MULTITASK_STRATEGIES, type MultitaskStrategy } from '../core/types.ts';
 
-export interface RunRequest {
-  content: string;
-  model?: string;
-  multitask?: MultitaskStrategy;
-  system?: string;
-  deadline_ms?: number;
-  max_tokens?: number;
-  temperature?: number;
-}
+/** A run's request, as every surface (HTTP, WebSocket) parses it. */
+export type RunRequest = z.output<typeof threadRunSpec>;
 
 /** A page of a thread's messages, in conversation order; `next_cursor` pages back to older ones. */
 export interface MessagePage extends Page<Message> {
   has_more: boolean;
 }
 
-export const DEFAULT_MESSAGE_PAGE = 100;
-export const MAX_MESSAGE_PAGE = 1000;
+export { DEFAULT_MESSAGE_PAGE, MAX_MESSAGE_PAGE } from '../core/wire/threads.ts';
 /** Content characters per page, past which a page ends early (next_cursor goes on from there). */
 export const MESSAGE_PAGE_CHARS = 4_000_000;
 const PAGE_READ_CHUNK = 50;
@@ -132,7 +125,7 @@ export class Threads {
     const stopped: Task[] = [];
     for (const id of await this.#store.findActiveTaskIds({ owner, thread_id: threadId })) {
       // null: ended between the look-up and the cancel, nothing left to stop there.
-      const r = await this.#runtime.cancelIfActive(id, owner, reason);
+      const r = await this.#runtime.cancel(id, owner, reason, { quietIfEnded: true });
       if (r !== null) stopped.push(r.task);
       if (reason === 'rollback') await this.#store.deleteMessagesOfTask(threadId, id);
     }

@@ -18,10 +18,15 @@ export interface WorkerContext {
   /** The last checkpoint of an earlier attempt (after a worker was lost), else null. */
   readonly resumeState: unknown;
   readonly deadline: Date | null;
-  /** Resolves once the server applied it (false: dropped, the task is being cancelled). */
-  progress(percent: number | null, message?: string): Promise<boolean>;
-  emit(text: string): Promise<boolean>;
-  checkpoint(state: unknown): Promise<boolean>;
+  /**
+   * Each resolves once the server applied it, with the seq of the event it became in
+   * the task's log (what SSE readers see as `id`; output coalesced into one
+   * `output.delta` shares its seq; a checkpoint's is the last seq it covers), or null
+   * when it was dropped (the task is being cancelled).
+   */
+  progress(percent: number | null, message?: string): Promise<number | null>;
+  emit(text: string): Promise<number | null>;
+  checkpoint(state: unknown): Promise<number | null>;
 }
 
 export type WorkerHandler = (input: unknown, ctx: WorkerContext) => Promise<unknown>;
@@ -52,13 +57,15 @@ interface Running {
 
 interface Pending {
   frame: Record<string, unknown> & { id: string; attempt: string };
-  resolve(applied: boolean): void;
+  /** The seq of the event (finish: 0), or null when the server dropped it. */
+  resolve(seq: number | null): void;
   reject(e: unknown): void;
 }
 
 export class Worker {
   readonly #opts: Required<Omit<WorkerOptions, 'apiKey'>> & { apiKey: string | undefined };
   readonly #handlers = new Map<string, WorkerHandler>();
+  readonly #schemas = new Map<string, Record<string, unknown>>();
   readonly #running = new Map<string, Running>();
   readonly #outbox = new Map<string, Pending>();
   #ids = 0;
@@ -66,6 +73,8 @@ export class Worker {
   #draining = false;
   #stopped = false;
   #done: (() => void) | null = null;
+  /** The server said `rate_limited` (and closes): the reconnect waits this long. */
+  #retryAfterMs = 0;
   workerId: string | null = null;
 
   constructor(opts: WorkerOptions) {
@@ -73,9 +82,14 @@ export class Worker {
     if (!Number.isInteger(this.#opts.slots) || this.#opts.slots < 1) throw new TypeError('slots must be ≥ 1');
   }
 
-  task(type: string, handler: WorkerHandler): this {
+  /**
+   * Serves `type`. `opts.schema`: a JSON Schema (2020-12; e.g. zod's `z.toJSONSchema`) the
+   * server checks each create's input against (400 `invalid_request` naming the field).
+   */
+  task(type: string, handler: WorkerHandler, opts: { schema?: Record<string, unknown> } = {}): this {
     if (this.#handlers.has(type)) throw new TypeError(`task type "${type}" is registered twice`);
     this.#handlers.set(type, handler);
+    if (opts.schema !== undefined) this.#schemas.set(type, opts.schema);
     return this;
   }
 
@@ -137,6 +151,7 @@ export class Worker {
             types: [...this.#handlers.keys()],
             slots: this.#opts.slots,
             running: [...this.#running.values()].map((r) => ({ attempt: r.id, fence: r.fence })),
+            ...(this.#schemas.size > 0 && { schemas: Object.fromEntries(this.#schemas) }),
             sdk: 'leash-node/0.1',
           }),
         );
@@ -179,7 +194,9 @@ export class Worker {
             this.#connect().catch(() => retry(Math.min(2000, delay * 2)));
           }, delay);
         };
-        retry(100);
+        const wait = Math.max(100, this.#retryAfterMs);
+        this.#retryAfterMs = 0;
+        retry(wait);
       });
     });
   }
@@ -204,15 +221,17 @@ export class Worker {
         const p = this.#outbox.get(f.id as string);
         if (!p) return;
         this.#outbox.delete(f.id as string);
-        p.resolve(f.applied !== false);
-        if (p.frame.type === 'finish') {
-          this.#running.delete(p.frame.attempt);
-          this.#maybeDone();
-        }
+        p.resolve(f.applied === false ? null : typeof f.seq === 'number' ? f.seq : 0);
+        if (p.frame.type === 'finish') this.#running.delete(p.frame.attempt);
+        this.#maybeDone(); // draining: the last ack may be an event's
         return;
       }
       case 'error': {
-        const err = f.error as { code: string; message: string };
+        const err = f.error as { code: string; message: string; details?: { retry_after_s?: unknown } };
+        if (err.code === 'rate_limited') {
+          const s = err.details?.retry_after_s;
+          this.#retryAfterMs = typeof s === 'number' ? s * 1000 : 1000;
+        }
         const p = typeof f.id === 'string' ? this.#outbox.get(f.id) : undefined;
         if (p) {
           this.#outbox.delete(f.id as string);
@@ -243,7 +262,7 @@ export class Worker {
     };
     this.#running.set(r.id, r);
     this.#send({ type: 'accept', attempt: r.id, fence: r.fence });
-    const event = (body: Record<string, unknown>): Promise<boolean> => this.#queue(r, { type: 'event', ...body });
+    const event = (body: Record<string, unknown>): Promise<number | null> => this.#queue(r, { type: 'event', ...body });
     const ctx: WorkerContext = {
       taskId: task.id,
       attempt: r.id,
@@ -283,8 +302,8 @@ export class Worker {
     })();
   }
 
-  #queue(r: Running, body: Record<string, unknown>): Promise<boolean> {
-    if (r.finished || !this.#running.has(r.id)) return Promise.resolve(false);
+  #queue(r: Running, body: Record<string, unknown>): Promise<number | null> {
+    if (r.finished || !this.#running.has(r.id)) return Promise.resolve(null);
     const frame = { ...body, id: `n${++this.#ids}`, attempt: r.id, fence: r.fence };
     return new Promise((resolve, reject) => {
       this.#outbox.set(frame.id, { frame, resolve, reject });
@@ -299,7 +318,7 @@ export class Worker {
     for (const [id, p] of this.#outbox) {
       if (p.frame.attempt === r.id) {
         this.#outbox.delete(id);
-        p.resolve(false);
+        p.resolve(null);
       }
     }
     this.#maybeDone();

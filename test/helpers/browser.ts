@@ -2,6 +2,8 @@
 // /usr/bin/chromium (or LEASH_CHROMIUM) is missing, it says how to install it.
 
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { extname, join } from 'node:path';
 import { chromium, type Browser, type BrowserContext } from 'playwright-core';
 
 export const CHROMIUM_PATH = process.env.LEASH_CHROMIUM ?? '/usr/bin/chromium';
@@ -39,4 +41,23 @@ export async function launchBrowser(): Promise<TestBrowser> {
       browser.newContext({ viewport: { width: o.width ?? 1280, height: o.height ?? 800 }, deviceScaleFactor: 1 }),
     close: () => browser.close(),
   };
+}
+
+const TYPES: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css' };
+
+/**
+ * Serves a built page (a vite `outDir`) to `ctx` at `origin + base`, so it runs on the
+ * leash server's origin (same-origin requests, as when leash serves it) without leash
+ * knowing of it. Other paths go to the server as usual.
+ */
+export async function routeBuiltPage(ctx: BrowserContext, origin: string, base: string, dir: string): Promise<void> {
+  await ctx.route(`${origin}${base}**`, async (route) => {
+    const path = new URL(route.request().url()).pathname.slice(base.length) || 'index.html';
+    try {
+      const body = await readFile(join(dir, path));
+      await route.fulfill({ status: 200, body, contentType: TYPES[extname(path)] ?? 'application/octet-stream' });
+    } catch {
+      await route.fulfill({ status: 404, body: 'not found' });
+    }
+  });
 }

@@ -2,7 +2,9 @@
 // format (named SSE events: message_start, content_block_*, ping, message_delta,
 // message_stop, error), one text delta every `intervalMs`. It records each request and
 // when its socket closed, and stops generating when the client leaves (as a real
-// server does), so tests can prove that an abort closes the upstream call.
+// server does), so tests can prove that an abort closes the upstream call. The script
+// can also make it fail: an HTTP error, a hang, a reset or an error event mid-answer,
+// or a stream that is not JSON.
 
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -15,6 +17,14 @@ export interface AnthropicScript {
   stopReason: string;
   /** Send an `error` event (overloaded) after this many deltas, then end the response. */
   errorAfter?: number;
+  /** Destroy the socket after this many deltas (the connection lost mid-answer). */
+  resetAfter?: number;
+  /** Answer this HTTP status with an Anthropic error body instead of a stream. */
+  status?: number;
+  /** Accept the request and never answer (not even the headers). */
+  hang?: boolean;
+  /** Answer 200 text/event-stream whose data lines are not JSON. */
+  malformed?: boolean;
 }
 
 export interface AnthropicRequest {
@@ -59,7 +69,17 @@ export async function startFakeAnthropic(script: AnthropicScript): Promise<FakeA
       seen.push(rec);
       req.socket.once('close', () => onClose(performance.now()));
       const model = (rec.body as { model?: string }).model ?? 'claude-fake';
+      if (s.hang === true) return;
+      if (s.status !== undefined) {
+        res.writeHead(s.status, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ type: 'error', error: { type: 'api_error', message: 'fake Anthropic exploded' } }));
+        return;
+      }
       res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' });
+      if (s.malformed === true) {
+        res.end('event: message_start\ndata: {this is not json\n\n');
+        return;
+      }
       res.write(
         event('message_start', {
           message: {
@@ -79,6 +99,10 @@ export async function startFakeAnthropic(script: AnthropicScript): Promise<FakeA
       let i = 0;
       const tick = (): void => {
         if (res.destroyed) return; // a real server stops generating when the client leaves
+        if (s.resetAfter !== undefined && i >= s.resetAfter) {
+          req.socket.destroy();
+          return;
+        }
         if (s.errorAfter !== undefined && i >= s.errorAfter) {
           res.end(event('error', { error: { type: 'overloaded_error', message: 'Overloaded' } }));
           return;

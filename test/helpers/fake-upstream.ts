@@ -17,6 +17,8 @@ export type UpstreamBehaviour =
   | 'reset'
   /** Stream `resetAfter` tokens, then destroy the socket. */
   | 'reset-mid'
+  /** Stream `resetAfter` tokens, then an error chunk (`errorMessage`), and end. */
+  | 'error-mid'
   /** Accept the request and never answer. */
   | 'hang'
   /** 200 text/event-stream whose data lines are not JSON. */
@@ -207,6 +209,10 @@ function respond(rec: UpstreamRequest, req: IncomingMessage, res: ServerResponse
     if (gone()) return; // a real server stops generating when the client leaves
     if (behaviour === 'reset-mid' && i >= (o.resetAfter ?? 2)) {
       req.socket.destroy();
+      return;
+    }
+    if (behaviour === 'error-mid' && i >= (o.resetAfter ?? 2)) {
+      res.end(`data: ${JSON.stringify({ error: { message: o.errorMessage ?? 'fake upstream exploded' } })}\n\n`);
       return;
     }
     if (i < tokens.length) {

@@ -2,9 +2,9 @@
 // leash with alice's and bob's keys, and the official client pointed at /v1.
 
 import OpenAI from 'openai';
-import { createModelRegistry } from '../../src/models/registry.ts';
-import { startFakeUpstream, type FakeUpstream, type FakeUpstreamOptions } from './fake-upstream.ts';
-import { startTestServer, type TestServer } from './server.ts';
+import type { FakeUpstream, FakeUpstreamOptions } from './fake-upstream.ts';
+import type { TestServer } from './server.ts';
+import { startStack } from './stack.ts';
 
 export interface OpenAiSetup {
   s: TestServer;
@@ -17,16 +17,13 @@ export interface OpenAiSetup {
 }
 
 export async function startOpenAiSetup(upstreamOpts: FakeUpstreamOptions): Promise<OpenAiSetup> {
-  const upstream = await startFakeUpstream(upstreamOpts);
-  const models = createModelRegistry({
+  const stack = await startStack({
+    upstream: upstreamOpts,
     defaultModel: 'simulated',
-    env: { OPENAI_BASE_URL: upstream.baseURL, OPENAI_API_KEY: 'up-key' },
+    env: { OPENAI_API_KEY: 'up-key' },
     // The suites name `openai:` models against the fake upstream, and unknown names
     // (404 model_not_found); the allowlist's own answers are in security.models.test.ts.
     allow: ['*'],
-  });
-  const s = await startTestServer({
-    models,
     apiKeys: new Map([
       ['k-alice', 'alice'],
       ['k-bob', 'bob'],
@@ -35,15 +32,6 @@ export async function startOpenAiSetup(upstreamOpts: FakeUpstreamOptions): Promi
     // Keep-alive comments interleave with the slow streams: clients must skip them.
     sseKeepaliveMs: 20,
   });
-  const clientFor = (apiKey: string): OpenAI => new OpenAI({ apiKey, baseURL: `${s.url}/v1`, maxRetries: 0 });
-  return {
-    s,
-    upstream,
-    client: clientFor('k-alice'),
-    clientFor,
-    async close() {
-      await s.close();
-      await upstream.close();
-    },
-  };
+  const clientFor = (apiKey: string): OpenAI => new OpenAI({ apiKey, baseURL: `${stack.url}/v1`, maxRetries: 0 });
+  return { s: stack.s, upstream: stack.upstream, client: clientFor('k-alice'), clientFor, close: stack.close };
 }

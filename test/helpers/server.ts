@@ -5,8 +5,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { startServer } from '../../src/cli/serve.ts';
-import type { RunningServer, StartServerOptions } from '../../src/cli/serve.ts';
+import { startServer } from '../../src/cli/start-server.ts';
+import type { RunningServer, StartServerOptions } from '../../src/cli/start-server.ts';
 import type { Runtime } from '../../src/runtime/runtime.ts';
 import type { Store } from '../../src/store/store.ts';
 

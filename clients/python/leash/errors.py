@@ -13,3 +13,8 @@ class ConnectError(LeashError):
 
 class AuthError(LeashError):
     """The server refused the API key (HTTP 401) or the request's Host/Origin (403)."""
+
+
+class TypeConflictError(LeashError):
+    """The server refused one of the worker's task types (code `type_conflict`): it serves
+    that type itself, or other workers serve it with another input schema."""

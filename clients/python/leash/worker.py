@@ -35,7 +35,7 @@ except ImportError:  # websockets 10–12 (Debian bookworm ships 10.4)
 
     _HEADERS_KW = "extra_headers"
 
-from .errors import AuthError, ConnectError, LeashError
+from .errors import AuthError, ConnectError, LeashError, TypeConflictError
 
 log = logging.getLogger("leash")
 
@@ -45,7 +45,12 @@ CONNECT_PATH = "/api/workers/connect"
 
 class Ack:
     """What `ctx.progress`, `ctx.emit` and `ctx.checkpoint` return: `await` it in async
-    code, call `.result(timeout)` in sync code, or ignore it (the SDK still delivers it)."""
+    code, call `.result(timeout)` in sync code, or ignore it (the SDK still delivers it).
+
+    It resolves, once the server applied the event, to the seq the event got in the
+    task's log (the `id` an SSE reader sees; emits coalesced into one `output.delta`
+    share its seq; a checkpoint's seq is the last one it covers), or to None when the
+    server dropped it (the task is being cancelled). A retried event keeps its seq."""
 
     def __init__(self, fut: concurrent.futures.Future):
         self._fut = fut
@@ -53,7 +58,7 @@ class Ack:
     def __await__(self):
         return asyncio.wrap_future(self._fut).__await__()
 
-    def result(self, timeout: float | None = None) -> bool:
+    def result(self, timeout: float | None = None) -> int | None:
         return self._fut.result(timeout)
 
     def done(self) -> bool:
@@ -105,6 +110,7 @@ class _Attempt:
 class _Handler:
     fn: Callable[..., Any]
     sync: bool
+    schema: dict | None = None
 
 
 @dataclass
@@ -145,17 +151,24 @@ class Worker:
         self._last_heard = time.monotonic()
         self._ping_s = 5.0
         self._lease_s = 15.0
+        self._retry_after = 0.0  # the server said "rate_limited": wait this long before reconnecting
 
     # ── registration ───────────────────────────────────────────────────
-    def task(self, name: str, *, sync: bool = False):
-        """Registers `fn(ctx, input)` for task type `name`. `sync=True`: a plain function run in a thread."""
+    def task(self, name: str, *, sync: bool = False, schema: dict | None = None):
+        """Registers `fn(ctx, input)` for task type `name`. `sync=True`: a plain function run in a thread.
+        `schema`: a JSON Schema (a dict, e.g. a Pydantic model's `model_json_schema()`) the server checks
+        each create's input against (400 `invalid_request` naming the field; the handler never sees it)."""
+        if schema is not None:
+            if not isinstance(schema, dict):
+                raise TypeError(f'the schema of "{name}" must be a dict (a JSON Schema object)')
+            json.dumps(schema)  # fail here, at registration, on a schema that can't be sent
 
         def register(fn):
             if name in self._handlers:
                 raise ValueError(f'task type "{name}" is registered twice')
             if not sync and not asyncio.iscoroutinefunction(fn):
                 raise TypeError(f'handler of "{name}" is not async: pass sync=True to run it in a thread')
-            self._handlers[name] = _Handler(fn, sync)
+            self._handlers[name] = _Handler(fn, sync, schema)
             return fn
 
         return register
@@ -259,7 +272,8 @@ class Worker:
                 break
             if self._draining and not self._attempts:
                 break
-            await asyncio.sleep(backoff)
+            wait, self._retry_after = max(backoff, self._retry_after), 0.0
+            await asyncio.sleep(wait)
             backoff = min(2.0, backoff * 2)
         self._stopped.set()
 
@@ -280,17 +294,17 @@ class Worker:
         self._ws = ws
         try:
             running = [{"attempt": a.id, "fence": a.fence} for a in self._attempts.values()]
-            await ws.send(
-                json.dumps(
-                    {
-                        "type": "hello",
-                        "types": sorted(self._handlers),
-                        "slots": self.slots,
-                        "running": running,
-                        "sdk": SDK,
-                    }
-                )
-            )
+            hello = {
+                "type": "hello",
+                "types": sorted(self._handlers),
+                "slots": self.slots,
+                "running": running,
+                "sdk": SDK,
+            }
+            schemas = {name: h.schema for name, h in self._handlers.items() if h.schema is not None}
+            if schemas:
+                hello["schemas"] = schemas
+            await ws.send(json.dumps(hello))
             welcome = await self._welcome(ws)
             self.worker_id = welcome["worker_id"]
             self._ping_s = welcome["ping_ms"] / 1000
@@ -331,7 +345,9 @@ class Worker:
                 return f
             if f.get("type") == "error":
                 err = f.get("error", {})
-                raise LeashError(err.get("code", "error"), err.get("message", ""))
+                self._note_rate_limit(err)
+                code = err.get("code", "error")
+                raise (TypeConflictError if code == "type_conflict" else LeashError)(code, err.get("message", ""))
 
     async def _pinger(self, ws) -> None:
         while True:
@@ -376,12 +392,15 @@ class Worker:
         elif t == "ack":
             p = self._outbox.pop(f["id"], None)
             if p is not None and not p.fut.done():
-                p.fut.set_result(bool(f.get("applied", True)))
+                seq = f.get("seq")
+                p.fut.set_result(None if f.get("applied") is False else (seq if isinstance(seq, int) else 0))
             if p is not None and p.frame["type"] == "finish":
                 self._attempts.pop(p.frame["attempt"], None)
-                self._maybe_stop()
+            if p is not None:
+                self._maybe_stop()  # draining: the last ack may be an event's
         elif t == "error":
             err = f.get("error", {})
+            self._note_rate_limit(err)
             p = self._outbox.pop(f.get("id"), None) if f.get("id") else None
             if p is not None and not p.fut.done():
                 p.fut.set_exception(LeashError(err.get("code", "error"), err.get("message", "")))
@@ -389,6 +408,14 @@ class Worker:
                 self._forget(self._attempts[f["attempt"]], "fenced")
             elif p is None:
                 log.warning("leash: server error %s: %s", err.get("code"), err.get("message"))
+
+    def _note_rate_limit(self, err: dict) -> None:
+        """Over the key's LEASH_RATE_LIMIT the server closes the socket; unacknowledged frames
+        are re-sent after the reconnect, which waits `retry_after_s`."""
+        if err.get("code") == "rate_limited":
+            retry = (err.get("details") or {}).get("retry_after_s")
+            self._retry_after = float(retry) if isinstance(retry, (int, float)) else 1.0
+            log.warning("leash: %s", err.get("message"))
 
     def _on_assign(self, f: dict) -> None:
         task = f["task"]
@@ -432,12 +459,12 @@ class Worker:
     def _queue(self, frame: dict, a: _Attempt) -> concurrent.futures.Future:
         p = _Pending(frame)
         if a.finished and frame["type"] != "finish":
-            p.fut.set_result(False)
+            p.fut.set_result(None)
             return p.fut
 
         def put():
             if a.id not in self._attempts:
-                p.fut.set_result(False)
+                p.fut.set_result(None)
                 return
             self._outbox[frame["id"]] = p
             self._send_nowait(frame)

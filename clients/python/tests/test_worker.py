@@ -7,6 +7,7 @@ import json
 import os
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -164,3 +165,75 @@ def test_wrong_path_raises_connect_error_naming_the_url():
         asyncio.run(w.run())
     assert e.value.code == "bad_url"
     assert "HTTP 404" in e.value.message
+
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"n": {"type": "integer", "minimum": 0}, "tag": {"type": "string"}},
+    "required": ["n"],
+    "additionalProperties": False,
+}
+
+
+def http_error(method, path, body):
+    """The status and error body of a request that must fail."""
+    try:
+        http(method, path, body)
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+    raise AssertionError(f"{method} {path} succeeded")
+
+
+@server
+def test_input_schema_is_checked_at_create_and_another_schema_is_a_type_conflict():
+    w = Worker(URL, api_key=KEY, slots=2)
+
+    @w.task("pyt.schema", schema=SCHEMA)
+    async def typed(ctx, input):
+        return {"n": input["n"]}
+
+    async def scenario():
+        runner = asyncio.ensure_future(w.run())
+        while w.worker_id is None and not runner.done():
+            await asyncio.sleep(0.01)
+        # A bad input is refused before it is stored; the details name the field.
+        status, body = await asyncio.to_thread(
+            http_error, "POST", "/api/tasks", {"type": "pyt.schema", "input": {"n": "three", "extra": 1}}
+        )
+        assert status == 400, body
+        assert body["error"]["code"] == "invalid_request"
+        paths = {d["path"] for d in body["error"]["details"]}
+        assert {"input.n", "input.extra"} <= paths, body
+        status, body = await asyncio.to_thread(http_error, "POST", "/api/tasks", {"type": "pyt.schema", "input": {}})
+        assert status == 400 and any(d["path"] == "input.n" for d in body["error"]["details"]), body
+        created = await asyncio.to_thread(http, "POST", "/api/tasks", {"type": "pyt.schema", "input": {"n": 3}})
+        done = await asyncio.to_thread(http, "GET", f"/api/tasks/{created['id']}/wait?timeout_s=10")
+        assert done["status"] == "completed" and done["result"] == {"n": 3}, done
+
+        # A second worker of the type with another schema is refused with a clear exception…
+        other = Worker(URL, api_key=KEY, reconnect=False)
+        other.task("pyt.schema", schema={**SCHEMA, "required": ["n", "tag"]})(typed)
+        try:
+            await other.run()
+            raise AssertionError("a worker with another schema was accepted")
+        except leash.TypeConflictError as e:
+            assert e.code == "type_conflict"
+            assert "another input schema" in e.message
+        # …the same schema (keys in another order) is not.
+        same = Worker(URL, api_key=KEY, reconnect=False)
+        same.task("pyt.schema", schema=dict(reversed(list(SCHEMA.items()))))(typed)
+        same_runner = asyncio.ensure_future(same.run())
+        while same.worker_id is None and not same_runner.done():
+            await asyncio.sleep(0.01)
+        assert same.worker_id is not None, same_runner
+        same.drain()
+        w.drain()
+        await asyncio.wait_for(asyncio.gather(runner, same_runner), 10)
+
+    asyncio.run(scenario())
+
+
+def test_schema_must_be_a_json_object():
+    w = Worker("http://h")
+    with pytest.raises(TypeError, match="JSON Schema"):
+        w.task("a", schema="not a schema")

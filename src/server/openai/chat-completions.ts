@@ -17,7 +17,7 @@ import type { CancelReason, Task, TaskError } from '../../core/types.ts';
 import type { CompletionResult } from '../../tasks/completion.ts';
 import { MAX_COMPLETION_MESSAGES } from '../../tasks/completion.ts';
 import type { TaskRouteDeps } from '../routes/tasks.ts';
-import { MAX_MESSAGE_CHARS } from '../routes/threads.ts';
+import { MAX_MESSAGE_CHARS } from '../../core/wire/fields.ts';
 import { OpenAiError, errorTypeOf, parseOpenAi } from './errors.ts';
 import type { OpenAiErrorBody } from './errors.ts';
 import { resolveModel } from './models.ts';

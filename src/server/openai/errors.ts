@@ -4,7 +4,6 @@
 // except where OpenAI's own code is what clients check (`model_not_found`).
 // Internals are hidden exactly as on /api (the leash mapping decides that).
 
-import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { z } from 'zod';
 import type { ErrorCode } from '../../core/error-codes.ts';
 import { LeashError } from '../../core/errors.ts';
@@ -62,19 +61,6 @@ export function toOpenAiError(err: unknown): { status: number; body: OpenAiError
     body: { error: { message: body.error.message, type: errorTypeOf(status), param, code: body.error.code } },
     internal,
   };
-}
-
-export function sendOpenAiError(request: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
-  const { status, body, internal } = toOpenAiError(err);
-  if (internal) request.log.error({ err }, 'unexpected error');
-  else if (status >= 500) request.log.warn({ code: body.error.code }, body.error.message);
-  // A stream that already started can't carry a JSON error; just end it.
-  if (reply.sent || reply.raw.headersSent) {
-    if (!reply.raw.writableEnded) reply.raw.end();
-    return reply;
-  }
-  if (status === 401) reply.header('www-authenticate', 'Bearer');
-  return reply.code(status).type('application/json; charset=utf-8').send(body);
 }
 
 /**

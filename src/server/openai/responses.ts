@@ -21,7 +21,7 @@ import { newId } from '../../core/ids.ts';
 import type { Threads } from '../../threads/threads.ts';
 import { nowIso } from '../../core/types.ts';
 import type { TaskRouteDeps } from '../routes/tasks.ts';
-import { MAX_MESSAGE_CHARS } from '../routes/threads.ts';
+import { MAX_MESSAGE_CHARS } from '../../core/wire/fields.ts';
 import { OpenAiError, parseOpenAi } from './errors.ts';
 import { resolveModel } from './models.ts';
 import { ResponseEventTranslator } from './response-events.ts';

@@ -1,17 +1,25 @@
 // The task routes of SPEC §1. Every request is scoped to `request.owner`: another
 // owner's task is answered exactly like a missing one (404), never with its data.
-// Bodies are strict (an unknown field is a 400 naming it, so a typo such as
-// `dealine_ms` is not silently ignored); query strings ignore unknown keys.
+// Their schemas are core/wire/tasks.ts (shared with the WebSocket frames, the client
+// and the OpenAPI document).
 
 import type { StreamCaps } from '../stream-caps.ts';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { z } from 'zod';
 import { LeashError } from '../../core/errors.ts';
 import type { Runtime } from '../../runtime/runtime.ts';
 import type { CancelReason, Task, TaskEvent } from '../../core/types.ts';
-import { CANCEL_REASONS, ISOLATIONS, TASK_STATUSES } from '../../core/types.ts';
+import { idempotencyKeyField, idParams, MAX_IDEMPOTENCY_KEY } from '../../core/wire/fields.ts';
+import {
+  batchCancelBody,
+  cancelTaskBody,
+  createTaskBody,
+  createTaskQuery,
+  DEFAULT_WAIT_S,
+  eventsQuery,
+  listTasksQuery,
+  waitQuery,
+} from '../../core/wire/tasks.ts';
 import { parseOrThrow } from '../errors.ts';
-import { deadlineMsField, onDisconnectField, pageQuery, threadIdField } from '../schemas.ts';
 import { AI_SDK_STREAM_HEADERS, aiSdkFrames } from '../ai-sdk-stream.ts';
 import { cancelForDisconnect } from '../cancel-on-disconnect.ts';
 import { carriedHeaders, resumeAfter, streamSse, writeFrames } from '../sse.ts';
@@ -25,73 +33,6 @@ export interface TaskRouteDeps {
   /** Per-owner cap on open streams and long polls. */
   streams: StreamCaps;
 }
-
-export const MAX_WAIT_S = 300;
-export const DEFAULT_WAIT_S = 30;
-export const MAX_IDEMPOTENCY_KEY = 255;
-
-/** `a,b` or repeated `?k=a&k=b` (or a JSON array in a body) → ['a','b']. */
-const listOf = <T extends z.ZodType>(item: T) =>
-  z.preprocess((v) => {
-    if (v === undefined) return undefined;
-    const arr: unknown[] = Array.isArray(v) ? v : [v];
-    return arr.flatMap((x) =>
-      typeof x === 'string'
-        ? x
-            .split(',')
-            .map((s) => s.trim())
-            .filter((s) => s !== '')
-        : [x],
-    );
-  }, z.array(item).min(1));
-
-const statusList = listOf(z.enum(TASK_STATUSES));
-const taskType = z.string().min(1).max(64);
-const threadId = threadIdField;
-const onDisconnect = onDisconnectField;
-const boolQuery = z.enum(['true', 'false', '1', '0']).transform((s) => s === 'true' || s === '1');
-
-const createBody = z.strictObject({
-  type: taskType,
-  input: z.unknown().optional(),
-  priority: z.number().int().min(-100).max(100).optional(),
-  deadline_ms: deadlineMsField.optional(),
-  thread_id: threadId.nullable().optional(),
-  stream: z.boolean().optional(),
-  on_disconnect: onDisconnect.optional(),
-  isolation: z.enum(ISOLATIONS).optional(),
-  grace_ms: z.number().int().min(0).max(600_000).optional(),
-});
-const createQuery = z.object({ stream: boolQuery.optional(), on_disconnect: onDisconnect.optional() });
-
-const listQuery = z.object({
-  status: statusList.optional(),
-  type: taskType.optional(),
-  thread_id: threadId.optional(),
-  ...pageQuery,
-});
-
-const cancelBody = z.strictObject({ reason: z.enum(CANCEL_REASONS).optional() });
-
-const batchCancelBody = z.strictObject({
-  status: statusList.optional(),
-  type: taskType.optional(),
-  thread_id: threadId.optional(),
-  created_before: z.iso.datetime({ offset: true }).optional(),
-  reason: z.enum(CANCEL_REASONS).optional(),
-});
-
-const waitQuery = z.object({
-  timeout_s: z.coerce.number().min(0).max(MAX_WAIT_S).optional(),
-});
-
-const eventsQuery = z.object({
-  after: z.coerce.number().int().min(0).optional(),
-  on_disconnect: onDisconnect.optional(),
-  format: z.enum(['leash', 'ai-sdk']).optional(),
-});
-
-const idParams = z.object({ id: z.string().min(1).max(128) });
 
 function taskId(request: FastifyRequest): string {
   const r = idParams.safeParse(request.params);
@@ -111,8 +52,9 @@ export function idempotencyKey(request: FastifyRequest): string | undefined {
   if (Array.isArray(h) && h.length > 1) throw bad('send it once');
   if (v === undefined || v.trim() === '') throw bad('must not be empty');
   if (v.length > MAX_IDEMPOTENCY_KEY) throw bad(`at most ${MAX_IDEMPOTENCY_KEY} characters`);
-  if (!/^[\x21-\x7e]+$/.test(v)) throw bad('printable ASCII without spaces only');
-  return v;
+  const r = idempotencyKeyField.safeParse(v);
+  if (!r.success) throw bad(r.error.issues[0]?.message ?? 'invalid');
+  return r.data;
 }
 
 const wantsEventStream = (accept: string | undefined): boolean =>
@@ -179,8 +121,8 @@ export function registerTaskRoutes(app: FastifyInstance, deps: TaskRouteDeps): v
   const { runtime } = deps;
 
   app.post('/api/tasks', async (request, reply) => {
-    const body = parseOrThrow(createBody, request.body, 'request body');
-    const query = parseOrThrow(createQuery, request.query, 'query');
+    const body = parseOrThrow(createTaskBody, request.body, 'request body');
+    const query = parseOrThrow(createTaskQuery, request.query, 'query');
     const key = idempotencyKey(request);
     const streamed = body.stream ?? query.stream ?? wantsEventStream(request.headers.accept);
     const onDisc = body.on_disconnect ?? query.on_disconnect ?? (streamed ? 'cancel' : 'continue');
@@ -205,7 +147,7 @@ export function registerTaskRoutes(app: FastifyInstance, deps: TaskRouteDeps): v
   });
 
   app.get('/api/tasks', async (request) => {
-    const q = parseOrThrow(listQuery, request.query, 'query');
+    const q = parseOrThrow(listTasksQuery, request.query, 'query');
     return runtime.list({
       owner: request.owner,
       ...(q.status !== undefined && { status: q.status }),
@@ -241,7 +183,7 @@ export function registerTaskRoutes(app: FastifyInstance, deps: TaskRouteDeps): v
 
   app.post('/api/tasks/:id/cancel', async (request, reply) => {
     const id = taskId(request);
-    const body = parseOrThrow(cancelBody, request.body ?? {}, 'request body');
+    const body = parseOrThrow(cancelTaskBody, request.body ?? {}, 'request body');
     const { task, alreadyCancelled } = await runtime.cancel(id, request.owner, body.reason ?? 'user');
     // 202 while the work is stopping; 200 once it has (or when it was already asked).
     return reply.code(alreadyCancelled || task.status === 'cancelled' ? 200 : 202).send(task);

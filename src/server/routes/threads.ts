@@ -1,38 +1,18 @@
 // Threads (SPEC §2): conversations whose runs are `chat` tasks. Another owner's
-// thread answers 404, exactly like a missing one.
+// thread answers 404, exactly like a missing one. Schemas: core/wire/threads.ts.
 
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { z } from 'zod';
 import { LeashError } from '../../core/errors.ts';
-import { MAX_MESSAGE_PAGE, MULTITASK_STRATEGIES, type Threads } from '../../threads/threads.ts';
+import { idParams } from '../../core/wire/fields.ts';
+import { createThreadBody, listThreadsQuery, messagesQuery, threadRunBody } from '../../core/wire/threads.ts';
+import type { Threads } from '../../threads/threads.ts';
 import { parseOrThrow } from '../errors.ts';
-import { deadlineMsField, onDisconnectField, pageQuery } from '../schemas.ts';
 import { idempotencyKey, streamTaskEvents, type TaskRouteDeps } from './tasks.ts';
 import { RunKeys } from './run-keys.ts';
 
 export interface ThreadRouteDeps extends TaskRouteDeps {
   threads: Threads;
 }
-
-const idParams = z.object({ id: z.string().min(1).max(128) });
-const createBody = z.strictObject({ metadata: z.record(z.string(), z.unknown()).optional() });
-const listQuery = z.object(pageQuery);
-const messagesQuery = z.object({
-  limit: z.coerce.number().int().min(1).max(MAX_MESSAGE_PAGE).optional(),
-  cursor: pageQuery.cursor,
-});
-export const MAX_MESSAGE_CHARS = 1_000_000;
-const runBody = z.strictObject({
-  content: z.string().min(1, 'must not be empty').max(MAX_MESSAGE_CHARS),
-  model: z.string().min(1).max(200).optional(),
-  multitask: z.enum(MULTITASK_STRATEGIES).optional(),
-  system: z.string().max(100_000).optional(),
-  deadline_ms: deadlineMsField.optional(),
-  max_tokens: z.number().int().positive().max(1_000_000).optional(),
-  temperature: z.number().min(0).max(2).optional(),
-  stream: z.boolean().optional(),
-  on_disconnect: onDisconnectField.optional(),
-});
 
 function threadId(request: FastifyRequest): string {
   const r = idParams.safeParse(request.params);
@@ -45,13 +25,13 @@ export function registerThreadRoutes(app: FastifyInstance, deps: ThreadRouteDeps
   const runKeys = new RunKeys();
 
   app.post('/api/threads', async (request, reply) => {
-    const body = parseOrThrow(createBody, request.body ?? {}, 'request body');
+    const body = parseOrThrow(createThreadBody, request.body ?? {}, 'request body');
     const thread = await threads.create(request.owner, body.metadata ?? {});
     return reply.code(201).header('location', `/api/threads/${thread.id}`).send(thread);
   });
 
   app.get('/api/threads', async (request) => {
-    const q = parseOrThrow(listQuery, request.query, 'query');
+    const q = parseOrThrow(listThreadsQuery, request.query, 'query');
     return threads.list(request.owner, q.limit ?? 50, q.cursor);
   });
 
@@ -76,7 +56,7 @@ export function registerThreadRoutes(app: FastifyInstance, deps: ThreadRouteDeps
 
   app.post('/api/threads/:id/runs', async (request, reply) => {
     const id = threadId(request);
-    const body = parseOrThrow(runBody, request.body, 'request body');
+    const body = parseOrThrow(threadRunBody, request.body, 'request body');
     const accept = request.headers.accept ?? '';
     const streamed = body.stream ?? accept.toLowerCase().includes('text/event-stream');
     // Refused before the run exists: a stream over the cap must not leave work behind.

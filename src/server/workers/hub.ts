@@ -5,89 +5,35 @@
 // here, waits for a connected worker of the task's owner that serves the type and
 // has a free slot, pushes it an `assign`, and settles when the worker `finish`es.
 // `ctx.signal` aborting pushes `cancel` to the worker; the worker's events go through
-// the task's ctx (progress / emit / checkpoint), each checked against the attempt's
-// fence. A worker silent past its lease loses its attempts: resumed on another worker
-// from their last checkpoint when they have one, else `failed` `worker_lost`.
+// the task's ctx (apply-event.ts), each checked against the attempt's fence. A worker
+// silent past its lease loses its attempts: resumed on another worker from their last
+// checkpoint when they have one, else `failed` `worker_lost`. Beside it: its records
+// (records.ts), the claim filter (claim-filter.ts), the remote types (remote-types.ts).
 
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { z } from 'zod';
-import type { AnyTaskDefinition, TaskContext } from '../../runtime/define-task.ts';
+import type { TaskContext } from '../../runtime/define-task.ts';
 import { LeashError } from '../../core/errors.ts';
 import type { Runtime } from '../../runtime/runtime.ts';
-import type { EventFrame, FinishFrame, HelloFrame, ServerFrame, WorkerInfo } from './protocol.ts';
+import { fencedFrames, type EventFrame, type FinishFrame, type HelloFrame, type WorkerInfo } from './protocol.ts';
+import { SeqAcks } from './seq-acks.ts';
+import { claimFilter, workerInfo } from './claim-filter.ts';
+import { applyEvent } from './apply-event.ts';
+import type { Attempt, EventAck, Job, WorkerLink, WorkerRecord } from './records.ts';
 
-export interface HubOptions {
-  /** Interval of the server's pings (ms). */
-  pingMs?: number;
-  /** A worker silent this long loses its attempts (ms). */
-  leaseMs?: number;
-  /** An assignment not accepted within this is given to another worker (ms). */
-  acceptMs?: number;
-}
+import { RemoteTypes } from './remote-types.ts';
+import {
+  DEFAULT_WORKER_ACCEPT_MS,
+  DEFAULT_WORKER_LEASE_MS,
+  DEFAULT_WORKER_PING_MS,
+  type HubOptions,
+} from './records.ts';
 
-export const DEFAULT_WORKER_PING_MS = 5_000;
-export const DEFAULT_WORKER_LEASE_MS = 15_000;
-export const DEFAULT_WORKER_ACCEPT_MS = 5_000;
-
-/** The connection a worker record talks through (a WebSocket in production). */
-export interface WorkerLink {
-  send(frame: ServerFrame): void;
-  /** Drops the connection at once (the worker is silent past its lease, or refused). */
-  terminate(): void;
-}
-
-/** One task waiting for, or running on, a worker. */
-interface Job {
-  taskId: string;
-  type: string;
-  owner: string;
-  input: unknown;
-  ctx: TaskContext;
-  deadlineAt: string | null;
-  resumeState: unknown;
-  fence: number;
-  attempt: Attempt | null;
-  checkpoint: { state: unknown } | null;
-  /** Workers that let an assignment of it time out: others are preferred. */
-  passedOver: Set<string>;
-  settled: boolean;
-  resolve(v: unknown): void;
-  reject(e: unknown): void;
-}
-
-interface Attempt {
-  id: string;
-  fence: number;
-  job: Job;
-  worker: WorkerRecord;
-  accepted: boolean;
-  acceptTimer: NodeJS.Timeout | null;
-  /** Cancel pushed and not yet acknowledged: re-sent on every reconnect. */
-  cancel: { reason: string; acked: boolean } | null;
-  /** Client ids of the events and finish already applied (a retry is acknowledged again, not re-applied). */
-  seen: Set<string>;
-}
-
-export interface WorkerRecord {
-  id: string;
-  owner: string;
-  types: Set<string>;
-  slots: number;
-  link: WorkerLink | null;
-  lastSeen: number;
-  connectedAt: string;
-  sdk: string | null;
-  /** Said `drain`: gets no new assignments. */
-  draining: boolean;
-  attempts: Map<string, Attempt>;
-}
+export type { HubOptions, WorkerLink, WorkerRecord } from './records.ts';
 
 const newToken = (prefix: string): string => `${prefix}_${randomBytes(12).toString('base64url')}`;
 const CODE_RE = /^[a-z][a-z0-9_]{0,63}$/;
 const MAX_SEEN = 4096;
-/** Remote task types one node registers at most (each hello may add up to 64). */
-export const MAX_REMOTE_TYPES = 1024;
 
 export class WorkerHub {
   readonly #runtime: Runtime;
@@ -99,8 +45,8 @@ export class WorkerHub {
   readonly #attempts = new Map<string, Attempt>();
   /** Jobs waiting for a worker, oldest first. */
   #waiting: Job[] = [];
-  /** Types this hub registered with the runtime (served remotely). */
-  readonly #remoteTypes = new Set<string>();
+  /** The types served remotely (stored, so every node knows them). */
+  readonly types: RemoteTypes;
   #timer: NodeJS.Timeout | null = null;
 
   constructor(runtime: Runtime, log: Logger, opts: HubOptions = {}) {
@@ -112,73 +58,30 @@ export class WorkerHub {
     this.#timer = setInterval(() => this.#tick(), Math.max(50, Math.min(this.pingMs, this.leaseMs / 4)));
     this.#timer.unref();
     runtime.setClaimFilter(() => this.claimFilter());
+    this.types = new RemoteTypes(
+      runtime,
+      log,
+      (type, input, ctx) => this.dispatch(type, input, ctx),
+      (type, text) => {
+        for (const w of this.#workers.values()) if (w.schemas.get(type) === text) return w.id;
+        return null;
+      },
+    );
   }
 
   /**
    * What this node may claim of the remote types: an (owner, type) pair only while a
-   * worker here serves it with a slot not yet spoken for. Other remote tasks stay
-   * queued (for a worker that connects here or on another node).
+   * worker here serves it with a slot not yet spoken for (see claim-filter.ts).
    */
-  claimFilter(): { types: string[]; allow: Array<{ owner: string; type: string }> } | undefined {
-    if (this.#remoteTypes.size === 0) return undefined;
-    const free = new Map<string, number>();
-    const key = (owner: string, type: string): string => `${owner}\u001f${type}`;
-    for (const w of this.#workers.values()) {
-      if (w.link === null || w.draining) continue;
-      const n = w.slots - w.attempts.size;
-      if (n <= 0) continue;
-      for (const t of w.types) free.set(key(w.owner, t), (free.get(key(w.owner, t)) ?? 0) + n);
-    }
-    for (const j of this.#waiting) {
-      const k = key(j.owner, j.type);
-      if (free.has(k)) free.set(k, free.get(k)! - 1);
-    }
-    const allow: Array<{ owner: string; type: string }> = [];
-    for (const [k, n] of free) {
-      if (n <= 0) continue;
-      const [owner, type] = k.split('\u001f') as [string, string];
-      allow.push({ owner, type });
-    }
-    return { types: [...this.#remoteTypes], allow };
+  claimFilter(): ReturnType<typeof claimFilter> {
+    return claimFilter(this.types.size === 0 ? null : this.types.names(), this.#workers.values(), this.#waiting);
   }
 
   close(): void {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = null;
+    this.types.close();
     for (const w of this.#workers.values()) w.link?.terminate();
-  }
-
-  /**
-   * Makes `type` a remote type of the runtime. False when the server serves it
-   * itself (a built-in or a --tasks module): a worker can't take over a local type.
-   */
-  declareType(type: string): boolean {
-    if (this.#remoteTypes.has(type)) return true;
-    if (this.#runtime.taskType(type) !== undefined) return false;
-    // Types are never forgotten (queued tasks may name them): bound what keys can add.
-    if (this.#remoteTypes.size >= MAX_REMOTE_TYPES) {
-      throw new LeashError(
-        'too_many_types',
-        `This server already knows ${MAX_REMOTE_TYPES} remote task types; it takes no new ones.`,
-      );
-    }
-    this.#runtime.addTaskType(this.#definition(type));
-    this.#remoteTypes.add(type);
-    return true;
-  }
-
-  isRemoteType(type: string): boolean {
-    return this.#remoteTypes.has(type);
-  }
-
-  #definition(type: string): AnyTaskDefinition {
-    return {
-      type,
-      description: 'served by remote workers',
-      // The worker validates its input; the server only bounds it (body size, JSON depth).
-      input: z.unknown(),
-      run: (input, ctx) => this.dispatch(type, input, ctx),
-    };
   }
 
   // ── the handler of a remote type ──────────────────────────────────────
@@ -196,6 +99,7 @@ export class WorkerHub {
         fence: 0,
         attempt: null,
         checkpoint: null,
+        seqs: new SeqAcks(this.#runtime.eventLog, ctx.taskId),
         passedOver: new Set(),
         settled: false,
         resolve,
@@ -210,6 +114,7 @@ export class WorkerHub {
   #settle(job: Job, fn: () => void): void {
     if (job.settled) return;
     job.settled = true;
+    job.seqs.settled();
     this.#waiting = this.#waiting.filter((j) => j !== job);
     fn();
   }
@@ -286,7 +191,8 @@ export class WorkerHub {
       accepted: false,
       acceptTimer: null,
       cancel: null,
-      seen: new Set(),
+      seen: new Map(),
+      acked: Promise.resolve(),
     };
     job.attempt = a;
     w.attempts.set(a.id, a);
@@ -321,19 +227,13 @@ export class WorkerHub {
 
   // ── connections ───────────────────────────────────────────────────────
   /** A worker said hello. Returns its record, or throws a LeashError to send before closing. */
-  connect(
+  async connect(
     owner: string,
     hello: HelloFrame,
     link: WorkerLink,
-  ): { worker: WorkerRecord; kept: string[]; unknown: string[] } {
-    for (const t of hello.types) {
-      if (!this.declareType(t)) {
-        throw new LeashError(
-          'type_conflict',
-          `Task type "${t}" is served by the server itself; a worker can't serve it. Pick another name.`,
-        );
-      }
-    }
+  ): Promise<{ worker: WorkerRecord; kept: string[]; unknown: string[] }> {
+    await this.types.loaded;
+    const schemas = this.types.accept(hello);
     const w: WorkerRecord = {
       id: newToken('wrk'),
       owner,
@@ -344,9 +244,12 @@ export class WorkerHub {
       connectedAt: new Date().toISOString(),
       sdk: hello.sdk ?? null,
       draining: false,
+      schemas: new Map([...schemas].map(([t, sch]) => [t, sch.text])),
       attempts: new Map(),
     };
     this.#workers.set(w.id, w);
+    // Not awaited: nothing may come between this record and its welcome (an assign would).
+    void this.types.save(hello, schemas);
     // Attempts the worker still runs from an earlier connection are its own again.
     const kept: string[] = [];
     const unknown: string[] = [];
@@ -443,13 +346,7 @@ export class WorkerHub {
   }
 
   #fenced(w: WorkerRecord, attempt: string, id?: string): void {
-    w.link?.send({
-      type: 'error',
-      attempt,
-      ...(id !== undefined && { id }),
-      error: { code: 'fenced', message: `Attempt ${attempt} is no longer this worker's: stop it.` },
-    });
-    w.link?.send({ type: 'cancel', attempt, reason: 'fenced' });
+    for (const frame of fencedFrames(attempt, id)) w.link?.send(frame);
   }
 
   accept(w: WorkerRecord, attempt: string, fence: number): void {
@@ -463,27 +360,30 @@ export class WorkerHub {
   async event(w: WorkerRecord, f: EventFrame): Promise<void> {
     const a = this.#current(w, f.attempt, f.fence);
     if (!a) return this.#fenced(w, f.attempt, f.id);
-    if (a.seen.has(f.id)) {
-      w.link?.send({ type: 'ack', id: f.id, attempt: a.id, applied: true, duplicate: true });
+    const sendAck = (r: EventAck, duplicate: boolean): void =>
+      w.link?.send({
+        type: 'ack',
+        id: f.id,
+        attempt: a.id,
+        applied: r.applied,
+        seq: r.seq,
+        ...(duplicate && { duplicate }),
+      });
+    const before = a.seen.get(f.id);
+    if (before !== undefined) {
+      // A retry: the same ack again, once the first one is known.
+      void before.then((r) => sendAck(r, true));
       return;
     }
-    remember(a.seen, f.id);
     a.accepted = true;
-    const ctx = a.job.ctx;
-    let applied = !ctx.signal.aborted;
-    switch (f.kind) {
-      case 'progress':
-        ctx.progress(f.progress, f.message ?? undefined);
-        break;
-      case 'output':
-        applied = ctx.emit(f.text);
-        break;
-      case 'checkpoint':
-        await ctx.checkpoint(f.state);
-        if (applied) a.job.checkpoint = { state: f.state };
-        break;
-    }
-    w.link?.send({ type: 'ack', id: f.id, attempt: a.id, applied });
+    const ack = applyEvent(a.job, f, () => this.#runtime.eventLog.committedSeq(a.job.taskId) ?? null);
+    a.seen.set(f.id, ack);
+    if (a.seen.size > MAX_SEEN) a.seen.delete(a.seen.keys().next().value!);
+    // Output's seq comes when its delta is appended (end of this loop turn, or later):
+    // the ack is sent then, without holding up the frames behind it.
+    const sent = ack.then((r) => sendAck(r, false));
+    a.acked = Promise.all([a.acked, sent]);
+    if (f.kind === 'checkpoint') await sent;
   }
 
   finish(w: WorkerRecord, f: FinishFrame): void {
@@ -509,11 +409,11 @@ export class WorkerHub {
     w.attempts.delete(a.id);
     this.#attempts.delete(a.id);
     this.#recentlyFinished.set(a.id, f.id);
-    if (this.#recentlyFinished.size > MAX_SEEN) {
-      const first = this.#recentlyFinished.keys().next().value;
-      if (first !== undefined) this.#recentlyFinished.delete(first);
-    }
-    w.link?.send({ type: 'ack', id: f.id, attempt: a.id, applied: true });
+    if (this.#recentlyFinished.size > MAX_SEEN)
+      this.#recentlyFinished.delete(this.#recentlyFinished.keys().next().value!);
+    // After the acks of the events before it (an output ack waits for its delta, which
+    // the task's end appends): a worker hears of its attempt's end last.
+    void a.acked.then(() => w.link?.send({ type: 'ack', id: f.id, attempt: a.id, applied: true }));
     this.#settle(job, () => {
       if (f.error === undefined) return job.resolve(f.result ?? null);
       if (job.ctx.signal.aborted) return job.reject(job.ctx.signal.reason);
@@ -537,36 +437,11 @@ export class WorkerHub {
 
   // ── introspection (GET /api/workers, /metrics) ────────────────────────
   list(owner?: string): WorkerInfo[] {
-    return [...this.#workers.values()]
-      .filter((w) => owner === undefined || w.owner === owner)
-      .map((w) => ({
-        id: w.id,
-        owner: w.owner,
-        connected: w.link !== null,
-        connected_at: w.connectedAt,
-        last_seen_at: new Date(w.lastSeen).toISOString(),
-        sdk: w.sdk,
-        types: [...w.types],
-        slots: w.slots,
-        running: [...w.attempts.values()].map((a) => ({
-          attempt: a.id,
-          task_id: a.job.taskId,
-          accepted: a.accepted,
-          cancelling: a.cancel !== null,
-        })),
-      }));
+    return [...this.#workers.values()].filter((w) => owner === undefined || w.owner === owner).map(workerInfo);
   }
 
   /** Jobs waiting for a worker on this node. */
   get waiting(): number {
     return this.#waiting.length;
-  }
-}
-
-function remember(seen: Set<string>, id: string): void {
-  seen.add(id);
-  if (seen.size > MAX_SEEN) {
-    const first = seen.values().next().value;
-    if (first !== undefined) seen.delete(first);
   }
 }

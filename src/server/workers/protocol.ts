@@ -12,16 +12,24 @@ const fence = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
 /** The worker's own id for an event or finish: a retry with the same id is applied once. */
 const clientId = z.string().min(1).max(64);
 
-export const helloFrame = z.strictObject({
-  type: z.literal('hello'),
-  types: z.array(z.string().regex(TYPE_NAME_RE, 'must match /^[a-z][a-z0-9_.-]{0,63}$/')).min(1).max(64),
-  slots: z.number().int().min(1).max(1024),
-  running: z
-    .array(z.strictObject({ attempt: attemptId, fence }))
-    .max(1024)
-    .optional(),
-  sdk: z.string().max(100).optional(),
-});
+export const helloFrame = z
+  .strictObject({
+    type: z.literal('hello'),
+    types: z.array(z.string().regex(TYPE_NAME_RE, 'must match /^[a-z][a-z0-9_.-]{0,63}$/')).min(1).max(64),
+    slots: z.number().int().min(1).max(1024),
+    running: z
+      .array(z.strictObject({ attempt: attemptId, fence }))
+      .max(1024)
+      .optional(),
+    /** A JSON Schema (an object) for the input of some of `types`: creates are checked against it. */
+    schemas: z.record(z.string(), z.record(z.string(), z.unknown())).optional(),
+    sdk: z.string().max(100).optional(),
+  })
+  .superRefine((h, ctx) => {
+    for (const t of Object.keys(h.schemas ?? {})) {
+      if (!h.types.includes(t)) ctx.addIssue({ code: 'custom', path: ['schemas', t], message: 'is not one of types' });
+    }
+  });
 
 const eventBase = { type: z.literal('event'), id: clientId, attempt: attemptId, fence };
 export const eventFrame = z.discriminatedUnion('kind', [
@@ -98,21 +106,32 @@ export type ServerFrame =
         resume_state: unknown;
       };
     }
-  | { type: 'ack'; id: string; attempt: string; applied: boolean; duplicate?: true }
+  | {
+      type: 'ack';
+      id: string;
+      attempt: string;
+      applied: boolean;
+      /** Event acks: the seq of the event it became (null: dropped). Finish acks have none. */
+      seq?: number | null;
+      duplicate?: true;
+    }
   | { type: 'cancel'; attempt: string; reason: string }
   | { type: 'error'; error: { code: string; message: string; details?: unknown }; attempt?: string; id?: string }
   | { type: 'ping' }
   | { type: 'pong' };
 
-/** A worker as `GET /api/workers` lists it (the client SDK's `WorkerInfo`). */
-export interface WorkerInfo {
-  id: string;
-  owner: string;
-  connected: boolean;
-  connected_at: string;
-  last_seen_at: string;
-  sdk: string | null;
-  types: string[];
-  slots: number;
-  running: Array<{ attempt: string; task_id: string; accepted: boolean; cancelling: boolean }>;
+/** What a worker is told when it names an attempt that is not (or no longer) its own. */
+export function fencedFrames(attempt: string, id?: string): ServerFrame[] {
+  return [
+    {
+      type: 'error',
+      attempt,
+      ...(id !== undefined && { id }),
+      error: { code: 'fenced', message: `Attempt ${attempt} is no longer this worker's: stop it.` },
+    },
+    { type: 'cancel', attempt, reason: 'fenced' },
+  ];
 }
+
+/** A worker as `GET /api/workers` lists it (the client SDK's `WorkerInfo`). */
+export type { WorkerInfo } from '../../core/types.ts';

@@ -359,6 +359,12 @@ export const MIGRATIONS: readonly Migration[] = [
   { id: 6, name: 'reaper: queued deadline index, claim skips expired, cancel_detached', sql: REAPER },
   { id: 7, name: 'event write fence', sql: FENCED },
   { id: 8, name: 'claim function: remote-worker types', sql: CLAIM_REMOTE },
+  // Task types remote workers declared, so every node knows them (docs/workers.md).
+  {
+    id: 9,
+    name: 'remote-worker types',
+    sql: 'CREATE TABLE remote_types (type text PRIMARY KEY, input_schema text, declared_at timestamptz NOT NULL);',
+  },
 ];
 
 /** Session-level advisory lock key held while migrating ("leash" + 1). */

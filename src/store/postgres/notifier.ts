@@ -26,6 +26,7 @@ export const PG_CHANNELS: Readonly<Record<Channel, string>> = {
   wakeup: 'leash_wakeup',
   cancel: 'leash_cancel',
   events: 'leash_events',
+  types: 'leash_types',
 };
 const CHANNEL_OF = new Map(Object.entries(PG_CHANNELS).map(([k, v]) => [v, k as Channel]));
 

@@ -24,7 +24,7 @@ export type PgMessageRow = MessageRowOf<PgColumns>;
  */
 export const pgText = (s: string): string => (s.includes('\0') ? s.replaceAll('\0', '\uFFFD') : s);
 
-export const { toTask, toEvent, toThread, toMessage } = rowMappers<PgColumns>({
+export const { toTask, toClaimed, toEvent, toThread, toMessage } = rowMappers<PgColumns>({
   iso: (d) => d.toISOString(),
   json: (v) => v ?? null, // already parsed by the driver
   metadata: (v) => (v ?? {}) as Record<string, unknown>,

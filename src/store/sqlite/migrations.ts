@@ -105,6 +105,12 @@ export const MIGRATIONS: readonly Migration[] = [
     sql: `CREATE INDEX tasks_queued_deadline ON tasks (deadline_at) WHERE status = 'queued';
       ALTER TABLE tasks ADD COLUMN cancel_detached INTEGER NOT NULL DEFAULT 0;`,
   },
+  // Task types remote workers declared, known again after a restart (docs/workers.md).
+  {
+    id: 4,
+    name: 'remote-worker types',
+    sql: 'CREATE TABLE remote_types (type TEXT PRIMARY KEY, input_schema TEXT, declared_at TEXT NOT NULL);',
+  },
 ];
 
 const CREATE_TABLE = `CREATE TABLE IF NOT EXISTS migrations (

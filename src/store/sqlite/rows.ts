@@ -20,7 +20,7 @@ export type MessageRow = MessageRowOf<SqliteColumns>;
 /** SQL NULL and JSON null both read as null. */
 export const fromJson = (s: string | null): unknown => (s === null ? null : JSON.parse(s));
 
-export const { toTask, toEvent, toThread, toMessage } = rowMappers<SqliteColumns>({
+export const { toTask, toClaimed, toEvent, toThread, toMessage } = rowMappers<SqliteColumns>({
   iso: (s) => s,
   json: fromJson,
   metadata: (s) => JSON.parse(s) as Record<string, unknown>,

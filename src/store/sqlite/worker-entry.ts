@@ -1,33 +1,10 @@
 // The thread that owns the SQLite database for SqliteWorkerStore: opens it, then runs
 // each call it is sent, in order, one at a time, and answers with the result or the
-// error (LeashErrors keep their code and details across the boundary).
+// error (see worker-protocol.ts).
 
 import { parentPort, workerData } from 'node:worker_threads';
-import { LeashError } from '../../core/errors.ts';
 import { SqliteStore } from './sqlite-store.ts';
-
-export interface WorkerError {
-  leash: boolean;
-  name: string;
-  message: string;
-  code?: string;
-  details?: unknown;
-}
-export type ToStoreWorker = { type: 'call'; id: number; method: string; args: unknown[] };
-export type FromStoreWorker =
-  | { type: 'ready' }
-  | { type: 'open-failed'; error: WorkerError }
-  | { type: 'result'; id: number; ok: true; value: unknown }
-  | { type: 'result'; id: number; ok: false; error: WorkerError };
-
-function toWire(e: unknown): WorkerError {
-  if (e instanceof LeashError) {
-    return { leash: true, name: e.name, message: e.message, code: e.code, details: e.details };
-  }
-  const err = e instanceof Error ? e : new Error(String(e));
-  const code = (err as { code?: unknown }).code;
-  return { leash: false, name: err.name, message: err.message, ...(typeof code === 'string' && { code }) };
-}
+import { isStoreMethod, toWire, type FromStoreWorker, type ToStoreWorker } from './worker-protocol.ts';
 
 if (parentPort) {
   const port = parentPort;
@@ -46,8 +23,8 @@ if (parentPort) {
   port.on('message', (m: ToStoreWorker) => {
     queue = queue.then(async () => {
       try {
-        const fn = (store as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[m.method];
-        if (typeof fn !== 'function') throw new Error(`no store method ${m.method}`);
+        if (!isStoreMethod(m.method)) throw new Error(`no store method ${String(m.method)}`);
+        const fn = store[m.method] as (...args: unknown[]) => Promise<unknown>;
         const value = await fn.apply(store, m.args);
         send({ type: 'result', id: m.id, ok: true, value });
       } catch (e) {
