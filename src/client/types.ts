@@ -4,19 +4,7 @@
 // SDK and the server cannot drift apart silently.
 
 import type { z } from 'zod';
-import type {
-  CancelReason,
-  Message,
-  MessageStatus,
-  MultitaskStrategy,
-  Page,
-  Task,
-  TaskEventData,
-  TaskEventType,
-  TaskStatus,
-  Thread,
-  WorkerInfo,
-} from '../core/types.ts';
+import type { TaskEventData } from '../core/types.ts';
 import type { batchCancelBody, listTasksQuery, taskSpec } from '../core/wire/tasks.ts';
 import type { createThreadBody, listThreadsQuery, threadRunSpec } from '../core/wire/threads.ts';
 import type { wsTaskSpec } from '../core/wire/ws-frames.ts';
@@ -34,7 +22,7 @@ export type {
   TaskStatus,
   Thread,
   WorkerInfo,
-};
+} from '../core/types.ts';
 
 /** `GET /api/tasks/:id` also carries the task's latest progress messages. */
 export type TaskDetail = z.output<typeof taskDetailSchema>;

@@ -12,13 +12,12 @@ import { nowIso } from '../core/types.ts';
 import { encodeCursor, pageStart } from '../store/paging.ts';
 import type { Message, Store, Thread } from '../store/store.ts';
 import { settleAnswers } from './settle.ts';
-import type { z } from 'zod';
-import { DEFAULT_MESSAGE_PAGE, MAX_MESSAGE_PAGE, type threadRunSpec } from '../core/wire/threads.ts';
+import { DEFAULT_MESSAGE_PAGE, MAX_MESSAGE_PAGE, type ThreadRunRequest } from '../core/wire/threads.ts';
 
 export { MULTITASK_STRATEGIES, type MultitaskStrategy } from '../core/types.ts';
 
 /** A run's request, as every surface (HTTP, WebSocket) parses it. */
-export type RunRequest = z.output<typeof threadRunSpec>;
+export type RunRequest = ThreadRunRequest;
 
 /** A page of a thread's messages, in conversation order; `next_cursor` pages back to older ones. */
 export interface MessagePage extends Page<Message> {

@@ -5,7 +5,7 @@
 // silently ignored); query strings ignore unknown keys.
 
 import { z } from 'zod';
-import { CANCEL_REASONS, ISOLATIONS, TASK_STATUSES } from '../types.ts';
+import { CANCEL_REASONS, ISOLATIONS, TASK_STATUSES, type CreateTaskRequest } from '../types.ts';
 import {
   boolQuery,
   deadlineMsField,
@@ -41,6 +41,23 @@ export const taskSpec = z.strictObject({
     .optional()
     .describe('How long the handler may take to honour a cancel before it is killed or detached (ms)'),
 });
+
+/**
+ * The runtime's create request for a task spec as a surface parsed it (HTTP body or
+ * WebSocket frame): absent fields stay absent, the input defaults to `{}`.
+ */
+export function createRequestOf(spec: z.output<typeof taskSpec>, idempotencyKey?: string): CreateTaskRequest {
+  return {
+    type: spec.type,
+    input: spec.input === undefined ? {} : spec.input,
+    ...(spec.priority !== undefined && { priority: spec.priority }),
+    ...(spec.deadline_ms !== undefined && { deadline_ms: spec.deadline_ms }),
+    ...(spec.thread_id !== undefined && { thread_id: spec.thread_id }),
+    ...(idempotencyKey !== undefined && { idempotency_key: idempotencyKey }),
+    ...(spec.isolation !== undefined && { isolation: spec.isolation }),
+    ...(spec.grace_ms !== undefined && { grace_ms: spec.grace_ms }),
+  };
+}
 
 /** `POST /api/tasks` (the idempotency key comes as the `Idempotency-Key` header). */
 export const createTaskBody = taskSpec.extend({

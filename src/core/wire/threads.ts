@@ -31,6 +31,21 @@ export const threadRunSpec = z.strictObject({
   temperature: z.number().min(0).max(2).optional(),
 });
 
+export type ThreadRunRequest = z.output<typeof threadRunSpec>;
+
+/** The run request alone, out of a body or frame that carries more (stream, request_id, …). */
+export function threadRunOf(spec: ThreadRunRequest): ThreadRunRequest {
+  return {
+    content: spec.content,
+    ...(spec.model !== undefined && { model: spec.model }),
+    ...(spec.multitask !== undefined && { multitask: spec.multitask }),
+    ...(spec.system !== undefined && { system: spec.system }),
+    ...(spec.deadline_ms !== undefined && { deadline_ms: spec.deadline_ms }),
+    ...(spec.max_tokens !== undefined && { max_tokens: spec.max_tokens }),
+    ...(spec.temperature !== undefined && { temperature: spec.temperature }),
+  };
+}
+
 /** `POST /api/threads/:id/runs` (the idempotency key comes as the `Idempotency-Key` header). */
 export const threadRunBody = threadRunSpec.extend({
   stream: z.boolean().optional().describe('Answer with the run’s event stream (SSE) at once'),

@@ -12,6 +12,7 @@ import { idempotencyKeyField, idParams, MAX_IDEMPOTENCY_KEY } from '../../core/w
 import {
   batchCancelBody,
   cancelTaskBody,
+  createRequestOf,
   createTaskBody,
   createTaskQuery,
   DEFAULT_WAIT_S,
@@ -129,16 +130,7 @@ export function registerTaskRoutes(app: FastifyInstance, deps: TaskRouteDeps): v
     // Refused before the task exists: a stream over the cap must not leave work behind.
     if (streamed) deps.streams.holdForResponse(request, reply);
 
-    const { task, created } = await runtime.create(request.owner, {
-      type: body.type,
-      input: body.input === undefined ? {} : body.input,
-      ...(body.priority !== undefined && { priority: body.priority }),
-      ...(body.deadline_ms !== undefined && { deadline_ms: body.deadline_ms }),
-      ...(body.thread_id !== undefined && { thread_id: body.thread_id }),
-      ...(key !== undefined && { idempotency_key: key }),
-      ...(body.isolation !== undefined && { isolation: body.isolation }),
-      ...(body.grace_ms !== undefined && { grace_ms: body.grace_ms }),
-    });
+    const { task, created } = await runtime.create(request.owner, createRequestOf(body, key));
     const headers: Record<string, string> = { location: `/api/tasks/${task.id}`, 'x-task-id': task.id };
     // Same answer as the first time (Stripe-style), marked so a client can tell.
     if (!created) headers['idempotent-replayed'] = 'true';

@@ -4,7 +4,13 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { LeashError } from '../../core/errors.ts';
 import { idParams } from '../../core/wire/fields.ts';
-import { createThreadBody, listThreadsQuery, messagesQuery, threadRunBody } from '../../core/wire/threads.ts';
+import {
+  createThreadBody,
+  listThreadsQuery,
+  messagesQuery,
+  threadRunBody,
+  threadRunOf,
+} from '../../core/wire/threads.ts';
 import type { Threads } from '../../threads/threads.ts';
 import { parseOrThrow } from '../errors.ts';
 import { idempotencyKey, streamTaskEvents, type TaskRouteDeps } from './tasks.ts';
@@ -62,16 +68,7 @@ export function registerThreadRoutes(app: FastifyInstance, deps: ThreadRouteDeps
     // Refused before the run exists: a stream over the cap must not leave work behind.
     const key = idempotencyKey(request);
     if (streamed) deps.streams.holdForResponse(request, reply);
-    const start = () =>
-      threads.run(id, request.owner, {
-        content: body.content,
-        ...(body.model !== undefined && { model: body.model }),
-        ...(body.multitask !== undefined && { multitask: body.multitask }),
-        ...(body.system !== undefined && { system: body.system }),
-        ...(body.deadline_ms !== undefined && { deadline_ms: body.deadline_ms }),
-        ...(body.max_tokens !== undefined && { max_tokens: body.max_tokens }),
-        ...(body.temperature !== undefined && { temperature: body.temperature }),
-      });
+    const start = () => threads.run(id, request.owner, threadRunOf(body));
     const { run, created } =
       key === undefined ? { run: await start(), created: true } : await runKeys.once(request.owner, id, key, start);
     const headers: Record<string, string> = { location: `/api/tasks/${run.task.id}`, 'x-task-id': run.task.id };

@@ -9,6 +9,8 @@ import type { RawData, WebSocket } from 'ws';
 import type { z } from 'zod';
 import { LeashError } from '../../core/errors.ts';
 import type { CancelReason, Task } from '../../core/types.ts';
+import { createRequestOf } from '../../core/wire/tasks.ts';
+import { threadRunOf } from '../../core/wire/threads.ts';
 import {
   cancelFrame,
   CLIENT_FRAME_TYPES,
@@ -256,16 +258,7 @@ export class WsSession {
     }
     const { task } = await this.#deps.runtime.create(
       this.#owner,
-      {
-        type: t.type,
-        input: t.input === undefined ? {} : t.input,
-        ...(t.priority !== undefined && { priority: t.priority }),
-        ...(t.deadline_ms !== undefined && { deadline_ms: t.deadline_ms }),
-        ...(t.thread_id !== undefined && { thread_id: t.thread_id }),
-        ...(t.idempotency_key !== undefined && { idempotency_key: t.idempotency_key }),
-        ...(t.isolation !== undefined && { isolation: t.isolation }),
-        ...(t.grace_ms !== undefined && { grace_ms: t.grace_ms }),
-      },
+      createRequestOf(t, t.idempotency_key),
       // A cancel that came with the run stops it before its handler starts.
       { cancelled: () => this.#earlyCancels.get(f.request_id) ?? null },
     );
@@ -279,20 +272,9 @@ export class WsSession {
 
   async #createThreadRun(f: z.output<typeof runThreadFrame>): Promise<void> {
     this.#checkSubscriptionRoom();
-    const run = await this.#deps.threads.run(
-      f.thread_id,
-      this.#owner,
-      {
-        content: f.content,
-        ...(f.model !== undefined && { model: f.model }),
-        ...(f.multitask !== undefined && { multitask: f.multitask }),
-        ...(f.system !== undefined && { system: f.system }),
-        ...(f.deadline_ms !== undefined && { deadline_ms: f.deadline_ms }),
-        ...(f.max_tokens !== undefined && { max_tokens: f.max_tokens }),
-        ...(f.temperature !== undefined && { temperature: f.temperature }),
-      },
-      { cancelled: () => this.#earlyCancels.get(f.request_id) ?? null },
-    );
+    const run = await this.#deps.threads.run(f.thread_id, this.#owner, threadRunOf(f), {
+      cancelled: () => this.#earlyCancels.get(f.request_id) ?? null,
+    });
     await this.#started(f.request_id, run.task, f.on_disconnect ?? 'continue', {
       thread_id: f.thread_id,
       user_message_id: run.user_message.id,
