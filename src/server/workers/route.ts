@@ -6,7 +6,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { upgradeRequired } from '../ws.ts';
 import type { RawData, WebSocket } from 'ws';
-import { toErrorResponse } from '../errors.ts';
+import { toErrorResponse, zodDetails } from '../errors.ts';
 import { LeashError } from '../../core/errors.ts';
 import { jsonDepthExceeds, MAX_JSON_DEPTH } from '../json-depth.ts';
 import { RateCounter } from '../rate-limit.ts';
@@ -105,7 +105,7 @@ function session(socket: WebSocket, request: FastifyRequest, hub: WorkerHub, rat
       const echo = value as { attempt?: unknown; id?: unknown } | null;
       sendError(
         new LeashError('invalid_request', 'Invalid frame.', {
-          details: parsed.error.issues.slice(0, 20).map((i) => ({ path: i.path.join('.'), message: i.message })),
+          details: zodDetails(parsed.error).slice(0, 20),
         }),
         {
           ...(typeof echo?.attempt === 'string' && { attempt: echo.attempt.slice(0, 64) }),
