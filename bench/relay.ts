@@ -63,6 +63,9 @@ const processCpu = (pid: number | undefined): number => {
   return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
 };
 const serverCpu = (): number => processCpu(server.pid);
+/** CPU seconds a process has spent in the kernel (system time): socket writes and wake-ups land here. */
+const processSys = (pid: number | undefined): number =>
+  Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[12]) / 100;
 const upstreamCpu = (): number => processCpu(upstreamProc.pid);
 /** CPU seconds per thread of the server, by kind: the event loop, worker threads (the SQLite store's), the rest (V8's GC helpers, libuv). */
 const serverThreadsCpu = (): { main: number; worker: number; other: number } => {
@@ -237,7 +240,7 @@ try {
   // 1. Throughput of one burst stream.
   const rates: Record<string, number> = {};
   for (const [name, run] of Object.entries(paths)) {
-    if (name === 'bare relay') continue; // the floor for many slow streams (part 2) only
+    if (name === 'bare relay' || BURST === 0) continue; // the floor for many slow streams (part 2) only
     await run('relay-0-500', newSample()); // warm-up
     const s = newSample();
     const t0 = abs();
@@ -246,8 +249,8 @@ try {
     rates[name] = s.count / ((s.last - t0) / 1000);
     if (s.count !== BURST) console.log(`  ! ${name} received ${s.count}/${BURST} tokens`);
   }
-  row('reference: tokens/s straight from the upstream', `${Math.round(rates.direct!)} /s`);
-  for (const name of ['leash SSE', 'leash WebSocket', 'leash /v1/chat/completions']) {
+  if (BURST > 0) row('reference: tokens/s straight from the upstream', `${Math.round(rates.direct!)} /s`);
+  for (const name of BURST > 0 ? ['leash SSE', 'leash WebSocket', 'leash /v1/chat/completions'] : []) {
     const ratio = rates[name]! / rates.direct!;
     row(
       `${name}: tokens/s (ratio to direct)`,
@@ -265,7 +268,9 @@ try {
   const latency: Record<string, ReturnType<typeof summarize>> = {};
   const wholeRun: Record<string, ReturnType<typeof summarize>> = {};
   const cpuPerDelta: Record<string, { steady: number; kind: Window['kind']; whole: number }> = {};
-  for (const name of ['direct', 'bare relay', 'leash SSE'] as const) {
+  // RELAY_PHASES (comma-separated) runs only some of the three, e.g. to profile leash alone.
+  const phases = (process.env.RELAY_PHASES ?? 'direct,bare relay,leash SSE').split(',');
+  for (const name of (['direct', 'bare relay', 'leash SSE'] as const).filter((p) => phases.includes(p))) {
     const samples = Array.from({ length: STREAMS }, newSample);
     let peakRss = 0;
     const sampler = setInterval(() => (peakRss = Math.max(peakRss, rssKb())), 250);
@@ -282,6 +287,7 @@ try {
       client: process.cpuUsage(),
       upstream: upstreamCpu(),
       bare: processCpu(bareProc.pid),
+      sys: processSys(name === 'leash SSE' ? server.pid : bareProc.pid),
       sched: mainSched(),
       at: performance.now(),
     };
@@ -308,6 +314,10 @@ try {
             : `${pct(serverCpu() - cpu0.server)} (${pct(threads.main - cpu0.threads.main)} + ${pct(threads.worker - cpu0.threads.worker)} + ${pct(threads.other - cpu0.threads.other)})`
       } · ${pct(upstreamCpu() - cpu0.upstream)} · ${pct((client.user + client.system) / 1e6)}`,
     );
+    if (name !== 'direct') {
+      const sys = processSys(name === 'leash SSE' ? server.pid : bareProc.pid) - cpu0.sys;
+      row(`${name}: relay process CPU in the kernel (socket calls, wake-ups)`, pct(sys));
+    }
     if (name === 'leash SSE') {
       const sched = mainSched();
       const ms = wall * 1000;
@@ -347,16 +357,18 @@ try {
     latency[name] = lat;
     wholeRun[name] = whole;
   }
-  const d = latency.direct!;
-  const b = latency['bare relay']!;
-  const l = latency['leash SSE']!;
-  const dw = wholeRun.direct!;
-  const lw = wholeRun['leash SSE']!;
+  const d = latency.direct;
+  const b = latency['bare relay'];
+  const l = latency['leash SSE'];
+  const dw = wholeRun.direct;
+  const lw = wholeRun['leash SSE'];
   console.log();
-  row('added by leash, whole run (information): p50 · p99', `${fmt(lw.p50 - dw.p50)} · ${fmt(lw.p99 - dw.p99)}`);
-  if (d.n === 0 || b.n === 0 || l.n === 0) {
+  if (d === undefined || b === undefined || l === undefined || dw === undefined || lw === undefined) {
+    console.log('  (not every phase ran: no comparisons)');
+  } else if (d.n === 0 || b.n === 0 || l.n === 0) {
     console.log('  ! a steady window had no deltas: no added-latency figures (see the windows above)');
   } else {
+    row('added by leash, whole run (information): p50 · p99', `${fmt(lw.p50 - dw.p50)} · ${fmt(lw.p99 - dw.p99)}`);
     row(`added by the bare relay (the floor), steady: p50 · p99`, `${fmt(b.p50 - d.p50)} · ${fmt(b.p99 - d.p99)}`);
     row(`added by leash, steady: per-delta latency p50`, fmt(l.p50 - d.p50));
     row(`added by leash, steady: per-delta latency p99`, fmt(l.p99 - d.p99), '≤ 10 ms', l.p99 - d.p99 <= 10);

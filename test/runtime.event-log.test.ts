@@ -12,7 +12,7 @@ import { defineTask } from '../src/runtime/define-task.ts';
 import { EventLog } from '../src/runtime/event-log.ts';
 import type { TaskEvent } from '../src/core/types.ts';
 import { SqliteStore } from '../src/store/sqlite/sqlite-store.ts';
-import type { EventWrite } from '../src/store/store.ts';
+import type { EventWrite, Store } from '../src/store/store.ts';
 import { SEQ_AHEAD } from '../src/store/store.ts';
 import { silentLogger, startRuntime } from './helpers/runtime.ts';
 import { eventually } from './helpers/server.ts';
@@ -113,8 +113,25 @@ describe('checkpoints and the batch window', () => {
       const saved = new Promise<void>((r) => (checkpointed = r));
       const { task } = await t.runtime.create('alice', { type: 'chunked', input: {} });
       await saved;
-      // A crash now would resume from { done: 1 } without emitting "part one" again.
-      assert.equal((await t.store.getTask(task.id))?.output_text, 'part one', 'not left in memory for the window');
+      // A crash now would resume from { done: 1 } without emitting "part one" again: its
+      // delta is stored, not left in memory for the window.
+      const stored = await t.store.listEvents(task.id, 0);
+      assert.equal(
+        stored
+          .filter((e) => e.type === 'output.delta')
+          .map((e) => (e.data as { text: string }).text)
+          .join(''),
+        'part one',
+      );
+      // The row's output_text is saved about once a second while text streams
+      // (OUTPUT_SAVE_MS); recovery after a crash rebuilds it from those events.
+      const [row] = await t.store.recoverLost({
+        nodeId: t.runtime.nodeId,
+        resumableTypes: [],
+        now: new Date().toISOString(),
+      });
+      assert.equal(row?.id, task.id);
+      assert.equal(row?.output_text, 'part one');
       await t.runtime.cancel(task.id, 'alice');
     } finally {
       await t.close();
@@ -248,6 +265,74 @@ describe('EventLog: seqs handed out stay within SEQ_AHEAD of the last commit', (
     } finally {
       unlisten();
       await store.close();
+    }
+  });
+});
+
+describe('EventLog: the batch window grows with the tasks a batch writes', () => {
+  /** A store that takes every batch at once (the window is about when batches start). */
+  const fakeStore = (): Store => ({ kind: 'sqlite', writeEvents: async () => {} }) as unknown as Store;
+  const batchOf = async (log: EventLog, tasks: number): Promise<void> => {
+    for (let i = 0; i < tasks; i++) log.append(`t${i}`, 3, { type: 'output.delta', data: { text: 'x' } });
+    await log.flush();
+  };
+
+  it('1 ms more per task of the last batch, up to 5 × the base; a base of 0 stays 0', async () => {
+    const log = new EventLog(fakeStore(), silentLogger, { batchWindowMs: 100 });
+    assert.equal(log.batchWindowMs, 100);
+    await batchOf(log, 1);
+    assert.equal(log.batchWindowMs, 101);
+    await batchOf(log, 300);
+    assert.equal(log.batchWindowMs, 400);
+    await batchOf(log, 2000);
+    assert.equal(log.batchWindowMs, 500, 'capped');
+    await batchOf(log, 3);
+    assert.equal(log.batchWindowMs, 103, 'and back down when fewer tasks stream');
+
+    const pg = new EventLog(fakeStore(), silentLogger, { batchWindowMs: 0 });
+    await batchOf(pg, 300);
+    assert.equal(pg.batchWindowMs, 0);
+    const capped = new EventLog(fakeStore(), silentLogger, { batchWindowMs: 100, maxBatchWindowMs: 150 });
+    await batchOf(capped, 300);
+    assert.equal(capped.batchWindowMs, 150);
+  });
+});
+
+describe("the task row's output_text while text streams (OUTPUT_SAVE_MS)", () => {
+  let step: (() => void) | null = null;
+  const stepper = defineTask({
+    type: 'stepper',
+    input: z.object({}).strict(),
+    async run(_input, ctx) {
+      ctx.emit('a');
+      await sleep(20);
+      ctx.emit('b');
+      ctx.progress(50, 'half');
+      await new Promise<void>((r) => (step = r));
+      ctx.emit('c');
+      await sleep(20);
+      ctx.emit('d');
+      return null;
+    },
+  });
+
+  it('is saved with every other patch (progress, the end), so the ended row holds all the text', async () => {
+    const t = await startRuntime([stepper]);
+    try {
+      const { task } = await t.runtime.create('alice', { type: 'stepper', input: {} });
+      // The progress patch carries the text emitted before it.
+      await eventually(async () => (await t.store.getTask(task.id))?.progress === 50);
+      assert.equal((await t.store.getTask(task.id))?.output_text, 'ab');
+      await eventually(async () => step !== null);
+      step!();
+      const done = await t.runtime.wait(task.id, 'alice', 5000);
+      assert.equal(done?.status, 'completed');
+      const row = await t.store.getTask(task.id);
+      assert.equal(row?.output_text, 'abcd', 'the end carries the text not saved yet');
+      const deltas = (await t.store.listEvents(task.id, 0)).filter((e) => e.type === 'output.delta');
+      assert.equal(deltas.map((e) => (e.data as { text: string }).text).join(''), 'abcd');
+    } finally {
+      await t.close();
     }
   });
 });

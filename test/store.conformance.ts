@@ -695,6 +695,47 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
 
     // ── recovery ───────────────────────────────────────────────────────────
 
+    it('recoverLost: rebuilds output_text from the stored deltas when the row lags them (OUTPUT_SAVE_MS)', async () => {
+      const stopping = await create({ type: 'plain' });
+      const resumable = await create({ type: 'resume' });
+      assert.equal((await claim({ nodeId: 'n1', now: iso(100) })).length, 2);
+      const delta = (task_id: string, seq: number, text: string, saved: string | null) => ({
+        event: { task_id, seq, type: 'output.delta' as const, data: { text }, created_at: iso(101) },
+        ...(saved !== null && { patch: { append_output: saved } }),
+      });
+      // The row got "Hel" with the first delta; "lo", " wo", "rld" only as events (and a
+      // progress event between them, which is not text).
+      await store.writeEvents([
+        delta(stopping.id, 3, 'Hel', 'Hel'),
+        delta(stopping.id, 4, 'lo', null),
+        {
+          event: {
+            task_id: stopping.id,
+            seq: 5,
+            type: 'task.progress',
+            data: { progress: null, message: 'x' },
+            created_at: iso(101),
+          },
+          patch: { progress: null, progress_message: 'x' },
+        },
+        delta(stopping.id, 6, ' wo', null),
+        delta(stopping.id, 7, 'rld', null),
+        delta(resumable.id, 3, 'ab', null),
+      ]);
+      assert.equal((await store.getTask(stopping.id))!.output_text, 'Hel', 'the row lags, as the runtime leaves it');
+      assert.ok(await store.requestCancel(stopping.id, 'user', iso(102)));
+      const recovered = await store.recoverLost({ nodeId: 'n1', resumableTypes: ['resume'], now: iso(200) });
+      const byId = new Map(recovered.map((t) => [t.id, t]));
+      assert.equal(byId.get(stopping.id)!.output_text, 'Hello world');
+      assert.equal((await store.getTask(stopping.id))!.output_text, 'Hello world');
+      const [ended] = await store.listEvents(stopping.id, 7);
+      assert.equal(ended!.type, 'task.cancelled');
+      assert.equal((ended!.data as { output_text: string }).output_text, 'Hello world');
+      // Requeued: a resumed run continues the text the events hold.
+      assert.equal(byId.get(resumable.id)!.status, 'queued');
+      assert.equal((await store.getTask(resumable.id))!.output_text, 'ab');
+    });
+
     it('recoverLost: fails plain tasks, requeues resumable ones, ends cancelling ones cancelled', async () => {
       const plain = await create({ type: 'plain' });
       const resumable = await create({ type: 'resume' });

@@ -125,7 +125,7 @@ describe('thread bounds (issue 15)', () => {
           id: `msg_page_${i}`,
           thread_id: thread,
           role: i % 2 ? 'user' : 'assistant',
-          content: `m${i}`,
+          content: `page-message-${i}`,
           status: 'complete',
           task_id: null,
           created_at: new Date().toISOString(),
@@ -242,7 +242,7 @@ describe('thread bounds (issue 15)', () => {
         const r = await get(q, 'k2');
         assert.equal(r.status, 404, q);
         assert.equal(r.body.error.code, 'not_found');
-        assert.ok(!JSON.stringify(r.body).includes('m1'));
+        assert.ok(!JSON.stringify(r.body).includes('page-message-'), 'no message content');
       }
       const missing = await call('GET', '/api/threads/thread_nope/messages?limit=3', undefined, 'k2');
       assert.equal(missing.status, 404);

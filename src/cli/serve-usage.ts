@@ -45,8 +45,8 @@ Also: LEASH_API_KEYS="key:owner,key2:owner2" (required for a non-loopback host),
       logs, default random), LEASH_RATE_LIMIT (requests per minute per API key, answered
       429 with Retry-After past it; default off), LEASH_SQLITE_THREAD=0 (run SQLite on the
       main thread instead of its own), LEASH_EVENT_BATCH_MS (streamed events are committed
-      at most this often; readers get them at once from memory; default 100 on SQLite,
-      0 on PostgreSQL), LEASH_THREAD_CONTEXT_CHARS (the most characters of a thread sent to
+      at most this often, up to 5× that while many tasks stream; readers get them at once
+      from memory; default 100 on SQLite, 0 on PostgreSQL), LEASH_THREAD_CONTEXT_CHARS (the most characters of a thread sent to
       the model per turn, oldest turns left out first; default 32000), LEASH_ISOLATION (how
       task types run, e.g. "chat=process,analyze=worker"; "*=worker" for every type; inline
       handlers that ignore a cancel are detached after their grace, isolated ones killed),

@@ -7,7 +7,7 @@
 
 import type { Logger } from 'pino';
 import type { ModelRegistry } from '../models/model.ts';
-import type { Store } from '../store/store.ts';
+import type { Store, TaskPatch } from '../store/store.ts';
 import { CancelledError } from '../core/cancel.ts';
 import { LeashError, toTaskError } from '../core/errors.ts';
 import type { CancelReason, Isolation, Task } from '../core/types.ts';
@@ -22,6 +22,14 @@ export const MAX_TIMER_MS = 2 ** 31 - 1;
 /** A delta coming this long after the previous one is sent at once, not coalesced with the rest of its loop turn. */
 const SLOW_DELTA_MS = 5;
 export const RECENT_PROGRESS = 20;
+/**
+ * While text streams, the task row's `output_text` is saved at most this often (and
+ * with every other patch: progress, cancelling, the end). Appending to a growing row
+ * with every write batch rewrote it each time: half the SQLite thread's work under
+ * 500 streams, and quadratic in an answer's length. The events hold every delta at
+ * once; recovery rebuilds the row's text from them (Store.recoverLost).
+ */
+export const OUTPUT_SAVE_MS = 1000;
 
 /** What a run needs of its node. */
 export interface RunDeps {
@@ -58,6 +66,9 @@ export class ActiveRun {
   /** Emitted text not yet appended as an event (flushed at the end of this event-loop turn). */
   #pendingText = '';
   #textFlush: NodeJS.Immediate | null = null;
+  /** Text appended as events but not yet in a patch of the task row (see OUTPUT_SAVE_MS). */
+  #unsavedText = '';
+  #textSavedAt = performance.now();
   /** When the last `output.delta` was appended (performance.now()). */
   #lastDeltaAt = -Infinity;
   /** `ctx.emit` calls kept (one per model delta for the built-in types): the cancel log's token count. */
@@ -181,7 +192,7 @@ export class ActiveRun {
           t.id,
           ++this.#seq,
           { type: 'task.progress', data: { progress: p, message: m } },
-          { progress: p, progress_message: m },
+          this.#withText({ progress: p, progress_message: m }),
         );
       },
       emit: (text) => {
@@ -225,14 +236,21 @@ export class ActiveRun {
     if (this.#pendingText === '') return;
     const text = this.#pendingText;
     this.#pendingText = '';
-    this.#lastDeltaAt = performance.now();
+    const now = performance.now();
+    this.#lastDeltaAt = now;
     if (this.#state === 'ended') return;
-    this.#deps.events.append(
-      this.task.id,
-      ++this.#seq,
-      { type: 'output.delta', data: { text } },
-      { append_output: text },
-    );
+    this.#unsavedText += text;
+    const patch = now - this.#textSavedAt >= OUTPUT_SAVE_MS ? this.#withText({}) : undefined;
+    this.#deps.events.append(this.task.id, ++this.#seq, { type: 'output.delta', data: { text } }, patch);
+  }
+
+  /** `patch` carrying the text not yet saved to the task row (OUTPUT_SAVE_MS). */
+  #withText(patch: TaskPatch): TaskPatch {
+    this.#textSavedAt = performance.now();
+    if (this.#unsavedText === '') return patch;
+    const out = { ...patch, append_output: this.#unsavedText };
+    this.#unsavedText = '';
+    return out;
   }
 
   // ── the steps of a stop (called by cancel.ts, in this order) ─────────────
@@ -250,7 +268,7 @@ export class ActiveRun {
       t.id,
       ++this.#seq,
       { type: 'task.cancelling', data: { reason } },
-      { status: 'cancelling', cancel },
+      this.#withText({ status: 'cancelling', cancel }),
     );
     if (this.#deadlineTimer) clearTimeout(this.#deadlineTimer);
     return true;
@@ -371,7 +389,7 @@ export class ActiveRun {
           type: 'task.cancelled',
           data: { reason, output_text: t.output_text, ...(this.#abandoned && { detached: true as const }) },
         },
-        { status: 'cancelled', ended_at: endedAt },
+        this.#withText({ status: 'cancelled', ended_at: endedAt }),
       );
     } else if (outcome.ok && this.#failure === null) {
       const result = outcome.result === undefined ? null : outcome.result;
@@ -383,7 +401,12 @@ export class ActiveRun {
         t.id,
         ++this.#seq,
         { type: 'task.completed', data: { result } },
-        { status: 'completed', result, ended_at: endedAt, ...(t.progress !== null ? { progress: 100 } : {}) },
+        this.#withText({
+          status: 'completed',
+          result,
+          ended_at: endedAt,
+          ...(t.progress !== null ? { progress: 100 } : {}),
+        }),
       );
     } else {
       const error = toTaskError(this.#failure ?? (outcome.ok ? null : outcome.error));
@@ -396,7 +419,7 @@ export class ActiveRun {
         t.id,
         ++this.#seq,
         { type: 'task.failed', data: { error } },
-        { status: 'failed', error, ended_at: endedAt },
+        this.#withText({ status: 'failed', error, ended_at: endedAt }),
       );
     }
     await events.flush();

@@ -50,8 +50,9 @@ export interface RuntimeOptions {
   shutdownGraceMs?: number;
   leaseMs?: number;
   /**
-   * How often streamed events are committed at most (ms). Readers on this node have
-   * them from memory at once either way; fewer, larger commits cost the store less.
+   * How often streamed events are committed at most (ms), growing up to 5× while many
+   * tasks stream (event-log.ts maxBatchWindowMs). Readers on this node have them from
+   * memory at once either way; fewer, larger commits cost the store less.
    * Default: 100 on SQLite (no other node reads them), 0 on PostgreSQL (other nodes'
    * readers see a running task's events only once committed).
    */

@@ -12,6 +12,10 @@ import { toTask, type PgTaskRow } from './rows.ts';
 // last commit); `last_seq` on the right of a SET is the row's old value: the last durable seq.
 const RECOVERED_SEQ = `last_seq = last_seq + ${SEQ_AHEAD} + 1`;
 const DURABLE_SEQ = `up.last_seq - ${SEQ_AHEAD} - 1`;
+// The row's output_text may lag its events (the runtime saves it about once a second
+// while text streams: runtime/active-run.ts OUTPUT_SAVE_MS): rebuilt from the stored deltas.
+const REBUILT_TEXT = `output_text = (SELECT coalesce(string_agg(e.data->>'text', '' ORDER BY e.seq), '')
+                   FROM task_events e WHERE e.task_id = tasks.id AND e.type = 'output.delta')`;
 
 // SKIP LOCKED: a row some transaction holds (its node writing, another node
 // recovering it) is not ours to judge now; the next pass sees it again.
@@ -23,7 +27,7 @@ const LOST = `SELECT id, type, status FROM tasks
 /** One statement per outcome: $1 the task ids, $2 now (and $3 the node_lost message template). */
 const END: Record<'cancelled' | 'requeued' | 'failed', string> = {
   cancelled: `WITH up AS (
-                 UPDATE tasks SET status = 'cancelled', ended_at = $2, lease_until = NULL,
+                 UPDATE tasks SET status = 'cancelled', ended_at = $2, lease_until = NULL, ${REBUILT_TEXT},
                    cancel_reason = COALESCE(cancel_reason, 'shutdown'),
                    cancel_requested_at = COALESCE(cancel_requested_at, $2), ${RECOVERED_SEQ}
                  WHERE id = ANY($1::text[]) RETURNING *
@@ -35,7 +39,8 @@ const END: Record<'cancelled' | 'requeued' | 'failed', string> = {
                )
                SELECT * FROM up`,
   requeued: `WITH up AS (
-                 UPDATE tasks SET status = 'queued', node_id = NULL, lease_until = NULL, ${RECOVERED_SEQ}
+                 UPDATE tasks SET status = 'queued', node_id = NULL, lease_until = NULL, ${REBUILT_TEXT},
+                   ${RECOVERED_SEQ}
                  WHERE id = ANY($1::text[]) RETURNING *
                ), ev AS (
                  INSERT INTO task_events (task_id, seq, type, created_at, data)
@@ -43,7 +48,7 @@ const END: Record<'cancelled' | 'requeued' | 'failed', string> = {
                )
                SELECT * FROM up`,
   failed: `WITH up AS (
-                 UPDATE tasks SET status = 'failed', ended_at = $2, lease_until = NULL,
+                 UPDATE tasks SET status = 'failed', ended_at = $2, lease_until = NULL, ${REBUILT_TEXT},
                    error = json_build_object('code', 'node_lost', 'message', replace($3, '{seq}', last_seq::text)),
                    ${RECOVERED_SEQ}
                  WHERE id = ANY($1::text[]) RETURNING *

@@ -49,6 +49,12 @@ export class SqliteDb {
       // the OS took a fifth of the database thread at 20,000 deltas/s. 64 MiB was no
       // better there, and it is memory the process keeps: the soak counted it as growth.
       db.exec('PRAGMA cache_size = -8192');
+      // Checkpoint every 10,000 WAL pages (≈40 MB) rather than SQLite's 1,000: streaming
+      // tasks rewrite the same pages batch after batch, and a checkpoint copies each
+      // page once however often it changed since the last. With 1,000 a checkpoint ran
+      // nearly every batch under 500 streams (bench/sqlite-events.ts: the thread's CPU
+      // per event); the price is a WAL file of up to ≈40 MB beside the database.
+      db.exec('PRAGMA wal_autocheckpoint = 10000');
     } catch (cause) {
       db.close();
       throw new LeashError(

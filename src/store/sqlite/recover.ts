@@ -13,13 +13,18 @@ const LOST = `SELECT id, type, status, last_seq FROM tasks INDEXED BY tasks_runn
          WHERE status IN ('running', 'cancelling')
            AND ((?1 IS NOT NULL AND node_id = ?1) OR (?2 IS NOT NULL AND lease_until < ?2))
          ORDER BY num`;
-const CANCEL = `UPDATE tasks SET status = 'cancelled', ended_at = ?1, lease_until = NULL,
+// The row's output_text may lag its events (the runtime saves it about once a second
+// while text streams: runtime/active-run.ts OUTPUT_SAVE_MS): rebuilt from the stored deltas.
+const REBUILT_TEXT = `output_text = (SELECT coalesce(group_concat(json_extract(data, '$.text'), '' ORDER BY seq), '')
+                 FROM task_events WHERE task_id = tasks.id AND type = 'output.delta')`;
+const CANCEL = `UPDATE tasks SET status = 'cancelled', ended_at = ?1, lease_until = NULL, ${REBUILT_TEXT},
                cancel_reason = COALESCE(cancel_reason, 'shutdown'), cancel_requested_at = COALESCE(cancel_requested_at, ?1),
                last_seq = ?3
              WHERE id = ?2 RETURNING *`;
-const REQUEUE = `UPDATE tasks SET status = 'queued', node_id = NULL, lease_until = NULL, last_seq = ?
+const REQUEUE = `UPDATE tasks SET status = 'queued', node_id = NULL, lease_until = NULL, ${REBUILT_TEXT}, last_seq = ?
              WHERE id = ? RETURNING *`;
-const FAIL = `UPDATE tasks SET status = 'failed', error = ?1, ended_at = ?2, lease_until = NULL, last_seq = ?4
+const FAIL = `UPDATE tasks SET status = 'failed', error = ?1, ended_at = ?2, lease_until = NULL, ${REBUILT_TEXT},
+             last_seq = ?4
              WHERE id = ?3 RETURNING *`;
 
 export function recoverLost(db: SqliteDb, opts: RecoverLostOptions): Task[] {
