@@ -886,6 +886,26 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
       );
       assert.equal((await store.getTask(a.id))!.output_text, '');
       assert.ok(!(await store.listEvents(a.id, 0)).some((e) => e.seq === 3), 'nothing of the fenced batch is stored');
+      // The same inside a batch with another task's good events (the many-task statement):
+      // the whole batch is refused, naming the fenced task, and nothing of it is stored.
+      const next = (await store.listEvents(other.id, 0)).at(-1)!.seq + 1;
+      await assert.rejects(
+        store.writeEvents([
+          {
+            event: { task_id: other.id, seq: next, type: 'output.delta', data: { text: 'ok' }, created_at: iso(122) },
+            patch: { append_output: 'ok' },
+          },
+          {
+            event: { task_id: a.id, seq: 3, type: 'output.delta', data: { text: 'late' }, created_at: iso(122) },
+            patch: { append_output: 'late' },
+          },
+        ]),
+        (e: unknown) =>
+          (e as { code?: string }).code === 'event_conflict' &&
+          (e as { details?: { task_id?: string } }).details?.task_id === a.id,
+      );
+      assert.equal((await store.listEvents(other.id, next - 1)).length, 0, "the other task's events are not stored");
+      assert.equal((await store.getTask(other.id))!.output_text, '');
     });
 
     // ── retention, deletion, cache, counts ─────────────────────────────────
