@@ -89,6 +89,16 @@ const mainSched = (): { run: number; wait: number } => {
 };
 const rssKb = (): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${server.pid}/status`, 'utf8'))![1]);
 
+/** The server's event loop delay since the last call, from its Prometheus metrics (prom-client). */
+async function serverLoopLag(): Promise<string> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const get = (m: string): string => {
+    const v = new RegExp(`^nodejs_eventloop_lag_${m}_seconds (\\S+)$`, 'm').exec(text)?.[1];
+    return v === undefined ? '?' : fmt(Number(v) * 1000);
+  };
+  return `${get('p50')} / ${get('p99')} / ${get('max')}`;
+}
+
 interface Sample {
   latencies: number[];
   /** When each token arrived (same order as `latencies`). */
@@ -291,6 +301,8 @@ try {
       sched: mainSched(),
       at: performance.now(),
     };
+    // prom-client resets its event loop delay histogram at each scrape: this one starts the phase's.
+    if (name === 'leash SSE') await serverLoopLag();
     // Stagger the starts over one token interval so the ticks don't all coincide.
     await Promise.all(
       samples.map(async (s, i) => {
@@ -319,6 +331,8 @@ try {
       row(`${name}: relay process CPU in the kernel (socket calls, wake-ups)`, pct(sys));
     }
     if (name === 'leash SSE') {
+      const lag = await serverLoopLag();
+      row(`${name}: the server's event loop delay p50 / p99 / max (its /metrics)`, lag);
       const sched = mainSched();
       const ms = wall * 1000;
       row(
