@@ -908,6 +908,27 @@ export function runStoreConformance(name: string, makeStore: () => Promise<Store
       assert.equal((await store.getTask(other.id))!.output_text, '');
     });
 
+    // ── remote-worker types ────────────────────────────────────────────────
+
+    it('remote types are stored per owner; a declaration without a schema keeps the stored one', async () => {
+      assert.deepEqual(await store.listRemoteTypes(), []);
+      await store.saveRemoteType('ann', 'r.t', '{"a":1}', iso(1));
+      await store.saveRemoteType('bob', 'r.t', '{"b":2}', iso(2));
+      await store.saveRemoteType('ann', 'r.t', null, iso(3));
+      await store.saveRemoteType('bob', 'a.t', null, iso(4));
+      assert.deepEqual(await store.listRemoteTypes(), [
+        { owner: 'bob', type: 'a.t', schema: null },
+        { owner: 'ann', type: 'r.t', schema: '{"a":1}' },
+        { owner: 'bob', type: 'r.t', schema: '{"b":2}' },
+      ]);
+      await store.saveRemoteType('ann', 'r.t', '{"a":3}', iso(5));
+      assert.deepEqual(
+        (await store.listRemoteTypes()).find((r) => r.owner === 'ann'),
+        { owner: 'ann', type: 'r.t', schema: '{"a":3}' },
+        'a new schema replaces the owner’s own only',
+      );
+    });
+
     // ── retention, deletion, cache, counts ─────────────────────────────────
 
     it('purgeEnded removes old ended tasks with their events and keeps active ones', async () => {

@@ -77,6 +77,35 @@ describe('SqliteStore specifics', () => {
     }
   });
 
+  it('remote types stored before owners were recorded become owner "" (known, nobody’s) at migration 5', async () => {
+    const path = freshPath();
+    const db = new DatabaseSync(path);
+    try {
+      migrate(
+        db,
+        MIGRATIONS.filter((m) => m.id <= 4),
+      );
+      db.prepare('INSERT INTO remote_types (type, input_schema, declared_at) VALUES (?, ?, ?)').run(
+        'old.t',
+        '{"type":"object"}',
+        '2026-01-01T00:00:00.000Z',
+      );
+    } finally {
+      db.close();
+    }
+    const s = await openMigrated(path);
+    try {
+      assert.deepEqual(await s.listRemoteTypes(), [{ owner: '', type: 'old.t', schema: '{"type":"object"}' }]);
+      await s.saveRemoteType('ann', 'old.t', null, '2026-01-02T00:00:00.000Z');
+      assert.deepEqual(await s.listRemoteTypes(), [
+        { owner: '', type: 'old.t', schema: '{"type":"object"}' },
+        { owner: 'ann', type: 'old.t', schema: null },
+      ]);
+    } finally {
+      await s.close();
+    }
+  });
+
   it('a failing migration rolls back entirely and is not recorded', () => {
     const db = new DatabaseSync(':memory:');
     try {

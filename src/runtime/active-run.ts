@@ -138,7 +138,7 @@ export class ActiveRun {
       try {
         if (!def) throw new LeashError('unknown_task_type', `No handler for task type "${task.type}" on this node.`);
         this.controller.signal.throwIfAborted();
-        const input = def.input.parse(task.input);
+        const input = (def.forOwner?.(task.owner) ?? def.input).parse(task.input);
         const ctx = this.#context(checkpoint);
         const result =
           this.isolation === 'inline'

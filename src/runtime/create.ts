@@ -39,13 +39,13 @@ export async function createTask(
   if (!scheduler.accepting)
     throw new LeashError('shutting_down', 'The server is shutting down and takes no new tasks.');
   const def = defs.get(req.type);
-  if (!def) {
-    throw new LeashError(
-      'unknown_task_type',
-      `Unknown task type "${req.type}". Known types: ${[...defs.keys()].join(', ')}.`,
-    );
+  // Another owner's type (a remote worker's) is as unknown as a name nobody declared.
+  const schema = def === undefined ? null : def.forOwner ? def.forOwner(owner) : def.input;
+  if (!def || !schema) {
+    const known = [...defs.values()].filter((d) => !d.forOwner || d.forOwner(owner) !== null).map((d) => d.type);
+    throw new LeashError('unknown_task_type', `Unknown task type "${req.type}". Known types: ${known.join(', ')}.`);
   }
-  const parsed = (def.input as ZodType).safeParse(req.input);
+  const parsed = (schema as ZodType).safeParse(req.input);
   if (!parsed.success) {
     throw new LeashError('invalid_request', `Invalid input for task type "${req.type}".`, {
       details: parsed.error.issues.map((i) => ({

@@ -43,6 +43,13 @@ export interface TaskDefinition<S extends z.ZodType = z.ZodType, R = unknown> {
    * pass to `ctx.models.resolve`). `ctx.models.resolve` checks again when the task runs.
    */
   models?(input: z.output<S>): (string | undefined)[];
+  /**
+   * A type not every owner has (remote workers' types are their owner's: docs/workers.md):
+   * the input schema for `owner`, or null when `owner` has no such type (a create answers
+   * 400 `unknown_task_type`, and the type is left out of the known types it lists).
+   * Without it the type is everyone's, with `input`.
+   */
+  forOwner?(owner: string): z.ZodType | null;
   /** Default deadline for tasks of this type (ms). Nothing runs forever: the runtime has a global default too. */
   deadlineMs?: number;
   /** Re-queue from the last checkpoint after a crash instead of failing with `node_lost`. */

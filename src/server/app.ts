@@ -19,6 +19,7 @@ import { registerThreadRoutes } from './routes/threads.ts';
 import { registerOpenAiRoutes } from './openai/index.ts';
 import { registerWebSocket, stripApiKey } from './ws.ts';
 import { WorkerHub, type HubOptions } from './workers/hub.ts';
+import { EVERY_OWNER } from './workers/remote-types.ts';
 import { registerWorkerRoutes } from './workers/route.ts';
 import { registerWorkerMetrics } from './workers/metrics.ts';
 import { Threads } from '../threads/threads.ts';
@@ -180,7 +181,8 @@ export function buildServer(opts: BuildServerOptions): FastifyInstance {
   registerWebSocket(app, { runtime: opts.runtime, threads, closing: closing.signal, streams, rateCounter });
   const hub = new WorkerHub(opts.runtime, opts.logger, opts.workers);
   for (const t of opts.workers?.types ?? []) {
-    if (!hub.types.declare(t)) throw new TypeError(`LEASH_WORKER_TYPES: "${t}" is a type the server serves itself`);
+    if (!hub.types.declare(EVERY_OWNER, t))
+      throw new TypeError(`LEASH_WORKER_TYPES: "${t}" is a type the server serves itself`);
   }
   app.decorate('leashWorkers', hub);
   registerWorkerMetrics(metrics.registry, hub);

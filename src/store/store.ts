@@ -123,8 +123,13 @@ export interface EventWrite {
   patch?: TaskPatch;
 }
 
-/** A task type remote workers declared, with its input JSON Schema's text (or null). */
+/**
+ * A task type an owner's remote workers declared, with its input JSON Schema's text (or
+ * null). Owner '' is a declaration stored before owners were recorded (known, so its
+ * queued tasks are not taken for an unknown type, but nobody's until declared again).
+ */
 export interface RemoteTypeRow {
+  owner: string;
   type: string;
   schema: string | null;
 }
@@ -270,11 +275,12 @@ export interface Store {
 
   // ── remote-worker types (docs/workers.md) ─────────────────────────────────
   /**
-   * Records a task type a remote worker declared (on any node: every node reads them, so
-   * a create of it works on each). `schema`: its input JSON Schema as JSON text; null
-   * keeps the one stored.
+   * Records a task type an owner's remote worker declared (on any node: every node reads
+   * them, so that owner's create of it works on each). `schema`: its input JSON Schema as
+   * JSON text; null keeps the one stored. Types are per owner: another owner's
+   * declaration of the same name is its own row.
    */
-  saveRemoteType(type: string, schema: string | null, now: string): Promise<void>;
+  saveRemoteType(owner: string, type: string, schema: string | null, now: string): Promise<void>;
   listRemoteTypes(): Promise<RemoteTypeRow[]>;
 
   // ── threads and messages ─────────────────────────────────────────────────

@@ -62,8 +62,8 @@ export class WorkerHub {
       runtime,
       log,
       (type, input, ctx) => this.dispatch(type, input, ctx),
-      (type, text) => {
-        for (const w of this.#workers.values()) if (w.schemas.get(type) === text) return w.id;
+      (owner, type, text) => {
+        for (const w of this.#workers.values()) if (w.owner === owner && w.schemas.get(type) === text) return w.id;
         return null;
       },
     );
@@ -233,7 +233,7 @@ export class WorkerHub {
     link: WorkerLink,
   ): Promise<{ worker: WorkerRecord; kept: string[]; unknown: string[] }> {
     await this.types.loaded;
-    const schemas = this.types.accept(hello);
+    const schemas = this.types.accept(owner, hello);
     const w: WorkerRecord = {
       id: newToken('wrk'),
       owner,
@@ -249,7 +249,7 @@ export class WorkerHub {
     };
     this.#workers.set(w.id, w);
     // Not awaited: nothing may come between this record and its welcome (an assign would).
-    void this.types.save(hello, schemas);
+    void this.types.save(owner, hello, schemas);
     // Attempts the worker still runs from an earlier connection are its own again.
     const kept: string[] = [];
     const unknown: string[] = [];

@@ -6,23 +6,45 @@
 import type { Logger } from 'pino';
 import type { AnyTaskDefinition, TaskContext } from '../../runtime/define-task.ts';
 import type { Runtime } from '../../runtime/runtime.ts';
+import type { z } from 'zod';
 import { LeashError } from '../../core/errors.ts';
 import type { HelloFrame } from './protocol.ts';
 import { compileInputSchema, remoteInput, type InputSchema } from './input-schemas.ts';
 
-/** Remote task types one node registers at most (each hello may add up to 64). */
+/** Remote (owner, type) declarations one node keeps at most (each hello may add up to 64). */
 export const MAX_REMOTE_TYPES = 1024;
 
-/** Who declared a schema: the id of a worker registered on this node that declared `text` for `type`, or null. */
-export type SchemaHolder = (type: string, text: string) => string | null;
+/**
+ * Who declared a schema: the id of a worker of `owner` registered on this node that
+ * declared `text` for `type`, or null.
+ */
+export type SchemaHolder = (owner: string, type: string, text: string) => string | null;
 
+/** Declared for every owner: LEASH_WORKER_TYPES (the operator's), no schema. */
+export const EVERY_OWNER = '*';
+
+/** One owner's declaration of a type: its schema (null: any input) and the zod input of it. */
+interface Declared {
+  schema: InputSchema | null;
+  readonly input: z.ZodType;
+}
+
+/**
+ * Remote types are their owner's: a type name one owner's workers declared is unknown
+ * to another owner (a create answers `unknown_task_type` and the known types it lists
+ * leave it out), each owner declares its own schema for it, and a schema conflict is
+ * between workers of one owner. The runtime knows each name once (its queued tasks are
+ * never taken for an unknown type); its definition answers per owner (`forOwner`).
+ */
 export class RemoteTypes {
   readonly #runtime: Runtime;
   readonly #log: Logger;
   readonly #dispatch: (type: string, input: unknown, ctx: TaskContext) => Promise<unknown>;
   readonly #holder: SchemaHolder;
-  readonly #types = new Map<string, { schema: InputSchema | null }>();
-  /** Declarations this node already stored (type + schema text): a reconnect writes nothing. */
+  /** type → owner → declaration. */
+  readonly #types = new Map<string, Map<string, Declared>>();
+  #count = 0;
+  /** Declarations this node already stored (owner + type + schema text): a reconnect writes nothing. */
   readonly #saved = new Set<string>();
   /** The types declared on any node, read from the store (hellos wait for it). */
   readonly loaded: Promise<void>;
@@ -48,6 +70,7 @@ export class RemoteTypes {
     this.#unsubscribe = null;
   }
 
+  /** Type names served remotely (for some owner). */
   get size(): number {
     return this.#types.size;
   }
@@ -60,32 +83,45 @@ export class RemoteTypes {
     return this.#types.has(type);
   }
 
+  /** `owner`'s declaration of `type` (or every owner's), else undefined. */
+  #of(owner: string, type: string): Declared | undefined {
+    const owners = this.#types.get(type);
+    return owners?.get(owner) ?? owners?.get(EVERY_OWNER);
+  }
+
   /**
-   * Makes `type` a remote type of the runtime. False when the server serves it
-   * itself (a built-in or a --tasks module): a worker can't take over a local type.
+   * Makes `type` a remote type of `owner` (EVERY_OWNER: of everyone). False when the
+   * server serves it itself (a built-in or a --tasks module): a worker can't take over a
+   * local type.
    */
-  declare(type: string): boolean {
-    if (this.#types.has(type)) return true;
-    if (this.#runtime.taskType(type) !== undefined) return false;
-    // Types are never forgotten (queued tasks may name them): bound what keys can add.
-    if (this.#types.size >= MAX_REMOTE_TYPES) {
+  declare(owner: string, type: string): boolean {
+    let owners = this.#types.get(type);
+    if (owners?.has(owner)) return true;
+    if (owners === undefined && this.#runtime.taskType(type) !== undefined) return false;
+    // Declarations are never forgotten (queued tasks may name them): bound what keys can add.
+    if (this.#count >= MAX_REMOTE_TYPES) {
       throw new LeashError(
         'too_many_types',
         `This server already knows ${MAX_REMOTE_TYPES} remote task types; it takes no new ones.`,
       );
     }
-    const entry = { schema: null as InputSchema | null };
-    this.#runtime.addTaskType(this.#definition(type, () => entry.schema));
-    this.#types.set(type, entry);
+    if (owners === undefined) {
+      owners = new Map();
+      this.#types.set(type, owners);
+      this.#runtime.addTaskType(this.#definition(type));
+    }
+    const entry: Declared = { schema: null, input: remoteInput(() => entry.schema) };
+    owners.set(owner, entry);
+    this.#count++;
     return true;
   }
 
   /**
-   * Checks a hello's types and schemas and, when all pass, declares them (a refused
-   * hello leaves no trace); throws the LeashError to send otherwise. Returns the
-   * canonical text of each declared schema. Storing them is `save`'s.
+   * Checks a hello's types and schemas and, when all pass, declares them for `owner` (a
+   * refused hello leaves no trace); throws the LeashError to send otherwise. Returns the
+   * compiled schema of each type that declared one. Storing them is `save`'s.
    */
-  accept(hello: HelloFrame): Map<string, InputSchema> {
+  accept(owner: string, hello: HelloFrame): Map<string, InputSchema> {
     const schemas = new Map<string, InputSchema>();
     for (const [t, schema] of Object.entries(hello.schemas ?? {})) schemas.set(t, compileInputSchema(t, schema));
     for (const t of hello.types) {
@@ -96,42 +132,42 @@ export class RemoteTypes {
         );
       }
       const schema = schemas.get(t);
-      if (schema) this.#checkSchema(t, schema);
+      if (schema) this.#checkSchema(owner, t, schema);
     }
     for (const t of hello.types) {
-      this.declare(t);
+      this.declare(owner, t);
       const schema = schemas.get(t);
-      if (schema) this.#types.get(t)!.schema = schema;
+      if (schema) this.#types.get(t)!.get(owner)!.schema = schema;
     }
     return schemas;
   }
 
   /**
-   * A different schema than the one a worker registered here still declares is refused
-   * (`type_conflict`): two workers of one type must accept the same inputs. With none
-   * left, the new one replaces it.
+   * A different schema than the one a worker of the same owner registered here still
+   * declares is refused (`type_conflict`): two workers of one type must accept the same
+   * inputs. With none left, the new one replaces it. Other owners' are theirs.
    */
-  #checkSchema(type: string, schema: InputSchema): void {
-    const current = this.#types.get(type)?.schema ?? null;
+  #checkSchema(owner: string, type: string, schema: InputSchema): void {
+    const current = this.#types.get(type)?.get(owner)?.schema ?? null;
     if (current === null || current.text === schema.text) return;
-    const holder = this.#holder(type, current.text);
+    const holder = this.#holder(owner, type, current.text);
     if (holder !== null) {
       throw new LeashError(
         'type_conflict',
-        `Task type "${type}" is already served with another input schema (by worker ${holder}); a worker of a type must declare the same schema. Stop the other workers first, or serve the new schema under a new type name.`,
+        `Task type "${type}" is already served with another input schema (by your worker ${holder}); a worker of a type must declare the same schema. Stop the other workers first, or serve the new schema under a new type name.`,
       );
     }
   }
 
-  /** Stores the types (and schemas) a worker declared and tells the other nodes. */
-  async save(hello: HelloFrame, schemas: Map<string, InputSchema>): Promise<void> {
+  /** Stores the types (and schemas) `owner`'s worker declared and tells the other nodes. */
+  async save(owner: string, hello: HelloFrame, schemas: Map<string, InputSchema>): Promise<void> {
     const now = new Date().toISOString();
     try {
       let changed = false;
       for (const t of hello.types) {
-        const key = `${t}\u001f${schemas.get(t)?.text ?? ''}`;
+        const key = `${owner}\u001f${t}\u001f${schemas.get(t)?.text ?? ''}`;
         if (this.#saved.has(key)) continue;
-        await this.#runtime.store.saveRemoteType(t, schemas.get(t)?.text ?? null, now);
+        await this.#runtime.store.saveRemoteType(owner, t, schemas.get(t)?.text ?? null, now);
         this.#saved.add(key);
         changed = true;
       }
@@ -152,15 +188,15 @@ export class RemoteTypes {
     }
     for (const row of rows) {
       try {
-        if (!this.declare(row.type)) {
+        if (!this.declare(row.owner, row.type)) {
           this.#log.warn({ type: row.type }, 'a stored remote-worker type is served by this server itself: ignored');
           continue;
         }
         if (row.schema === null) continue;
-        const entry = this.#types.get(row.type)!;
+        const entry = this.#types.get(row.type)!.get(row.owner)!;
         if (entry.schema?.text === row.schema) continue;
         // A worker here that declared the current one keeps it (the conflict is its to report).
-        if (entry.schema !== null && this.#holder(row.type, entry.schema.text) !== null) continue;
+        if (entry.schema !== null && this.#holder(row.owner, row.type, entry.schema.text) !== null) continue;
         entry.schema = compileInputSchema(row.type, JSON.parse(row.schema));
       } catch (err) {
         this.#log.warn({ err, type: row.type }, 'a stored remote-worker type could not be loaded');
@@ -168,13 +204,14 @@ export class RemoteTypes {
     }
   }
 
-  #definition(type: string, schema: () => InputSchema | null): AnyTaskDefinition {
+  #definition(type: string): AnyTaskDefinition {
     return {
       type,
       description: 'served by remote workers',
-      // What its workers' declared JSON Schema accepts; without one, anything within the
-      // body size and JSON depth limits (the worker validates its input).
-      input: remoteInput(schema),
+      // Per owner (forOwner): what its workers' declared JSON Schema accepts; without one,
+      // anything within the body size and JSON depth limits (the worker validates its input).
+      input: remoteInput(() => null),
+      forOwner: (owner) => this.#of(owner, type)?.input ?? null,
       run: (input, ctx) => this.#dispatch(type, input, ctx),
     };
   }

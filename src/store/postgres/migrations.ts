@@ -365,6 +365,16 @@ export const MIGRATIONS: readonly Migration[] = [
     name: 'remote-worker types',
     sql: 'CREATE TABLE remote_types (type text PRIMARY KEY, input_schema text, declared_at timestamptz NOT NULL);',
   },
+  // Remote types per owner: one owner's type name (and its schema) is not another's.
+  // Rows stored before have no owner (''): known, nobody's until declared again.
+  {
+    id: 10,
+    name: 'remote-worker types per owner',
+    sql: `ALTER TABLE remote_types ADD COLUMN owner text NOT NULL DEFAULT '';
+      ALTER TABLE remote_types DROP CONSTRAINT remote_types_pkey;
+      ALTER TABLE remote_types ADD PRIMARY KEY (owner, type);
+      ALTER TABLE remote_types ALTER COLUMN owner DROP DEFAULT;`,
+  },
 ];
 
 /** Session-level advisory lock key held while migrating ("leash" + 1). */

@@ -198,8 +198,8 @@ export class PostgresStore implements Store {
   purgeEnded(endedBefore: string): Promise<number> {
     return purgeEnded(this.#db, endedBefore);
   }
-  saveRemoteType(type: string, schema: string | null, now: string): Promise<void> {
-    return saveRemoteType(this.#db, type, schema, now);
+  saveRemoteType(owner: string, type: string, schema: string | null, now: string): Promise<void> {
+    return saveRemoteType(this.#db, owner, type, schema, now);
   }
   listRemoteTypes(): Promise<RemoteTypeRow[]> {
     return listRemoteTypes(this.#db);

@@ -111,6 +111,18 @@ export const MIGRATIONS: readonly Migration[] = [
     name: 'remote-worker types',
     sql: 'CREATE TABLE remote_types (type TEXT PRIMARY KEY, input_schema TEXT, declared_at TEXT NOT NULL);',
   },
+  // Remote types per owner: one owner's type name (and its schema) is not another's.
+  // Rows stored before have no owner (''): known, nobody's until declared again.
+  {
+    id: 5,
+    name: 'remote-worker types per owner',
+    sql: `CREATE TABLE remote_types_by_owner (owner TEXT NOT NULL, type TEXT NOT NULL, input_schema TEXT,
+        declared_at TEXT NOT NULL, PRIMARY KEY (owner, type));
+      INSERT INTO remote_types_by_owner (owner, type, input_schema, declared_at)
+        SELECT '', type, input_schema, declared_at FROM remote_types;
+      DROP TABLE remote_types;
+      ALTER TABLE remote_types_by_owner RENAME TO remote_types;`,
+  },
 ];
 
 const CREATE_TABLE = `CREATE TABLE IF NOT EXISTS migrations (

@@ -143,8 +143,8 @@ export class SqliteStore implements Store {
   async purgeEnded(endedBefore: string): Promise<number> {
     return purgeEnded(this.#db, endedBefore);
   }
-  async saveRemoteType(type: string, schema: string | null, now: string): Promise<void> {
-    saveRemoteType(this.#db, type, schema, now);
+  async saveRemoteType(owner: string, type: string, schema: string | null, now: string): Promise<void> {
+    saveRemoteType(this.#db, owner, type, schema, now);
   }
   async listRemoteTypes(): Promise<RemoteTypeRow[]> {
     return listRemoteTypes(this.#db);
