@@ -132,3 +132,36 @@ it('after a restart, before any worker is back: still per owner (the declaration
   await serve('ka', 'own.t', ANN_SCHEMA, 'ann');
   assert.deepEqual((await waitDone('ka', queued.body.id)).result, { tag: 'ann', input: { n: 3 } });
 });
+
+it('one owner may declare at most 256 types; past it a hello is refused whole, and another owner still declares', async () => {
+  const many = (prefix: string, n: number): string[] => Array.from({ length: n }, (_, i) => `${prefix}.${i}`);
+  const connect = async (key: string, types: string[]): Promise<Worker> => {
+    const w = new Worker({ url: server.url, apiKey: key, slots: 1 });
+    for (const t of types) w.task(t, async () => null);
+    workers.push(w);
+    const running = w.run();
+    running.catch(() => {});
+    for (let i = 0; i < 300 && w.workerId === null; i++) {
+      const failed = await Promise.race([
+        running.then(
+          () => false,
+          (e: unknown) => e,
+        ),
+        new Promise((r) => setTimeout(() => r(null), 10)),
+      ]);
+      if (failed) throw failed;
+    }
+    return w;
+  };
+  // cid has none yet (the test before declared ann's own.t): 4 hellos of 64 fill cid's 256.
+  for (let k = 0; k < 4; k++) await connect('kc', many(`cap${k}`, 64));
+  const refused = (e: unknown) => e instanceof WorkerError && e.code === 'too_many_types';
+  await assert.rejects(connect('kc', ['cap.over']), refused);
+  // A refused hello declares nothing of itself.
+  const r = await create('kc', 'cap.over', {});
+  assert.equal(r.body.error?.code, 'unknown_task_type');
+  // The types cid has stay usable; bob is not held back by cid's full table.
+  assert.equal((await create('kc', 'cap0.1', {})).status, 202);
+  await connect('kb', ['bob.extra']);
+  assert.equal((await create('kb', 'bob.extra', {})).status, 202);
+});

@@ -11,8 +11,13 @@ import { LeashError } from '../../core/errors.ts';
 import type { HelloFrame } from './protocol.ts';
 import { compileInputSchema, remoteInput, type InputSchema } from './input-schemas.ts';
 
-/** Remote (owner, type) declarations one node keeps at most (each hello may add up to 64). */
-export const MAX_REMOTE_TYPES = 1024;
+/**
+ * Remote types one owner may declare (each hello may add up to 64): one tenant filling
+ * the node's table must not stop the others declaring theirs.
+ */
+export const MAX_REMOTE_TYPES_PER_OWNER = 256;
+/** Remote (owner, type) declarations one node keeps at most, all owners together. */
+export const MAX_REMOTE_TYPES = 16_384;
 
 /**
  * Who declared a schema: the id of a worker of `owner` registered on this node that
@@ -44,6 +49,8 @@ export class RemoteTypes {
   /** type → owner → declaration. */
   readonly #types = new Map<string, Map<string, Declared>>();
   #count = 0;
+  /** Declarations per owner (MAX_REMOTE_TYPES_PER_OWNER). */
+  readonly #perOwner = new Map<string, number>();
   /** Declarations this node already stored (owner + type + schema text): a reconnect writes nothing. */
   readonly #saved = new Set<string>();
   /** The types declared on any node, read from the store (hellos wait for it). */
@@ -92,19 +99,16 @@ export class RemoteTypes {
   /**
    * Makes `type` a remote type of `owner` (EVERY_OWNER: of everyone). False when the
    * server serves it itself (a built-in or a --tasks module): a worker can't take over a
-   * local type.
+   * local type. `stored`: read from the store, where it counts only against the node's
+   * bound (what is stored must be known, or its queued tasks would look unknown).
    */
-  declare(owner: string, type: string): boolean {
+  declare(owner: string, type: string, stored = false): boolean {
     let owners = this.#types.get(type);
     if (owners?.has(owner)) return true;
     if (owners === undefined && this.#runtime.taskType(type) !== undefined) return false;
     // Declarations are never forgotten (queued tasks may name them): bound what keys can add.
-    if (this.#count >= MAX_REMOTE_TYPES) {
-      throw new LeashError(
-        'too_many_types',
-        `This server already knows ${MAX_REMOTE_TYPES} remote task types; it takes no new ones.`,
-      );
-    }
+    this.#checkRoom(stored ? null : owner, 1);
+    const mine = this.#perOwner.get(owner) ?? 0;
     if (owners === undefined) {
       owners = new Map();
       this.#types.set(type, owners);
@@ -113,7 +117,24 @@ export class RemoteTypes {
     const entry: Declared = { schema: null, input: remoteInput(() => entry.schema) };
     owners.set(owner, entry);
     this.#count++;
+    this.#perOwner.set(owner, mine + 1);
     return true;
+  }
+
+  /** Throws `too_many_types` unless `owner` (null: anyone, the node's bound only) may declare `added` more types here. */
+  #checkRoom(owner: string | null, added: number): void {
+    if (owner !== null && (this.#perOwner.get(owner) ?? 0) + added > MAX_REMOTE_TYPES_PER_OWNER) {
+      throw new LeashError(
+        'too_many_types',
+        `You may declare at most ${MAX_REMOTE_TYPES_PER_OWNER} remote task types; reuse a type name (one type can take many kinds of input) instead of adding more.`,
+      );
+    }
+    if (this.#count + added > MAX_REMOTE_TYPES) {
+      throw new LeashError(
+        'too_many_types',
+        `This server already knows ${MAX_REMOTE_TYPES} remote task types; it takes no new ones.`,
+      );
+    }
   }
 
   /**
@@ -134,6 +155,9 @@ export class RemoteTypes {
       const schema = schemas.get(t);
       if (schema) this.#checkSchema(owner, t, schema);
     }
+    // Over a bound, nothing of the hello is declared (checked before the first one is).
+    const added = new Set(hello.types.filter((t) => !this.#types.get(t)?.has(owner))).size;
+    this.#checkRoom(owner, added);
     for (const t of hello.types) {
       this.declare(owner, t);
       const schema = schemas.get(t);
@@ -188,7 +212,7 @@ export class RemoteTypes {
     }
     for (const row of rows) {
       try {
-        if (!this.declare(row.owner, row.type)) {
+        if (!this.declare(row.owner, row.type, true)) {
           this.#log.warn({ type: row.type }, 'a stored remote-worker type is served by this server itself: ignored');
           continue;
         }
