@@ -40,11 +40,11 @@ after(async () => {
 const ANN_SCHEMA = { type: 'object', properties: { n: { type: 'integer' } }, required: ['n'] };
 const BOB_SCHEMA = { type: 'object', properties: { s: { type: 'string' } }, required: ['s'] };
 
-/** A worker of `key` serving `type` (echoing its input and its owner's tag), connected. */
-async function serve(key: string, type: string, schema: Record<string, unknown>, tag: string): Promise<Worker> {
-  const w = new Worker({ url: server.url, apiKey: key, slots: 2 }).task(type, async (input) => ({ tag, input }), {
-    schema,
-  });
+/** A connected worker of `key` serving `types` (each answering `null`); rejects with the hello's refusal. */
+async function connect(key: string, types: string[], setUp?: (w: Worker) => Worker): Promise<Worker> {
+  let w = new Worker({ url: server.url, apiKey: key, slots: 2 });
+  for (const t of types) w.task(t, async () => null);
+  if (setUp) w = setUp(w);
   workers.push(w);
   const running = w.run();
   running.catch(() => {});
@@ -58,9 +58,13 @@ async function serve(key: string, type: string, schema: Record<string, unknown>,
     ]);
     if (failed) throw failed;
   }
-  assert.ok(w.workerId, `${tag}'s worker connected`);
+  assert.ok(w.workerId, `a worker of ${key} connected`);
   return w;
 }
+
+/** A worker of `key` serving `type` with `schema`, echoing its input and `tag`. */
+const serve = (key: string, type: string, schema: Record<string, unknown>, tag: string): Promise<Worker> =>
+  connect(key, [], (w) => w.task(type, async (input) => ({ tag, input }), { schema }));
 
 const create = (key: string, type: string, input: unknown) =>
   api(server.url, 'POST', '/api/tasks', { key, body: { type, input } });
@@ -135,24 +139,6 @@ it('after a restart, before any worker is back: still per owner (the declaration
 
 it('one owner may declare at most 256 types; past it a hello is refused whole, and another owner still declares', async () => {
   const many = (prefix: string, n: number): string[] => Array.from({ length: n }, (_, i) => `${prefix}.${i}`);
-  const connect = async (key: string, types: string[]): Promise<Worker> => {
-    const w = new Worker({ url: server.url, apiKey: key, slots: 1 });
-    for (const t of types) w.task(t, async () => null);
-    workers.push(w);
-    const running = w.run();
-    running.catch(() => {});
-    for (let i = 0; i < 300 && w.workerId === null; i++) {
-      const failed = await Promise.race([
-        running.then(
-          () => false,
-          (e: unknown) => e,
-        ),
-        new Promise((r) => setTimeout(() => r(null), 10)),
-      ]);
-      if (failed) throw failed;
-    }
-    return w;
-  };
   // cid has none yet (the test before declared ann's own.t): 4 hellos of 64 fill cid's 256.
   for (let k = 0; k < 4; k++) await connect('kc', many(`cap${k}`, 64));
   const refused = (e: unknown) => e instanceof WorkerError && e.code === 'too_many_types';
