@@ -57,25 +57,29 @@ const serve = await startServeProcess(
 );
 const server = serve.proc;
 const url = serve.url;
+/** User and system CPU seconds of a process or thread so far, from its /proc `stat` file. */
+const cpuOf = (statPath: string): { user: number; sys: number } => {
+  const f = readFileSync(statPath, 'utf8').split(') ')[1]!.split(' ');
+  return { user: Number(f[11]) / 100, sys: Number(f[12]) / 100 }; // utime, stime in clock ticks (USER_HZ = 100)
+};
 /** CPU seconds (user + system) a process has used so far. */
 const processCpu = (pid: number | undefined): number => {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+  const c = cpuOf(`/proc/${pid}/stat`);
+  return c.user + c.sys;
 };
 const serverCpu = (): number => processCpu(server.pid);
 /** CPU seconds a process has spent in the kernel (system time): socket writes and wake-ups land here. */
-const processSys = (pid: number | undefined): number =>
-  Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[12]) / 100;
+const processSys = (pid: number | undefined): number => cpuOf(`/proc/${pid}/stat`).sys;
 const upstreamCpu = (): number => processCpu(upstreamProc.pid);
 /** CPU seconds per thread of the server, by kind: the event loop, worker threads (the SQLite store's), the rest (V8's GC helpers, libuv). */
 const serverThreadsCpu = (): { main: number; worker: number; other: number } => {
   const out = { main: 0, worker: 0, other: 0 };
   for (const tid of readdirSync(`/proc/${server.pid}/task`)) {
     try {
-      const f = readFileSync(`/proc/${server.pid}/task/${tid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      const c = cpuOf(`/proc/${server.pid}/task/${tid}/stat`);
       const comm = readFileSync(`/proc/${server.pid}/task/${tid}/comm`, 'utf8').trim();
       const kind = Number(tid) === server.pid ? 'main' : comm === 'WorkerThread' ? 'worker' : 'other';
-      out[kind] += (Number(f[11]) + Number(f[12])) / 100;
+      out[kind] += c.user + c.sys;
     } catch {
       // the thread ended between the listing and the read
     }

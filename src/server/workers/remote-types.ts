@@ -48,8 +48,7 @@ export class RemoteTypes {
   readonly #holder: SchemaHolder;
   /** type → owner → declaration. */
   readonly #types = new Map<string, Map<string, Declared>>();
-  #count = 0;
-  /** Declarations per owner (MAX_REMOTE_TYPES_PER_OWNER). */
+  /** Declarations per owner (MAX_REMOTE_TYPES_PER_OWNER; their sum is bound by MAX_REMOTE_TYPES). */
   readonly #perOwner = new Map<string, number>();
   /** Declarations this node already stored (owner + type + schema text): a reconnect writes nothing. */
   readonly #saved = new Set<string>();
@@ -116,7 +115,6 @@ export class RemoteTypes {
     }
     const entry: Declared = { schema: null, input: remoteInput(() => entry.schema) };
     owners.set(owner, entry);
-    this.#count++;
     this.#perOwner.set(owner, mine + 1);
     return true;
   }
@@ -129,7 +127,9 @@ export class RemoteTypes {
         `You may declare at most ${MAX_REMOTE_TYPES_PER_OWNER} remote task types; reuse a type name (one type can take many kinds of input) instead of adding more.`,
       );
     }
-    if (this.#count + added > MAX_REMOTE_TYPES) {
+    let count = added;
+    for (const n of this.#perOwner.values()) count += n;
+    if (count > MAX_REMOTE_TYPES) {
       throw new LeashError(
         'too_many_types',
         `This server already knows ${MAX_REMOTE_TYPES} remote task types; it takes no new ones.`,
